@@ -1,0 +1,348 @@
+"""The PCM test-chip driver: numpy in, numpy out, over any transport.
+
+Conductance in µS, current in µA, pulse width in ns, time in s, voltage in V, temperature K.
+Every command is encoded from the protocol's command table, after the table's own range and
+length checks against the limits the chip reported — so an out-of-limit pulse raises
+``PulseLimitError`` and never reaches the wire. After any command that can fail the driver
+reads the error queue in the same round trip and raises ``ChipError`` with the chip's code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from protocols import COMMANDS, PROTOCOL_VERSION
+from protocols.codec import MessageFramer, encode_command, is_error_entry, parse_reply, split_units
+from protocols.errors import ErrorEntry, ScpiError
+
+from .errors import (
+    ChipBusyError,
+    ChipError,
+    ChipTimeoutError,
+    ProtocolVersionError,
+    TransportError,
+    chip_error,
+)
+from .transports import Transport, open_transport
+
+_ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
+
+
+@dataclass(frozen=True)
+class Identity:
+    manufacturer: str
+    model: str
+    serial: str
+    firmware: str
+
+
+@dataclass(frozen=True)
+class ChipConfiguration:
+    """What the chip reports of itself when the driver opens it."""
+
+    identity: Identity
+    protocol_version: str
+    tiles: int
+    rows: int
+    columns: int
+    g_max_uS: float
+    pulse_amplitude_max_uA: float
+    pulse_width_min_ns: float
+    pulse_width_max_ns: float
+    temperature_min_K: float
+    temperature_max_K: float
+    read_voltage_V: float
+    dac_bits: int
+    adc_bits: int
+    mvm_input_max_V: float
+    mvm_output_max_uA: float
+
+    @property
+    def devices_per_tile(self) -> int:
+        return self.rows * self.columns
+
+    def limits(self) -> dict[str, float]:
+        """The limits the command table's ranges refer to."""
+        values = asdict(self)
+        values["devices_per_tile"] = self.devices_per_tile
+        return {k: v for k, v in values.items() if isinstance(v, (int, float))}
+
+
+class PcmChip:
+    """A PCM test chip (or its emulator) behind a transport. Use ``PcmChip.open(resource)``."""
+
+    def __init__(self, transport: Transport, *, check_version: bool = True) -> None:
+        self.transport = transport
+        self.resource = transport.resource
+        self._framer = MessageFramer(max_text=1 << 20)
+        self._messages: deque[bytes] = deque()
+        self._closed = False
+        self.config = self._handshake(check_version)
+        self._limits = self.config.limits()
+
+    @classmethod
+    def open(
+        cls,
+        resource: str = "emulator",
+        *,
+        timeout_s: float = 10.0,
+        visa_library: str = "@py",
+        check_version: bool = True,
+    ) -> PcmChip:
+        """Open a chip by resource string: ``emulator`` (in-process), a VISA resource, or a
+        serial port. Raises ``ProtocolVersionError`` for an incompatible chip."""
+        transport = open_transport(resource, timeout_s, visa_library)
+        try:
+            return cls(transport, check_version=check_version)
+        except BaseException:
+            transport.close()
+            raise
+
+    def _handshake(self, check_version: bool) -> ChipConfiguration:
+        identity = self._identify()
+        self._call("clear_status")
+        version = self._call("protocol_version")
+        if check_version and version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+            raise ProtocolVersionError(
+                f"{self.resource} speaks protocol {version}; this driver speaks {PROTOCOL_VERSION} "
+                "(major versions must match): update pcm-hil or the chip firmware"
+            )
+        tiles, rows, columns = self._call("geometry")
+        amplitude_max, width_min, width_max = self._call("pulse_limits")
+        temperature_min, temperature_max = self._call("temperature_limits")
+        dac_bits, adc_bits = self._call("mvm_resolution")
+        input_max, output_max = self._call("mvm_range")
+        return ChipConfiguration(
+            identity=identity,
+            protocol_version=version,
+            tiles=tiles,
+            rows=rows,
+            columns=columns,
+            g_max_uS=self._call("g_max"),
+            pulse_amplitude_max_uA=amplitude_max,
+            pulse_width_min_ns=width_min,
+            pulse_width_max_ns=width_max,
+            temperature_min_K=temperature_min,
+            temperature_max_K=temperature_max,
+            read_voltage_V=self._call("read_voltage"),
+            dac_bits=dac_bits,
+            adc_bits=adc_bits,
+            mvm_input_max_V=input_max,
+            mvm_output_max_uA=output_max,
+        )
+
+    def _identify(self) -> Identity:
+        self.transport.write(b"*IDN?\n")
+        message = self._read_message()
+        entry = is_error_entry(message)
+        if entry is not None:
+            raise chip_error(entry.code, _detail(entry), command="*IDN?")
+        fields = message.decode("ascii", "replace").strip().split(",")
+        if len(fields) != 4:
+            raise TransportError(
+                f"{self.resource} answered *IDN? with {message[:80]!r}: not a PCM test chip"
+            )
+        return Identity(*(f.strip() for f in fields))
+
+    # --- the one path every command takes -----------------------------------------------------------
+
+    def _call(self, handler: str, **values: Any) -> Any:
+        """Encode, send, read the reply and the error queue, raise on any error."""
+        if self._closed:
+            raise TransportError("the driver is closed")
+        command = COMMANDS.by_handler(handler)
+        limits = getattr(self, "_limits", {})
+        try:
+            unit = encode_command(command, values, limits)
+        except ScpiError as error:
+            raise chip_error(
+                error.code, error.detail, command=command.short_form, sent=False
+            ) from None
+        can_fail = bool(command.args) or not command.is_query
+        self.transport.write(unit + (b"\n" + _ERROR_QUERY + b"\n" if can_fail else b"\n"))
+        result = None
+        if command.is_query:
+            message = self._read_message()
+            if command.reply.kind != "error":
+                entry = is_error_entry(message)
+                if entry is not None and can_fail:
+                    self._raise(entry, command.short_form)
+            units = split_units(message)
+            result = parse_reply(command.reply, units[0])
+        if can_fail:
+            entry = parse_reply(COMMANDS.by_handler("error_next").reply, self._read_message())
+            if entry.code != 0:
+                self._raise(entry, command.short_form)
+        return result
+
+    def _raise(self, entry: ErrorEntry, command: str) -> None:
+        """Drain the rest of the queue (so the next command starts clean) and raise."""
+        others = self.errors()
+        error = chip_error(entry.code, _detail(entry), command=command)
+        error.further = others
+        raise error
+
+    def _read_message(self) -> bytes:
+        while not self._messages:
+            chunk = self.transport.read(self._framer.bytes_needed())
+            for item in self._framer.feed(chunk):
+                if isinstance(item, ScpiError):
+                    raise TransportError(f"{self.resource}: malformed reply ({item})")
+                self._messages.append(item)
+        return self._messages.popleft()
+
+    # --- identity, status, errors ---------------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        return self.config.identity
+
+    def errors(self) -> list[ErrorEntry]:
+        """Read and empty the chip's error queue."""
+        entries = []
+        for _ in range(64):
+            entry = self._call("error_next")
+            if entry.code == 0:
+                break
+            entries.append(entry)
+        return entries
+
+    def error_count(self) -> int:
+        return self._call("error_count")
+
+    def reset(self) -> None:
+        """*RST: settings to defaults (device conductances are non-volatile)."""
+        self._call("reset")
+
+    def clear_status(self) -> None:
+        """*CLS: empty the error queue and the event status register."""
+        self._call("clear_status")
+
+    def event_status(self) -> int:
+        """*ESR?: read and clear the event status register."""
+        return self._call("event_status_query")
+
+    def set_event_status_enable(self, mask: int) -> None:
+        self._call("event_status_enable", mask=mask)
+
+    def event_status_enable(self) -> int:
+        return self._call("event_status_enable_query")
+
+    def status_byte(self) -> int:
+        return self._call("status_byte_query")
+
+    def operation_complete(self) -> bool:
+        """*OPC?: True once all pending operations are done."""
+        return self._call("operation_complete_query") == 1
+
+    def set_operation_complete(self) -> None:
+        """*OPC: set the operation-complete bit of the event status register."""
+        self._call("operation_complete")
+
+    def wait_to_continue(self) -> None:
+        self._call("wait_to_continue")
+
+    def self_test(self) -> bool:
+        """*TST?: True when the chip passes."""
+        return self._call("self_test_query") == 0
+
+    def scpi_version(self) -> str:
+        return self._call("scpi_version")
+
+    # --- programming and reading --------------------------------------------------------------------
+
+    def pulse(self, tile: int, addresses, amplitude_uA, width_ns) -> None:
+        """Apply one pulse per device in one command. ``amplitude_uA`` and ``width_ns`` are
+        arrays like ``addresses`` or scalars applied to all. Refused before sending if any
+        pulse breaks the chip's safe limits (``PulseLimitError``)."""
+        addresses = np.asarray(addresses)
+        amplitude = np.atleast_1d(np.asarray(amplitude_uA, dtype=np.float32))
+        width = np.atleast_1d(np.asarray(width_ns, dtype=np.float32))
+        self._call(
+            "pulse",
+            tile=tile,
+            addresses=addresses.ravel(),
+            amplitudes=amplitude.ravel(),
+            widths=width.ravel(),
+        )
+
+    def read_tile(self, tile: int) -> np.ndarray:
+        """Conductances of a whole tile, (rows, columns) float32 µS."""
+        values = self._call("read_tile", tile=tile)
+        return values.reshape(self.config.rows, self.config.columns)
+
+    def read(self, tile: int, addresses) -> np.ndarray:
+        """Conductances of the listed devices of a tile, float32 µS, in order."""
+        return self._call("read_devices", tile=tile, addresses=np.asarray(addresses).ravel())
+
+    def mvm(self, tile: int, inputs_V, *, transposed: bool = False) -> np.ndarray:
+        """Analog matrix-vector multiply. ``inputs_V``: (rows,) or (n, rows) forward, (columns,)
+        or (n, columns) transposed. Returns µA, (columns,) / (n, columns) forward or
+        (rows,) / (n, rows) transposed."""
+        inputs = np.asarray(inputs_V, dtype=np.float32)
+        width = self.config.columns if transposed else self.config.rows
+        if inputs.shape[-1] != width:
+            raise ValueError(f"inputs must have {width} values per vector, not {inputs.shape[-1]}")
+        handler = "mvm_transposed" if transposed else "mvm_forward"
+        out = self._call(handler, tile=tile, inputs=inputs.reshape(-1))
+        outputs = self.config.rows if transposed else self.config.columns
+        return out.reshape(outputs) if inputs.ndim == 1 else out.reshape(-1, outputs)
+
+    # --- temperature and clock ---------------------------------------------------------------------
+
+    def temperature(self) -> float:
+        """Chip temperature, K."""
+        return self._call("temperature")
+
+    def set_temperature(self, kelvin: float) -> None:
+        """Set the temperature setpoint, K (within the chip's limits)."""
+        self._call("set_temperature", kelvin=kelvin)
+
+    def time(self) -> float:
+        """Seconds on the chip's clock."""
+        return self._call("clock_time")
+
+    def clock_mode(self) -> str:
+        """``VIRT`` (emulator: time moves only by ``advance``) or ``REAL``."""
+        return self._call("clock_mode")
+
+    def advance(self, seconds: float) -> None:
+        """Advance a virtual clock by ``seconds`` (error 104 on a real-time chip)."""
+        self._call("clock_advance", seconds=seconds)
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the transport; calling it again does nothing."""
+        if not self._closed:
+            self._closed = True
+            self.transport.close()
+
+    def __enter__(self) -> PcmChip:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"<PcmChip {self.resource} {c.identity.model} {c.tiles}×{c.rows}×{c.columns}>"
+
+
+def _detail(entry: ErrorEntry) -> str:
+    _message, _sep, detail = entry.text.partition(";")
+    return detail
+
+
+__all__ = [
+    "ChipBusyError",
+    "ChipConfiguration",
+    "ChipError",
+    "ChipTimeoutError",
+    "Identity",
+    "PcmChip",
+]

@@ -1,0 +1,66 @@
+"""Typed exceptions of the drivers. Chip errors carry the protocol's code and message."""
+
+from __future__ import annotations
+
+from protocols.errors import CHIP_BUSY, ERRORS, PULSE_OUTSIDE_LIMITS
+
+
+class PcmHilError(Exception):
+    """Base of every error the drivers raise."""
+
+
+class ResourceError(PcmHilError, ValueError):
+    """A resource string that names no transport we can open."""
+
+
+class TransportError(PcmHilError):
+    """The transport failed: see the subclasses."""
+
+
+class ChipTimeoutError(TransportError, TimeoutError):
+    """No (complete) reply within the timeout."""
+
+
+class ChipDisconnectedError(TransportError, ConnectionError):
+    """The connection to the chip is gone."""
+
+
+class ProtocolVersionError(PcmHilError):
+    """The chip speaks a protocol major version this driver does not."""
+
+
+class ChipError(PcmHilError):
+    """An error with a protocol code: reported by the chip (``sent=True``) or found by the
+    driver's own check of the command table before sending (``sent=False``)."""
+
+    def __init__(
+        self, code: int, detail: str = "", *, command: str = "", sent: bool = True
+    ) -> None:
+        self.code = code
+        self.message = ERRORS.get(code, "Unknown error")
+        self.detail = detail
+        self.command = command
+        self.sent = sent
+        where = f" [{command}]" if command else ""
+        tail = f": {detail}" if detail else ""
+        origin = "" if sent else " (refused by the driver, not sent)"
+        super().__init__(f"{code} {self.message}{tail}{where}{origin}")
+
+
+class PulseLimitError(ChipError):
+    """A pulse outside the chip's safe limits (code 101)."""
+
+
+class ChipBusyError(ChipError):
+    """Another client controls the chip (code 105)."""
+
+
+_BY_CODE: dict[int, type[ChipError]] = {
+    PULSE_OUTSIDE_LIMITS: PulseLimitError,
+    CHIP_BUSY: ChipBusyError,
+}
+
+
+def chip_error(code: int, detail: str = "", *, command: str = "", sent: bool = True) -> ChipError:
+    """The ChipError subclass for a code."""
+    return _BY_CODE.get(code, ChipError)(code, detail, command=command, sent=sent)

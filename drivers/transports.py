@@ -1,0 +1,260 @@
+"""Transports: bytes to and from a chip, picked by the resource string.
+
+=====================================  ============================================
+resource                               transport
+=====================================  ============================================
+``emulator`` or ``emulator?seed=3&…``  in-process emulated chip (imported on open)
+``TCPIP0::host::port::SOCKET``, ``ASRL…::INSTR``, any VISA resource   pyvisa
+``serial:/dev/ttyUSB0[?baud=N]``, ``/dev/…``, ``COMn``, pyserial URLs   pyserial
+=====================================  ============================================
+
+A transport writes bytes and reads either "up to and including the next LF" (``exact=None``)
+or an exact count (inside a binary block, where LF is data). Timeouts and lost connections
+become ``ChipTimeoutError`` and ``ChipDisconnectedError``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from .errors import ChipDisconnectedError, ChipTimeoutError, ResourceError, TransportError
+
+_VISA = re.compile(r"^(TCPIP\d*|ASRL|GPIB\d*|USB\d*|VXI\d*|PXI\d*|VICP\d*)", re.IGNORECASE)
+_SERIAL_URL = re.compile(r"^(socket|rfc2217|loop|spy|alt|hwgrep)://", re.IGNORECASE)
+
+
+class Transport(Protocol):
+    """What the driver needs of a connection."""
+
+    resource: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, exact: int | None) -> bytes: ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessTransport:
+    """The embedded emulator: the same bytes as on a wire, with no wire."""
+
+    def __init__(self, resource: str, wire) -> None:
+        self.resource = resource
+        self.wire = wire
+        self._framer = wire.new_framer()
+        self._pending = bytearray()
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ChipDisconnectedError("in-process transport is closed")
+        self._pending += self.wire.feed(self._framer, data)
+
+    def read(self, exact: int | None) -> bytes:
+        if self._closed:
+            raise ChipDisconnectedError("in-process transport is closed")
+        if not self._pending:
+            raise ChipTimeoutError("the emulated chip sent no reply (the command was not a query?)")
+        if exact is None:
+            newline = self._pending.find(b"\n")
+            count = len(self._pending) if newline < 0 else newline + 1
+        else:
+            count = min(exact, len(self._pending))
+        data = bytes(self._pending[:count])
+        del self._pending[:count]
+        return data
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._framer.reset()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class VisaTransport:
+    """Any VISA resource through pyvisa; pyvisa-py (``@py``) unless another library is named."""
+
+    def __init__(self, resource: str, timeout_s: float, visa_library: str = "@py") -> None:
+        import pyvisa
+        import pyvisa.constants
+
+        self.resource = resource
+        self._pyvisa = pyvisa
+        try:
+            self._manager = pyvisa.ResourceManager(visa_library)
+            self._handle = self._manager.open_resource(resource, open_timeout=int(timeout_s * 1000))
+        except pyvisa.errors.VisaIOError as error:
+            raise ChipDisconnectedError(f"cannot open {resource}: {error.description}") from error
+        except (ValueError, OSError) as error:
+            raise ResourceError(f"cannot open {resource}: {error}") from error
+        self._handle.timeout = timeout_s * 1000
+        self._handle.read_termination = "\n"
+        self._handle.write_termination = ""
+        self._handle.chunk_size = 1 << 20
+        if resource.upper().startswith("ASRL"):
+            self._handle.baud_rate = 115200
+            self._handle.end_input = pyvisa.constants.SerialTermination.termination_char
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._handle.write_raw(data)
+        except Exception as error:
+            raise self._translate(error) from error
+
+    def read(self, exact: int | None) -> bytes:
+        try:
+            if exact is None:
+                return self._handle.read_raw()
+            return self._handle.read_bytes(exact, break_on_termchar=False)
+        except Exception as error:
+            raise self._translate(error) from error
+
+    def clear(self) -> None:
+        try:
+            self._handle.flush(self._pyvisa.constants.BufferOperation.discard_read_buffer)
+        except Exception:  # not every session type can flush; a clear is best effort
+            pass
+
+    def _translate(self, error: Exception) -> TransportError:
+        constants = self._pyvisa.constants
+        if isinstance(error, self._pyvisa.errors.VisaIOError):
+            if error.error_code == constants.StatusCode.error_timeout:
+                return ChipTimeoutError(
+                    f"{self.resource}: no reply within {self._handle.timeout / 1000:g} s"
+                )
+            return ChipDisconnectedError(f"{self.resource}: {error.description}")
+        if isinstance(error, (OSError, EOFError)):
+            return ChipDisconnectedError(f"{self.resource}: {error}")
+        if isinstance(error, self._pyvisa.errors.InvalidSession):
+            return ChipDisconnectedError(f"{self.resource}: session closed")
+        return TransportError(f"{self.resource}: {error}")
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        except Exception:
+            pass
+        try:
+            self._manager.close()
+        except Exception:
+            pass
+
+
+class SerialTransport:
+    """A raw serial port (or pyserial URL) through pyserial, for boards without VISA."""
+
+    def __init__(self, resource: str, port: str, baud: int, timeout_s: float) -> None:
+        import serial
+
+        self.resource = resource
+        self._serial_module = serial
+        try:
+            self._port = serial.serial_for_url(
+                port, baudrate=baud, timeout=timeout_s, write_timeout=timeout_s
+            )
+        except (serial.SerialException, ValueError) as error:
+            raise ChipDisconnectedError(f"cannot open {port}: {error}") from error
+        self.timeout_s = timeout_s
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port.write(data)
+        except self._serial_module.SerialTimeoutException as error:
+            raise ChipTimeoutError(f"{self.resource}: write timed out") from error
+        except (self._serial_module.SerialException, OSError) as error:
+            raise ChipDisconnectedError(f"{self.resource}: {error}") from error
+
+    def read(self, exact: int | None) -> bytes:
+        try:
+            if exact is None:
+                data = self._port.read_until(b"\n")
+                if not data.endswith(b"\n"):
+                    raise ChipTimeoutError(
+                        f"{self.resource}: no complete reply within {self.timeout_s:g} s"
+                    )
+                return data
+            data = self._port.read(exact)
+            if len(data) < exact:
+                raise ChipTimeoutError(
+                    f"{self.resource}: {len(data)} of {exact} bytes within {self.timeout_s:g} s"
+                )
+            return data
+        except (self._serial_module.SerialException, OSError) as error:
+            raise ChipDisconnectedError(f"{self.resource}: {error}") from error
+
+    def clear(self) -> None:
+        try:
+            self._port.reset_input_buffer()
+        except (self._serial_module.SerialException, OSError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self._port.close()
+        except Exception:
+            pass
+
+
+def parse_emulator_options(resource: str) -> dict[str, str]:
+    """Options of an ``emulator?key=value&…`` resource."""
+    _name, _sep, query = resource.partition("?")
+    return dict(parse_qsl(query, strict_parsing=bool(query)))
+
+
+def open_transport(resource: str, timeout_s: float = 10.0, visa_library: str = "@py") -> Transport:
+    """Open the transport a resource string names."""
+    text = resource.strip()
+    if text == "emulator" or text.startswith("emulator?"):
+        from emulator.wire import WireInterface  # only when asked for: drivers need no emulator
+
+        return InProcessTransport(
+            text, WireInterface(make_emulated_chip(parse_emulator_options(text)))
+        )
+    if _VISA.match(text):
+        return VisaTransport(text, timeout_s, visa_library)
+    if (
+        text.startswith("serial:")
+        or text.startswith("/dev/")
+        or re.match(r"^COM\d+", text)
+        or _SERIAL_URL.match(text)
+    ):
+        port, _sep, query = text.removeprefix("serial:").partition("?")
+        options = dict(parse_qsl(query))
+        try:
+            baud = int(options.pop("baud", 115200))
+        except ValueError as error:
+            raise ResourceError(f"bad baud rate in {resource!r}") from error
+        if options:
+            raise ResourceError(f"unknown serial option(s) {sorted(options)} in {resource!r}")
+        return SerialTransport(text, port, baud, timeout_s)
+    raise ResourceError(
+        f"cannot tell the transport of {resource!r}: use 'emulator', a VISA resource "
+        "(TCPIP0::host::port::SOCKET, ASRL/dev/…::INSTR) or serial:/dev/…"
+    )
+
+
+def make_emulated_chip(options: dict[str, str]):
+    """An in-process emulated chip from resource options: profile, seed, tiles, rows, columns,
+    real_time."""
+    from emulator import make_chip
+
+    known = {"profile", "seed", "tiles", "rows", "columns", "real_time"}
+    unknown = set(options) - known
+    if unknown:
+        raise ResourceError(
+            f"unknown emulator option(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        overrides = {
+            key: int(options[key]) for key in ("tiles", "rows", "columns") if key in options
+        }
+        if "real_time" in options:
+            overrides["real_time"] = options["real_time"].lower() in ("1", "true", "yes")
+        return make_chip(options.get("profile", "small"), int(options.get("seed", 0)), **overrides)
+    except ValueError as error:
+        raise ResourceError(f"bad emulator option: {error}") from error

@@ -1,0 +1,206 @@
+"""An emulated PCM test chip: tiles of devices, a clock, a temperature, analog MVM.
+
+Plain Python in physical units — no command strings. ``wire.py`` maps the protocol onto the
+methods here; the arguments reaching them have passed the command table's checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+
+from .calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
+from .clock import RealTimeClock, VirtualClock
+from .crossbar import Converters, multiply
+from .devices import PcmDevices
+
+FIRMWARE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """Geometry, safe limits and converters of a chip, plus the device model it carries."""
+
+    tiles: int = 4
+    rows: int = 64
+    columns: int = 64
+    read_voltage_V: float = 0.2
+    """Read voltage, also the MVM input full scale [choice: ≈0.2 V plausible IBM value]."""
+    pulse_amplitude_max_uA: float = 600.0
+    """Safe-operating limit on pulse current [choice: above the ≈450–500 µA RESET]."""
+    pulse_width_min_ns: float = 10.0
+    pulse_width_max_ns: float = 1000.0
+    dac_bits: int = 8
+    """MVM input resolution [choice: HERMES uses 8-bit inputs]."""
+    adc_bits: int = 8
+    """MVM output resolution [choice]."""
+    adc_full_scale_fraction: float = 0.125
+    """ADC full scale as a fraction of rows·g_max·read_voltage, the current of a fully
+    driven, fully SET column [choice]."""
+    ambient_K: float = 300.0
+    temperature_min_K: float = 233.0
+    temperature_max_K: float = 400.0
+    serial: str = "EMU-0001"
+    real_time: bool = False
+    """Wall-clock time instead of a virtual clock."""
+    model: PcmModel = field(default=DEFAULT_MODEL)
+
+    def __post_init__(self) -> None:
+        for name in ("tiles", "rows", "columns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 2 <= self.dac_bits <= 16 or not 2 <= self.adc_bits <= 16:
+            raise ValueError("DAC and ADC bits must be 2…16")
+        if not self.temperature_min_K <= self.ambient_K <= self.temperature_max_K:
+            raise ValueError("ambient temperature outside the temperature limits")
+
+    @property
+    def devices_per_tile(self) -> int:
+        return self.rows * self.columns
+
+    @property
+    def mvm_output_max_uA(self) -> float:
+        return self.adc_full_scale_fraction * self.rows * self.model.g_max_uS * self.read_voltage_V
+
+    def limits(self) -> dict[str, float]:
+        """The limits the command table's ranges refer to."""
+        return {
+            "tiles": self.tiles,
+            "rows": self.rows,
+            "columns": self.columns,
+            "devices_per_tile": self.devices_per_tile,
+            "pulse_amplitude_max_uA": self.pulse_amplitude_max_uA,
+            "pulse_width_min_ns": self.pulse_width_min_ns,
+            "pulse_width_max_ns": self.pulse_width_max_ns,
+            "temperature_min_K": self.temperature_min_K,
+            "temperature_max_K": self.temperature_max_K,
+        }
+
+    def with_overrides(self, **overrides) -> ChipConfig:
+        """A copy with fields changed; unknown names are refused."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown chip setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+
+#: Named chip shapes. "small" is the default; "hermes" is shaped like IBM's 64-core chip
+#: (Le Gallo et al., Nature Electronics 2023: 64 cores of 256×256).
+PROFILES: dict[str, ChipConfig] = {
+    "small": ChipConfig(),
+    "tiny": ChipConfig(tiles=2, rows=16, columns=16),
+    "hermes": ChipConfig(tiles=64, rows=256, columns=256, serial="EMU-HERMES"),
+}
+
+
+class EmulatedChip:
+    """A PCM test chip in software. ``rng`` (a seeded numpy Generator) drives every random
+    draw: the same seed and the same calls give the same results."""
+
+    def __init__(
+        self, config: ChipConfig | None = None, rng: np.random.Generator | None = None
+    ) -> None:
+        self.config = config or PROFILES["small"]
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.clock = RealTimeClock() if self.config.real_time else VirtualClock()
+        self.devices = PcmDevices(
+            self.config.tiles, self.config.devices_per_tile, self.config.model, self.rng
+        )
+        self.converters = Converters(
+            self.config.dac_bits,
+            self.config.adc_bits,
+            self.config.read_voltage_V,
+            self.config.mvm_output_max_uA,
+        )
+        self._temperature_K = self.config.ambient_K
+        self._equivalent_s = 0.0
+        self._synced_at = self.clock.now()
+
+    # --- identity and configuration --------------------------------------------------------------
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return ("PCM-HIL", "PCM-EMULATOR", self.config.serial, FIRMWARE_VERSION)
+
+    def limits(self) -> dict[str, float]:
+        return self.config.limits()
+
+    # --- time and temperature -------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds on the chip's clock."""
+        return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        """Advance a virtual clock (NotImplementedError on a real-time one)."""
+        self._sync()
+        self.clock.advance(seconds)
+        self._sync()
+
+    def equivalent_time(self) -> float:
+        """Seconds of drift at the reference temperature since the clock started."""
+        self._sync()
+        return self._equivalent_s
+
+    def _sync(self) -> None:
+        now = self.clock.now()
+        self._equivalent_s += (now - self._synced_at) * self.drift_acceleration(self._temperature_K)
+        self._synced_at = now
+
+    def drift_acceleration(self, temperature_K: float) -> float:
+        """How many times faster than at the reference temperature devices drift [choice]."""
+        m = self.config.model
+        return float(
+            np.exp(m.drift_activation_eV / K_B_EV_PER_K * (1 / m.t_reference_K - 1 / temperature_K))
+        )
+
+    @property
+    def temperature_K(self) -> float:
+        return self._temperature_K
+
+    def set_temperature(self, kelvin: float) -> None:
+        self._sync()
+        self._temperature_K = float(kelvin)
+
+    def reset_settings(self) -> None:
+        """*RST: settings to power-on defaults; device states are non-volatile."""
+        self.set_temperature(self.config.ambient_K)
+
+    # --- programming, reading, MVM -----------------------------------------------------------------
+
+    def pulse(
+        self, tile: int, addresses: np.ndarray, amplitudes_uA: np.ndarray, widths_ns: np.ndarray
+    ) -> None:
+        """One pulse per addressed device (amplitude µA, width ns; length 1 broadcasts)."""
+        self.devices.pulse(
+            tile,
+            np.asarray(addresses, dtype=np.intp),
+            amplitudes_uA,
+            widths_ns,
+            self.equivalent_time(),
+        )
+
+    def read_tile(self, tile: int) -> np.ndarray:
+        """Every device of a tile, (rows, columns) µS."""
+        values = self.devices.read(tile, slice(None), self.equivalent_time(), self._temperature_K)
+        return values.reshape(self.config.rows, self.config.columns)
+
+    def read_devices(self, tile: int, addresses: np.ndarray) -> np.ndarray:
+        """The addressed devices of a tile, µS, in order."""
+        return self.devices.read(
+            tile, np.asarray(addresses, dtype=np.intp), self.equivalent_time(), self._temperature_K
+        )
+
+    def mvm(self, tile: int, inputs_V: np.ndarray, transposed: bool = False) -> np.ndarray:
+        """Batched analog MVM; inputs (n, rows) forward or (n, columns) transposed, V → µA."""
+        conductance = self.read_tile(tile)
+        return multiply(
+            conductance,
+            inputs_V,
+            self.converters,
+            self.config.model.mvm_output_noise_uA,
+            self.rng,
+            transposed,
+        )

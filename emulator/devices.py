@@ -1,0 +1,235 @@
+"""PCM device physics over every device of a chip, vectorized: pulses, drift, read noise.
+
+State is a set of arrays of shape (tiles, devices_per_tile). Three phases, as in the
+aihwkit noise model: programming (a pulse sets the conductance at t0 and draws a new drift
+exponent), drift (G(t) = G(t0)·(t/t0)^−ν), and read noise (1/f, sampled at every read).
+
+Time here is *equivalent time*: seconds at the reference temperature. The chip converts wall
+or virtual time at the actual temperature into it (``chip.py``), so drift accelerates when hot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .calibration import K_B_EV_PER_K, PcmModel
+
+NOT_STUCK, STUCK_SET, STUCK_RESET = 0, 1, 2
+
+
+def programming_curve_mean(model: PcmModel, current_uA, i_mid_uA=None, g_top_uS=None):
+    """Mean conductance (µS) after a melt-quench pulse of ``current_uA``: a logistic fall from
+    the crystalline conductance to the RESET conductance (seed 002 Fig. 2a shape)."""
+    i_mid = model.i_curve_mid_uA if i_mid_uA is None else i_mid_uA
+    g_top = model.g_crystalline_uS if g_top_uS is None else g_top_uS
+    x = (np.asarray(current_uA, dtype=np.float32) - i_mid) / np.float32(model.i_curve_slope_uA)
+    return model.g_reset_uS + (g_top - model.g_reset_uS) / (1.0 + np.exp(np.clip(x, -60, 60)))
+
+
+def drift_exponent_stats(model: PcmModel, g_uS) -> tuple[np.ndarray, np.ndarray]:
+    """(μ_ν, σ_ν) of the drift exponent for devices programmed to ``g_uS`` [code]."""
+    log_g = np.log(np.maximum(np.asarray(g_uS, dtype=np.float32) / model.g_max_uS, 1e-6))
+    mean = np.clip(
+        model.nu_mean_slope * log_g + model.nu_mean_offset, model.nu_mean_low, model.nu_mean_high
+    )
+    std = np.clip(
+        model.nu_std_slope * log_g + model.nu_std_offset, model.nu_std_low, model.nu_std_high
+    )
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def read_noise_q(model: PcmModel, g_uS) -> np.ndarray:
+    """Q_s of the 1/f read-noise model for devices at ``g_uS`` [code]."""
+    g_rel = np.maximum(np.asarray(g_uS, dtype=np.float32) / model.g_max_uS, 1e-6)
+    return np.minimum(
+        model.read_noise_q_scale / g_rel**model.read_noise_q_exponent, model.read_noise_q_cap
+    ).astype(np.float32)
+
+
+def read_noise_relative_std(model: PcmModel, g_uS, elapsed_s):
+    """Relative std of a read ``elapsed_s`` after programming [code; t_min is a choice]."""
+    t = np.maximum(np.asarray(elapsed_s, dtype=np.float64), model.read_noise_t_min_s)
+    t_read = model.read_noise_t_read_s
+    return read_noise_q(model, g_uS) * np.sqrt(np.log((t + t_read) / (2 * t_read)))
+
+
+def partial_set_step_stats(model: PcmModel, g_uS, n_pulses, strength=1.0):
+    """(mean, std) of a partial-SET increment in µS for devices at ``g_uS`` that have had
+    ``n_pulses`` partial-SET pulses since their last melt-quench [derived, Nandakumar 2018].
+    ``strength`` scales the G-independent terms (1 = the published model); the mean is
+    never negative."""
+    g = np.asarray(g_uS, dtype=np.float32)
+    boost = np.exp(-np.asarray(n_pulses, dtype=np.float32) / np.float32(model.set_n_decay))
+    mean = (
+        strength * (model.set_mean_offset_uS + model.set_mean_boost_uS * boost)
+        - model.set_mean_slope * g
+    )
+    std = model.set_std_slope * g + strength * (
+        model.set_std_offset_uS + model.set_std_boost_uS * boost
+    )
+    return np.maximum(mean, 0.0), std
+
+
+class PcmDevices:
+    """The state of every PCM device on a chip, and what pulses and reads do to it.
+
+    ``rng`` is the chip's seeded generator; device-to-device parameters are drawn from it at
+    construction, cycle noise at every pulse and read noise at every read.
+    """
+
+    def __init__(
+        self, tiles: int, devices_per_tile: int, model: PcmModel, rng: np.random.Generator
+    ) -> None:
+        self.model = model
+        self.rng = rng
+        shape = (tiles, devices_per_tile)
+        f4 = np.float32
+        m = model
+        # Device-to-device parameters, fixed for the chip's life.
+        self.g_reset = (
+            m.g_reset_uS * np.exp(m.g_reset_spread_ln * rng.standard_normal(shape, dtype=f4))
+        ).astype(f4)
+        self.g_crystalline = (
+            m.g_crystalline_uS * (1 + m.g_crystalline_spread * rng.standard_normal(shape, dtype=f4))
+        ).astype(f4)
+        self.i_melt = (
+            m.i_melt_uA + m.i_melt_spread_uA * rng.standard_normal(shape, dtype=f4)
+        ).astype(f4)
+        self.i_mid = (
+            m.i_curve_mid_uA + m.i_curve_mid_spread_uA * rng.standard_normal(shape, dtype=f4)
+        ).astype(f4)
+        draw = rng.random(shape, dtype=f4)
+        self.stuck = np.zeros(shape, dtype=np.int8)
+        self.stuck[draw < m.stuck_set_fraction] = STUCK_SET
+        self.stuck[
+            (draw >= m.stuck_set_fraction) & (draw < m.stuck_set_fraction + m.stuck_reset_fraction)
+        ] = STUCK_RESET
+        # Programmed state: a fresh chip is fully RESET, programmed at equivalent time 0;
+        # stuck-SET devices sit at their crystalline conductance.
+        self.g_prog = np.where(self.stuck == STUCK_SET, self.g_crystalline, self.g_reset).astype(f4)
+        self.t_prog = np.zeros(shape, dtype=np.float64)
+        self.n_set = np.zeros(shape, dtype=np.int32)
+        self.nu = np.zeros(shape, dtype=f4)
+        self.q_s = np.zeros(shape, dtype=f4)
+        everything = (slice(None), slice(None))
+        self._restart_drift(everything, 0.0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.g_prog.shape
+
+    # --- programming ----------------------------------------------------------------------------
+
+    def pulse(
+        self,
+        tile: int,
+        addresses: np.ndarray,
+        amplitude_uA: np.ndarray,
+        width_ns: np.ndarray,
+        now_eq_s: float,
+    ) -> None:
+        """Apply one pulse to each addressed device (addresses unique, arrays checked by the
+        caller). Melt-quench at or above a device's melting threshold, partial SET between
+        the crystallization and melting thresholds, nothing below; stuck devices ignore
+        pulses. Drift restarts for every device that changed."""
+        m = self.model
+        amplitude = np.broadcast_to(np.asarray(amplitude_uA, dtype=np.float32), addresses.shape)
+        width = np.broadcast_to(np.asarray(width_ns, dtype=np.float32), addresses.shape)
+        live = self.stuck[tile, addresses] == NOT_STUCK
+        melt = live & (amplitude >= self.i_melt[tile, addresses])
+        partial = live & ~melt & (amplitude >= m.i_crystallize_uA)
+        if melt.any():
+            where = addresses[melt]
+            g_top = self.g_crystalline[tile, where]
+            mean = programming_curve_mean(m, amplitude[melt], self.i_mid[tile, where], g_top)
+            noise = m.cycle_noise_rel * mean + m.cycle_noise_uS * (mean / m.g_max_uS)
+            value = mean + noise * self.rng.standard_normal(where.size, dtype=np.float32)
+            self.g_prog[tile, where] = np.clip(value, self.g_reset[tile, where] * 0.5, g_top)
+            self.n_set[tile, where] = 0
+            self._restart_drift((tile, where), now_eq_s)
+        if partial.any():
+            where = addresses[partial]
+            g_now = self.drifted(tile, where, now_eq_s)
+            strength = (amplitude[partial] - m.i_crystallize_uA) / (
+                m.set_reference_amplitude_uA - m.i_crystallize_uA
+            )
+            strength = np.minimum(
+                strength * width[partial] / m.set_reference_width_ns, m.set_strength_max
+            )
+            mean, std = partial_set_step_stats(m, g_now, self.n_set[tile, where], strength)
+            step = mean + std * self.rng.standard_normal(where.size, dtype=np.float32)
+            self.g_prog[tile, where] = np.clip(
+                g_now + step, m.g_floor_uS, self.g_crystalline[tile, where]
+            )
+            self.n_set[tile, where] += 1
+            self._restart_drift((tile, where), now_eq_s)
+
+    def _restart_drift(self, index, now_eq_s: float) -> None:
+        """A programming event: stamp the time, draw ν from its G-dependent distribution."""
+        g = self.g_prog[index]
+        mean, std = drift_exponent_stats(self.model, g)
+        nu = np.abs(mean + std * self.rng.standard_normal(np.shape(g), dtype=np.float32))
+        stuck = self.stuck[index]
+        self.nu[index] = np.where(stuck == STUCK_SET, 0.0, nu)
+        self.q_s[index] = read_noise_q(self.model, g)
+        self.t_prog[index] = now_eq_s
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def drifted(self, tile: int, addresses, now_eq_s: float) -> np.ndarray:
+        """Noise-free conductance now (µS): the programmed value drifted since programming."""
+        elapsed = (now_eq_s - self.t_prog[tile, addresses]).astype(np.float32)
+        log_ratio = np.log(
+            np.maximum(elapsed, np.float32(self.model.drift_t0_s))
+            / np.float32(self.model.drift_t0_s)
+        )
+        return self.g_prog[tile, addresses] * np.exp(-self.nu[tile, addresses] * log_ratio)
+
+    def read(self, tile: int, addresses, now_eq_s: float, temperature_K: float) -> np.ndarray:
+        """A read of the addressed devices (``slice(None)`` for the whole tile): drift, the
+        temperature dependence of conduction and 1/f read noise, in µS (float32)."""
+        m = self.model
+        f4 = np.float32
+        elapsed = now_eq_s - self.t_prog[tile, addresses]
+        log_t = np.maximum(elapsed, m.read_noise_t_min_s).astype(f4)
+        np.log(log_t, out=log_t)
+        # drift: exponent −ν·ln(max(t, t0)/t0)
+        exponent = np.maximum(log_t, f4(np.log(m.drift_t0_s)))
+        exponent -= f4(np.log(m.drift_t0_s))
+        exponent *= self.nu[tile, addresses]
+        np.negative(exponent, out=exponent)
+        np.exp(exponent, out=exponent)
+        g_prog = self.g_prog[tile, addresses]
+        conductance = exponent
+        conductance *= g_prog
+        # read noise: σ/G = Q_s·sqrt(ln(t/(2 t_read))); t ≥ t_min ≫ t_read, so dropping the
+        # t_read in (t + t_read) changes σ by under t_read/t_min = 2.5e-7 relative.
+        sigma = log_t
+        sigma -= f4(np.log(2 * m.read_noise_t_read_s))
+        np.sqrt(sigma, out=sigma)
+        sigma *= self.q_s[tile, addresses]
+        noise = self.rng.standard_normal(sigma.shape, dtype=f4)
+        noise *= sigma
+        noise += f4(1.0)
+        conductance *= noise
+        if temperature_K != m.t_reference_K:
+            conductance *= self.conduction_factor(
+                g_prog, temperature_K, self.g_crystalline[tile, addresses]
+            )
+        np.maximum(conductance, f4(m.g_floor_uS), out=conductance)
+        return conductance
+
+    def conduction_factor(self, g_prog, temperature_K: float, g_crystalline) -> np.ndarray:
+        """Temperature factor of conduction, Arrhenius in the amorphous fraction [choice]."""
+        m = self.model
+        amorphous = np.clip(1.0 - g_prog / g_crystalline, 0.0, 1.0)
+        inverse = 1.0 / temperature_K - 1.0 / m.t_reference_K
+        return np.exp(-m.conduction_activation_eV * amorphous / K_B_EV_PER_K * inverse).astype(
+            np.float32
+        )
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the programmed state (for checks that a rejected command changed nothing)."""
+        return {
+            name: getattr(self, name).copy() for name in ("g_prog", "t_prog", "n_set", "nu", "q_s")
+        }

@@ -1,0 +1,118 @@
+"""Serve an emulated chip over TCP, as a VISA ``TCPIP0::host::port::SOCKET`` resource.
+
+One client controls the chip at a time. A second connection while one is open is refused:
+it receives one line, the error entry ``105,"Chip busy;…"``, and is closed. A client that
+drops mid-message leaves no half-applied command: a message executes only once its
+terminating LF has arrived, and a partial message is discarded with the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from protocols.errors import CHIP_BUSY, ERRORS, ErrorEntry
+
+from .wire import WireInterface
+
+RECEIVE_BYTES = 1 << 20
+
+
+class TcpServer:
+    """A background TCP server for one wire interface. Binds 127.0.0.1 unless told."""
+
+    def __init__(self, wire: WireInterface, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.wire = wire
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self._listener.settimeout(0.2)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._stop = threading.Event()
+        self._client_lock = threading.Lock()
+        self._client: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.connections = 0
+
+    @property
+    def resource(self) -> str:
+        """The VISA resource string that reaches this server."""
+        return f"TCPIP0::{self.host}::{self.port}::SOCKET"
+
+    def start(self) -> TcpServer:
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="pcm-tcp-accept", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._client_lock:
+                busy = self._client is not None
+                if not busy:
+                    self._client = connection
+            if busy:
+                self._refuse(connection)
+                continue
+            self.connections += 1
+            threading.Thread(
+                target=self._serve_client,
+                args=(connection,),
+                name=f"pcm-tcp-{peer[1]}",
+                daemon=True,
+            ).start()
+
+    def _refuse(self, connection: socket.socket) -> None:
+        entry = ErrorEntry(CHIP_BUSY, f"{ERRORS[CHIP_BUSY]};another client controls this chip")
+        try:
+            connection.sendall(entry.format() + b"\n")
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    def _serve_client(self, connection: socket.socket) -> None:
+        framer = self.wire.new_framer()
+        try:
+            connection.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    data = connection.recv(RECEIVE_BYTES)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                reply = self.wire.feed(framer, data)
+                if reply:
+                    connection.sendall(reply)
+        except OSError:
+            pass  # the client went away; its partial message dies with the framer
+        finally:
+            connection.close()
+            with self._client_lock:
+                self._client = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        with self._client_lock:
+            client = self._client
+        if client is not None:
+            try:
+                client.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> TcpServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
