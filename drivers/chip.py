@@ -136,7 +136,8 @@ class PcmChip:
         )
 
     def _identify(self) -> Identity:
-        self.transport.write(b"*IDN?\n")
+        """*IDN?, read by hand: a busy TCP server answers any first query with error 105."""
+        self.transport.write(COMMANDS.by_handler("identify").short_form.encode() + b"\n")
         message = self._read_message()
         entry = is_error_entry(message)
         if entry is not None:

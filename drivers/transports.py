@@ -123,6 +123,8 @@ class VisaTransport:
     def _translate(self, error: Exception) -> TransportError:
         constants = self._pyvisa.constants
         if isinstance(error, self._pyvisa.errors.VisaIOError):
+            if error.error_code == constants.StatusCode.error_timeout and self._peer_closed():
+                return ChipDisconnectedError(f"{self.resource}: the chip closed the connection")
             if error.error_code == constants.StatusCode.error_timeout:
                 return ChipTimeoutError(
                     f"{self.resource}: no reply within {self._handle.timeout / 1000:g} s"
@@ -134,13 +136,28 @@ class VisaTransport:
             return ChipDisconnectedError(f"{self.resource}: session closed")
         return TransportError(f"{self.resource}: {error}")
 
+    def _peer_closed(self) -> bool:
+        """True when a socket session's peer has closed (pyvisa-py reports that as a
+        timeout). Looks at pyvisa-py's socket; False wherever that is not available."""
+        import socket
+
+        try:
+            session = self._handle.visalib.sessions[self._handle.session]
+            sock = session.interface
+            return (
+                isinstance(sock, socket.socket)
+                and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            )
+        except BlockingIOError:
+            return False
+        except (AttributeError, KeyError, TypeError, OSError):
+            return False
+
     def close(self) -> None:
+        # Only the session: pyvisa shares one ResourceManager per library, and closing it
+        # would close every other open session too.
         try:
             self._handle.close()
-        except Exception:
-            pass
-        try:
-            self._manager.close()
         except Exception:
             pass
 

@@ -34,9 +34,7 @@ ADDRESSES = Arg(
     maximum="devices_per_tile-1",
 )
 
-PULSED_ADDRESSES = replace(
-    ADDRESSES, doc="Device addresses within the tile; no address twice.", unique=True
-)
+PULSED_ADDRESSES = replace(ADDRESSES, unique=True)
 
 COMMANDS = CommandTable(
     (

@@ -18,28 +18,21 @@ ERRORS: dict[int, str] = {
     -100: "Command error",
     -101: "Invalid character",
     -102: "Syntax error",
-    -103: "Invalid separator",
     -104: "Data type error",
     -108: "Parameter not allowed",
     -109: "Missing parameter",
-    -112: "Program mnemonic too long",
     -113: "Undefined header",
-    -120: "Numeric data error",
-    -151: "Invalid string data",
     -160: "Block data error",
     -161: "Invalid block data",
     -168: "Block data not allowed",
     # Execution errors (-200 … -299): parsed, but cannot be carried out.
     -200: "Execution error",
-    -221: "Settings conflict",
     -222: "Data out of range",
     -223: "Too much data",
     -224: "Illegal parameter value",
     # Device-specific errors (-300 … -399).
     -350: "Queue overflow",
     -363: "Input buffer overrun",
-    # Query errors (-400 … -499).
-    -410: "Query INTERRUPTED",
     # Device-specific codes of the PCM test chip (positive).
     101: "Pulse outside safe limits",
     102: "Array length mismatch",
@@ -55,15 +48,11 @@ SYNTAX_ERROR = -102
 DATA_TYPE_ERROR = -104
 PARAMETER_NOT_ALLOWED = -108
 MISSING_PARAMETER = -109
-MNEMONIC_TOO_LONG = -112
 UNDEFINED_HEADER = -113
-NUMERIC_DATA_ERROR = -120
-INVALID_STRING_DATA = -151
 BLOCK_DATA_ERROR = -160
 INVALID_BLOCK_DATA = -161
 BLOCK_NOT_ALLOWED = -168
 EXECUTION_ERROR = -200
-SETTINGS_CONFLICT = -221
 DATA_OUT_OF_RANGE = -222
 TOO_MUCH_DATA = -223
 ILLEGAL_PARAMETER_VALUE = -224

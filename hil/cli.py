@@ -1,0 +1,227 @@
+"""The lab CLI, ``pcm-hil``.
+
+Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from drivers import PcmChip, PcmHilError
+
+from .clock import ChipClock
+from .tour import run_tour
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _add_resource(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resource",
+        default="emulator",
+        help="VISA resource (TCPIP0::host::port::SOCKET, ASRL/dev/…::INSTR), serial:/dev/…, "
+        "or 'emulator' for the embedded emulator (default); 'emulator?seed=3&profile=tiny' "
+        "picks its seed and shape",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="transport timeout, s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcm-hil", description="Drive PCM test chips and their emulator."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tour = commands.add_parser(
+        "tour", help="program a few devices, read them back, watch them drift"
+    )
+    _add_resource(tour)
+    tour.add_argument("--tile", type=int, default=0)
+    tour.add_argument(
+        "--devices-per-level", type=int, default=64, help="devices per programming current"
+    )
+    tour.add_argument("--json", action="store_true", help="print one JSON object")
+
+    info = commands.add_parser("info", help="identity and configuration of a chip")
+    _add_resource(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+
+    emulator = commands.add_parser("emulator", help="serve the chip emulator")
+    emulator_commands = emulator.add_subparsers(dest="emulator_command", required=True)
+    serve = emulator_commands.add_parser(
+        "serve",
+        help="serve an emulated chip over TCP (default) or a pty serial port; prints the "
+        "resource string on a line of its own",
+    )
+    serve.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5025, help="TCP port (0: any free port)")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--profile", default="small", help="chip shape: tiny, small, hermes")
+    serve.add_argument("--tiles", type=int)
+    serve.add_argument("--rows", type=int)
+    serve.add_argument("--columns", type=int)
+    serve.add_argument("--real-time", action="store_true", help="wall-clock time, not virtual")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("pcm-hil: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (PcmHilError, OSError, ValueError) as error:
+        if args.debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"pcm-hil: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "tour":
+        return _tour(args)
+    if args.command == "info":
+        return _info(args)
+    return _serve(args)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+
+
+def _info(args: argparse.Namespace) -> int:
+    with PcmChip.open(args.resource, timeout_s=args.timeout) as chip:
+        config = asdict(chip.config)
+        config["resource"] = chip.resource
+        config["clock_mode"] = chip.clock_mode()
+        config["temperature_K"] = chip.temperature()
+    if args.json:
+        _print_json(config)
+        return 0
+    table = Table(title=f"{args.resource}", show_header=False)
+    identity = config.pop("identity")
+    table.add_row("identity", ", ".join(identity.values()))
+    for key, value in config.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    return 0
+
+
+def _tour(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json)
+    with PcmChip.open(args.resource, timeout_s=args.timeout) as chip:
+        clock = ChipClock(chip)
+        if not clock.virtual:
+            raise PcmHilError(
+                f"{chip.resource} runs on a real-time clock: the tour waits a virtual year; "
+                "run it on the emulator"
+            )
+        with console.status("programming and drifting…", spinner="dots"):
+            result = run_tour(chip, clock, tile=args.tile, devices_per_level=args.devices_per_level)
+        identity = chip.identity
+    if args.json:
+        _print_json(
+            {
+                "resource": args.resource,
+                "identity": asdict(identity),
+                "tile": result.tile,
+                "times_s": result.times_s,
+                "levels": [asdict(level) for level in result.levels],
+            }
+        )
+        return 0
+    console.print(
+        f"[bold]{identity.manufacturer} {identity.model}[/] serial {identity.serial}, "
+        f"firmware {identity.firmware} on [cyan]{args.resource}[/]"
+    )
+    programmed = Table(title=f"Melt-quench programming, tile {result.tile}")
+    for column in ("current µA", "devices", "read-back mean µS", "std µS"):
+        programmed.add_column(column, justify="right")
+    for level in result.levels:
+        programmed.add_row(
+            f"{level.current_uA:.0f}",
+            str(level.devices),
+            f"{level.read_back_mean_uS:.2f}",
+            f"{level.read_back_std_uS:.2f}",
+        )
+    console.print(programmed)
+    drift = Table(title="Drift: mean conductance µS after programming (virtual time)")
+    drift.add_column("current µA", justify="right")
+    for t in result.times_s:
+        drift.add_column(_duration(t), justify="right")
+    drift.add_column("fitted ν", justify="right")
+    for level in result.levels:
+        drift.add_row(
+            f"{level.current_uA:.0f}",
+            *(f"{g:.2f}" for g in level.drift_mean_uS),
+            f"{level.nu_fit:.3f}",
+        )
+    console.print(drift)
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("y", 3.1536e7), ("mo", 2.592e6), ("d", 86400.0), ("h", 3600.0)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from emulator import WireInterface, make_chip
+
+    overrides = {
+        key: getattr(args, key)
+        for key in ("tiles", "rows", "columns")
+        if getattr(args, key) is not None
+    }
+    if args.real_time:
+        overrides["real_time"] = True
+    chip = make_chip(args.profile, args.seed, **overrides)
+    wire = WireInterface(chip)
+    if args.serial:
+        from emulator.pty import PtyServer
+
+        server = PtyServer(wire)
+    else:
+        from emulator.tcp import TcpServer
+
+        server = TcpServer(wire, host=args.host, port=args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    c = chip.config
+    print(server.resource, flush=True)
+    print(
+        f"serving an emulated chip ({args.profile}: {c.tiles}×{c.rows}×{c.columns}, seed "
+        f"{args.seed}, {'real-time' if c.real_time else 'virtual'} clock); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

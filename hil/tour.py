@@ -1,0 +1,70 @@
+"""A short tour of a chip: program a few devices with melt-quench pulses, read them back,
+and watch them drift. The README's main job runs it on the embedded emulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chip_protocol import Chip
+from .clock import ChipClock
+
+#: Read times after programming, s: t0 (20 s), 1 hour, 1 day, 1 month, 1 year.
+DRIFT_TIMES_S = (20.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)
+
+
+@dataclass
+class TourLevel:
+    """One group of devices programmed with the same melt-quench current."""
+
+    current_uA: float
+    devices: int
+    read_back_mean_uS: float
+    read_back_std_uS: float
+    drift_mean_uS: list[float] = field(default_factory=list)
+    nu_fit: float = float("nan")
+
+
+@dataclass
+class TourResult:
+    tile: int
+    times_s: list[float]
+    levels: list[TourLevel]
+
+
+def run_tour(
+    chip: Chip,
+    clock: ChipClock,
+    *,
+    tile: int = 0,
+    currents_uA: tuple[float, ...] = (230.0, 280.0, 330.0, 380.0),
+    devices_per_level: int = 64,
+    reset_uA: float = 500.0,
+    width_ns: float = 50.0,
+    times_s: tuple[float, ...] = DRIFT_TIMES_S,
+) -> TourResult:
+    """RESET ``devices_per_level`` devices per current, apply one melt-quench pulse per
+    device (all in one command), read back, then read at ``times_s`` after programming and
+    fit a drift exponent per level from the mean conductance (log G vs log t)."""
+    count = devices_per_level * len(currents_uA)
+    addresses = np.arange(count)
+    currents = np.repeat(np.asarray(currents_uA, dtype=np.float32), devices_per_level)
+    chip.pulse(tile, addresses, reset_uA, width_ns)
+    chip.pulse(tile, addresses, currents, width_ns)
+    programmed_at = clock.now()
+    read_back = chip.read(tile, addresses).reshape(len(currents_uA), devices_per_level)
+    levels = [
+        TourLevel(float(i), devices_per_level, float(g.mean()), float(g.std()))
+        for i, g in zip(currents_uA, read_back, strict=True)
+    ]
+    for t in times_s:
+        clock.wait_until(programmed_at + t)
+        values = chip.read(tile, addresses).reshape(len(currents_uA), devices_per_level)
+        for level, group in zip(levels, values, strict=True):
+            level.drift_mean_uS.append(float(group.mean()))
+    log_t = np.log(np.asarray(times_s))
+    for level in levels:
+        slope = np.polyfit(log_t, np.log(level.drift_mean_uS), 1)[0]
+        level.nu_fit = float(-slope)
+    return TourResult(tile, list(times_s), levels)

@@ -1,0 +1,193 @@
+"""Render the written protocol specification (protocols/SPEC.md) from the command table.
+
+``python -m protocols.spec`` prints it; ``python -m protocols.spec --write`` rewrites
+SPEC.md; a test fails when SPEC.md and the table disagree.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .blocks import MAX_BLOCK_BYTES
+from .codec import MAX_TEXT_BYTES
+from .commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
+from .errors import ERRORS
+from .table import Arg, Command
+
+SPEC_PATH = Path(__file__).with_name("SPEC.md")
+
+PREAMBLE = f"""\
+# PCM test-chip protocol, version {PROTOCOL_VERSION}
+
+This file is generated from `protocols/commands.py` by `python -m protocols.spec --write`;
+edit the table, not this file. It is the contract between the driver and a chip: the
+emulator in `emulator/` implements it, and a firmware engineer can implement it on a board.
+
+## 1. Transport and framing
+- Byte stream over TCP (a VISA `TCPIP0::<host>::<port>::SOCKET` resource, default port 5025)
+  or a serial line (8N1, 115200 baud unless configured otherwise, no flow control).
+- A *program message* (host → chip) and a *response message* (chip → host) each end with one
+  LF (0x0A). A CR (0x0D) immediately before the LF is ignored. An LF inside a definite-length
+  binary block is data, not a terminator.
+- A message holds one or more *units* separated by `;`. Every unit is interpreted from the
+  root of the command tree (the SCPI "implied path" is not used): `CHIP:GEOM?;CHIP:GMAX?`.
+- The responses of the query units of one message are joined by `;` into one response
+  message. A message without queries gets no response.
+- Units execute in order, each completely before the next is parsed. At the first unit in
+  error, the error is queued and the rest of the message is discarded; units already executed
+  stay executed. A message executes only once its LF has arrived: a connection that drops
+  mid-message leaves no partial command applied.
+- At most {MAX_TEXT_BYTES} bytes of non-block text per message; longer messages are discarded up
+  to the next LF with error -363. Blocks may hold at most {MAX_BLOCK_BYTES} bytes; a larger
+  length in a block header discards the message up to the next LF with error -223.
+- One client at a time. On TCP, a second connection made while one is open receives a single
+  line `105,"Chip busy;another client controls this chip"` and is closed; the first client is
+  not disturbed. Clients are expected to read every response they asked for before sending
+  further queries.
+
+## 2. Syntax of a unit
+- Header: SCPI mnemonics separated by `:`, each in its short form (the capitals in this
+  specification) or its long form, in any case; a leading `:` is allowed; nodes in `[ ]` may
+  be omitted. Queries end with `?`. IEEE 488.2 common commands start with `*`.
+- Arguments follow the header after one or more spaces, separated by `,`.
+  - *int*: decimal integer, optional sign (`12`, `+3`). Else -104.
+  - *float*: decimal number, optional sign and exponent (`0.2`, `1e-3`, `-5.`). No NaN, INF or
+    suffixes. Else -104.
+  - *enum*: one of the listed mnemonics, short or long form, any case. Else -224.
+  - *block*: IEEE 488.2 definite-length arbitrary block `#<n><length><data>`: `n` one digit
+    1–9, then `n` decimal digits giving the byte count, then the bytes. The indefinite form
+    `#0<data>` is accepted as the last argument of a message: its data runs to the LF and so
+    cannot contain 0x0A. Array elements are little-endian, of the dtype given per argument
+    (`<u4` unsigned 32-bit integer, `<f4` IEEE 754 binary32). A block whose length is not a
+    whole number of elements: -160. A malformed header: -161. A block where a number is
+    expected: -168; a number where a block is expected: -104.
+- Too many arguments: -108. Too few: -109. Unknown header: -113. Bad characters: -101/-102.
+- Ranges are checked after parsing: a value outside its range gives -222 unless the row says
+  otherwise (pulse amplitudes and widths give 101). A block argument is checked element by
+  element (NaN and infinities are out of range) and its element count against the rule given.
+  Bounds in *italics* are the chip's configuration values (section 5).
+- A command that reports an error has changed nothing.
+
+## 3. Responses
+- *int*: decimal integer. *float*: decimal in the shortest form that reads back to the same
+  IEEE 754 binary64 value (`0.2`, `1e-05`). *ints*/*floats*: comma-separated. *text*:
+  ASCII, unquoted. *enum*: the short form of the mnemonic. *block*: a definite-length block,
+  always `#` and a non-zero digit, little-endian elements of the dtype given per query.
+- Error-queue entries: `<code>,"<message>[;<detail>]"`; a `"` inside the text is doubled.
+
+## 4. Status and errors
+- The error queue holds up to 32 entries, first in first out. When it is full, the newest
+  entry is replaced by -350 and further errors are dropped until an entry is read.
+  `SYST:ERR?` on an empty queue answers `0,"No error"`.
+- Event status register (`*ESR?`, read-and-clear): bit 0 (1) operation complete (`*OPC`),
+  bit 2 (4) query error (-4xx), bit 3 (8) device-specific error (-3xx and positive codes),
+  bit 4 (16) execution error (-2xx), bit 5 (32) command error (-1xx).
+- Status byte (`*STB?`): bit 2 (4) error queue not empty; bit 5 (32) ESR AND ESE non-zero.
+- Recommended host practice (what the pcm-hil driver does): send a command, then
+  `SYST:ERR?` in the same write, and read the entry; for a query that takes arguments, send
+  `<query>\\n` + `SYST:ERR?\\n` and read the reply — if the query failed, the only response is
+  the error entry.
+
+## 5. Configuration values
+The bounds written in *italics* below are the chip's own values, which it reports:
+*tiles*, *rows*, *columns* (`CHIP:GEOM?`), *devices_per_tile* = rows × columns,
+*pulse_amplitude_max_uA*, *pulse_width_min_ns*, *pulse_width_max_ns* (`CHIP:LIM?`),
+*temperature_min_K*, *temperature_max_K* (`CHIP:TEMP:LIM?`). A host must read them before
+sending pulses and must refuse out-of-limit pulses itself; the chip refuses them too.
+`name-1` means one less than that value. Addresses are flat indices within a tile:
+`row × columns + column`.
+
+## 6. Versioning
+`SYST:PROT?` answers `MAJOR.MINOR` (now `{PROTOCOL_VERSION}`). A change that alters or removes a
+command raises MAJOR; adding commands raises MINOR. Hosts refuse a chip whose MAJOR differs
+from theirs. `SYST:VERS?` answers the SCPI version followed ({SCPI_VERSION}).
+"""
+
+
+def _bound(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return f"*{value}*"
+    return f"{value:g}"
+
+
+def _arg_row(arg: Arg) -> str:
+    kind = f"block `{arg.dtype}`" if arg.kind == "block" else arg.kind
+    if arg.choices:
+        kind += " (" + " \\| ".join(arg.choices) + ")"
+    low, high = _bound(arg.minimum), _bound(arg.maximum)
+    bounds = f"{low or '−∞'} … {high or '+∞'}" if (low or high) else "any"
+    extra = []
+    if arg.length is not None:
+        extra.append("length: " + arg.length.describe())
+    if arg.unique:
+        extra.append("no value twice (else 103)")
+    if arg.range_error != -222:
+        extra.append(f"out of range: {arg.range_error}")
+    notes = arg.doc + (" " + "; ".join(extra).capitalize() + "." if extra else "")
+    return f"| `{arg.name}` | {kind} | {arg.unit or '—'} | {bounds} | {notes} |"
+
+
+def _command_section(command: Command) -> list[str]:
+    lines = [f"#### `{command.header}`", ""]
+    lines.append(f"Short form `{command.short_form}`, long form `{command.long_form}`.")
+    lines += ["", command.doc, ""]
+    if command.args:
+        lines += ["| argument | type | unit | range | notes |", "|---|---|---|---|---|"]
+        lines += [_arg_row(arg) for arg in command.args]
+        lines.append("")
+        example = ",".join(
+            "#<n><len><data>" if a.kind == "block" else f"<{a.name}>" for a in command.args
+        )
+        lines += [f"Syntax: `{command.short_form} {example}`", ""]
+    else:
+        lines += [f"Syntax: `{command.short_form}`", ""]
+    reply = command.reply
+    if reply.kind != "none":
+        kind = f"block `{reply.dtype}`" if reply.kind == "block" else reply.kind
+        unit = f", {reply.unit}" if reply.unit else ""
+        lines += [f"Reply ({kind}{unit}): {reply.doc}", ""]
+    else:
+        lines += ["Reply: none.", ""]
+    if command.errors:
+        codes = ", ".join(f"{code} ({ERRORS[code]})" for code in command.errors)
+        lines += [f"Errors: {codes}.", ""]
+    return lines
+
+
+def render() -> str:
+    lines = [PREAMBLE, "## 7. Error codes", "", "| code | message |", "|---|---|"]
+    lines += [f"| {code} | {message} |" for code, message in ERRORS.items()]
+    lines += ["", "## 8. Commands", ""]
+    group = None
+    for command in COMMANDS:
+        if command.group != group:
+            group = command.group
+            lines += [f"### 8.{_group_number(group)} {group}", ""]
+        lines += _command_section(command)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _group_number(group: str) -> int:
+    seen: list[str] = []
+    for command in COMMANDS:
+        if command.group not in seen:
+            seen.append(command.group)
+    return seen.index(group) + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render()
+    if "--write" in args:
+        SPEC_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {SPEC_PATH}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
