@@ -79,6 +79,10 @@ class WireInterface:
                         replies.append(format_reply(parsed.command.reply, result))
             except ScpiError as error:
                 self.push_error(error)
+            except Exception as error:  # a handler bug must not kill the connection
+                self.push_error(
+                    ScpiError(EXECUTION_ERROR, f"internal error: {type(error).__name__}")
+                )
         if not replies:
             return None
         return b";".join(replies) + b"\n"

@@ -51,6 +51,9 @@ def parse_header(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int]:
         return start + 2, -1
     end = start + 2 + ndigits
     if end > len(view):
+        received = bytes(view[start + 2 :])
+        if received and not received.isdigit():  # reject at once: do not wait for more
+            raise ScpiError(INVALID_BLOCK_DATA, f"block length {received!r} is not decimal")
         raise IncompleteBlock(end)
     digits = bytes(view[start + 2 : end])
     if not digits.isdigit():

@@ -153,6 +153,12 @@ class MessageFramer:
                 if length < 0:  # '#0': the data runs to the next LF
                     self._scan = data_start
                     newline = buf.find(b"\n", data_start)
+                    if (len(buf) if newline < 0 else newline) - data_start > self.max_block:
+                        out.append(
+                            ScpiError(TOO_MUCH_DATA, f"indefinite block exceeds {self.max_block}")
+                        )
+                        self._discarding = True
+                        continue
                     if newline < 0:
                         return out
                     out.append(bytes(buf[:newline]))
@@ -167,6 +173,8 @@ class MessageFramer:
                     self._scan = close + 1
                 elif newline >= 0:
                     self._scan = newline
+                elif len(buf) - self._block_bytes > self.max_text:
+                    out.append(self._overrun())
                 else:
                     self._scan = pos
                     return out
@@ -341,8 +349,10 @@ def check_values(command: Command, values: Mapping[str, Any], limits: Limits) ->
     for arg in command.args:
         value = values[arg.name]
         if arg.kind != "block":
-            if arg.kind in ("int", "float") and not np.isfinite(value):
+            if arg.kind == "float" and not np.isfinite(value):
                 raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} is not finite")
+            if arg.kind == "int" and not -(2**63) <= value < 2**63:
+                raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} does not fit in 64 bits")
             if arg.kind in ("int", "float"):
                 arg.check_range(value, limits)
             continue
@@ -360,8 +370,17 @@ def check_values(command: Command, values: Mapping[str, Any], limits: Limits) ->
                     arg.range_error,
                     f"{arg.name} holds {bad:g}{arg.unit_suffix}, outside {arg.range_text(limits)}",
                 )
-        if arg.unique and array.size > 1 and np.unique(array).size != array.size:
+        if arg.unique and array.size > 1 and _has_duplicates(array):
             raise ScpiError(DUPLICATE_ADDRESS, f"a value appears twice in {arg.name}")
+
+
+def _has_duplicates(array: np.ndarray) -> bool:
+    """True if a value repeats; O(n) for sorted arrays and for small non-negative integers."""
+    if (array[1:] > array[:-1]).all():
+        return False
+    if array.dtype.kind in "iu" and array.min() >= 0 and array.max() < 4 * array.size + 65536:
+        return bool(np.bincount(array).max() > 1)
+    return np.unique(array).size != array.size
 
 
 # --- the driver's side: encode program messages, decode responses ----------------------------

@@ -251,3 +251,17 @@ def test_bad_resource_strings():
         PcmChip.open("emulator?colour=blue")
     with pytest.raises(ResourceError):
         PcmChip.open("serial:/dev/null?baud=fast")
+
+
+def test_hermes_profile_runs():
+    """The profile shaped like the 64-core chip: 64 tiles of 256×256 devices."""
+    with PcmChip.open("emulator?profile=hermes&seed=2") as chip:
+        assert (chip.config.tiles, chip.config.rows, chip.config.columns) == (64, 256, 256)
+        addresses = np.arange(0, 65536, 7)
+        chip.pulse(63, addresses, 550.0, 50.0)
+        chip.pulse(63, addresses, 300.0, 50.0)
+        tile = chip.read_tile(63).ravel()
+        assert tile.shape == (65536,)
+        assert np.median(tile[addresses]) > 5 * np.median(np.delete(tile, addresses))
+        out = chip.mvm(63, np.full((4, 256), 0.1))
+        assert out.shape == (4, 256)
