@@ -118,10 +118,11 @@ class PcmModel:
     a the amorphous fraction 1 − G/G_crystalline [choice; amorphous PCM is semiconducting]."""
 
     # --- failures ----------------------------------------------------------------------------------
-    stuck_set_fraction: float = 0.005
-    """Fraction of devices stuck at the crystalline conductance [choice; 0.5–1.5% in all]."""
-    stuck_reset_fraction: float = 0.005
-    """Fraction of devices stuck at the RESET conductance [choice]."""
+    stuck_set_fraction: float = 0.0025
+    """Fraction of devices stuck at the crystalline conductance [choice: 0.5% stuck in all,
+    the low end of 0.5–1.5%; HERMES programs >99% of its unit cells (Le Gallo 2023)]."""
+    stuck_reset_fraction: float = 0.0025
+    """Fraction of devices stuck at the RESET conductance [choice, as above]."""
 
     # --- analog MVM ----------------------------------------------------------------------------------
     mvm_output_noise_uA: float = 0.1

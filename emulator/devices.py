@@ -17,13 +17,17 @@ from .calibration import K_B_EV_PER_K, PcmModel
 NOT_STUCK, STUCK_SET, STUCK_RESET = 0, 1, 2
 
 
-def programming_curve_mean(model: PcmModel, current_uA, i_mid_uA=None, g_top_uS=None):
+def programming_curve_mean(
+    model: PcmModel, current_uA, i_mid_uA=None, g_top_uS=None, g_bottom_uS=None
+):
     """Mean conductance (µS) after a melt-quench pulse of ``current_uA``: a logistic fall from
-    the crystalline conductance to the RESET conductance (seed 002 Fig. 2a shape)."""
+    the crystalline conductance ``g_top_uS`` to the RESET conductance ``g_bottom_uS`` (seed 002
+    Fig. 2a shape). Device parameters default to the model's medians."""
     i_mid = model.i_curve_mid_uA if i_mid_uA is None else i_mid_uA
     g_top = model.g_crystalline_uS if g_top_uS is None else g_top_uS
+    g_bottom = model.g_reset_uS if g_bottom_uS is None else g_bottom_uS
     x = (np.asarray(current_uA, dtype=np.float32) - i_mid) / np.float32(model.i_curve_slope_uA)
-    return model.g_reset_uS + (g_top - model.g_reset_uS) / (1.0 + np.exp(np.clip(x, -60, 60)))
+    return g_bottom + (g_top - g_bottom) / (1.0 + np.exp(np.clip(x, -60, 60)))
 
 
 def drift_exponent_stats(model: PcmModel, g_uS) -> tuple[np.ndarray, np.ndarray]:
@@ -141,10 +145,13 @@ class PcmDevices:
         if melt.any():
             where = addresses[melt]
             g_top = self.g_crystalline[tile, where]
-            mean = programming_curve_mean(m, amplitude[melt], self.i_mid[tile, where], g_top)
+            g_reset = self.g_reset[tile, where]
+            mean = programming_curve_mean(
+                m, amplitude[melt], self.i_mid[tile, where], g_top, g_reset
+            )
             noise = m.cycle_noise_rel * mean + m.cycle_noise_uS * (mean / m.g_max_uS)
             value = mean + noise * self.rng.standard_normal(where.size, dtype=np.float32)
-            self.g_prog[tile, where] = np.clip(value, self.g_reset[tile, where] * 0.5, g_top)
+            self.g_prog[tile, where] = np.clip(value, 0.5 * g_reset, g_top)
             self.n_set[tile, where] = 0
             self._restart_drift((tile, where), now_eq_s)
         if partial.any():
@@ -158,9 +165,9 @@ class PcmDevices:
             )
             mean, std = partial_set_step_stats(m, g_now, self.n_set[tile, where], strength)
             step = mean + std * self.rng.standard_normal(where.size, dtype=np.float32)
-            self.g_prog[tile, where] = np.clip(
-                g_now + step, m.g_floor_uS, self.g_crystalline[tile, where]
-            )
+            # crystallization never takes a device below half its RESET conductance
+            floor = 0.5 * self.g_reset[tile, where]
+            self.g_prog[tile, where] = np.clip(g_now + step, floor, self.g_crystalline[tile, where])
             self.n_set[tile, where] += 1
             self._restart_drift((tile, where), now_eq_s)
 
