@@ -90,11 +90,12 @@ class PcmChip:
         resource: str = "emulator",
         *,
         timeout_s: float = 10.0,
-        visa_library: str = "@py",
+        visa_library: str | None = None,
         check_version: bool = True,
     ) -> PcmChip:
         """Open a chip by resource string: ``emulator`` (in-process), a VISA resource, or a
-        serial port. Raises ``ProtocolVersionError`` for an incompatible chip."""
+        serial port; ``visa_library`` as in ``drivers.transports.open_transport``. Raises
+        ``ProtocolVersionError`` for an incompatible chip."""
         transport = open_transport(resource, timeout_s, visa_library)
         try:
             return cls(transport, check_version=check_version)

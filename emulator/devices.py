@@ -115,6 +115,7 @@ class PcmDevices:
         self.n_set = np.zeros(shape, dtype=np.int32)
         self.nu = np.zeros(shape, dtype=f4)
         self.q_s = np.zeros(shape, dtype=f4)
+        self._scratch_arrays: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         everything = (slice(None), slice(None))
         self._restart_drift(everything, 0.0)
 
@@ -197,17 +198,19 @@ class PcmDevices:
         temperature dependence of conduction and 1/f read noise, in µS (float32)."""
         m = self.model
         f4 = np.float32
-        elapsed = now_eq_s - self.t_prog[tile, addresses]
-        log_t = np.maximum(elapsed, m.read_noise_t_min_s).astype(f4)
+        t_prog = self.t_prog[tile, addresses]
+        log_t, noise = self._scratch(t_prog.shape)
+        # ln(max(t, t_min)) in float32; the subtraction runs in float64, rounded once on output
+        np.subtract(now_eq_s, t_prog, out=log_t, casting="same_kind")
+        np.maximum(log_t, f4(m.read_noise_t_min_s), out=log_t)
         np.log(log_t, out=log_t)
-        # drift: exponent −ν·ln(max(t, t0)/t0)
-        exponent = np.maximum(log_t, f4(np.log(m.drift_t0_s)))
-        exponent -= f4(np.log(m.drift_t0_s))
-        exponent *= self.nu[tile, addresses]
-        np.negative(exponent, out=exponent)
-        np.exp(exponent, out=exponent)
+        # drift: exponent −ν·max(ln t − ln t0, 0), written as ν·min(ln t0 − ln t, 0) (the same
+        # float32 values, one pass fewer); ``conductance`` is the one fresh array: it is returned
+        conductance = np.subtract(f4(np.log(m.drift_t0_s)), log_t)
+        np.minimum(conductance, f4(0.0), out=conductance)
+        conductance *= self.nu[tile, addresses]
+        np.exp(conductance, out=conductance)
         g_prog = self.g_prog[tile, addresses]
-        conductance = exponent
         conductance *= g_prog
         # read noise: σ/G = Q_s·sqrt(ln(t/(2 t_read))); t ≥ t_min ≫ t_read, so dropping the
         # t_read in (t + t_read) changes σ by under t_read/t_min = 2.5e-7 relative.
@@ -215,7 +218,7 @@ class PcmDevices:
         sigma -= f4(np.log(2 * m.read_noise_t_read_s))
         np.sqrt(sigma, out=sigma)
         sigma *= self.q_s[tile, addresses]
-        noise = self.rng.standard_normal(sigma.shape, dtype=f4)
+        self.rng.standard_normal(dtype=f4, out=noise)
         noise *= sigma
         noise += f4(1.0)
         conductance *= noise
@@ -225,6 +228,17 @@ class PcmDevices:
             )
         np.maximum(conductance, f4(m.g_floor_uS), out=conductance)
         return conductance
+
+    def _scratch(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Two float32 work arrays of ``shape``, kept between reads: fresh multi-MB temporaries
+        on every read cost page faults (≈1000 per 1M-device read), not just arithmetic."""
+        cache = self._scratch_arrays
+        arrays = cache.get(shape)
+        if arrays is None:
+            if len(cache) >= 4:
+                cache.clear()
+            arrays = cache[shape] = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+        return arrays
 
     def conduction_factor(self, g_prog, temperature_K: float, g_crystalline) -> np.ndarray:
         """Temperature factor of conduction, Arrhenius in the amorphous fraction [choice]."""

@@ -43,6 +43,7 @@ class WireInterface:
         self.esr = 0
         self.ese = 0
         self.lock = threading.RLock()
+        self._limits = chip.limits()  # the configuration is frozen
         self._handlers: dict[str, Callable[..., Any]] = {}
         for command in table:
             handler = getattr(self, f"_do_{command.handler}", None)
@@ -71,9 +72,8 @@ class WireInterface:
         """Execute one program message; the response message (with LF) or None."""
         replies: list[bytes] = []
         with self.lock:
-            limits = self.chip.limits()
             try:
-                for parsed in parse_message(message, self.table, limits):
+                for parsed in parse_message(message, self.table, self._limits):
                     result = self._handlers[parsed.command.handler](**parsed.values)
                     if parsed.command.is_query:
                         replies.append(format_reply(parsed.command.reply, result))
@@ -85,7 +85,11 @@ class WireInterface:
                 )
         if not replies:
             return None
-        return b";".join(replies) + b"\n"
+        parts = [replies[0]]
+        for reply in replies[1:]:
+            parts += (b";", reply)
+        parts.append(b"\n")
+        return b"".join(parts)  # one copy of a block reply, not two
 
     def push_error(self, error: ScpiError) -> None:
         self.errors.push(error.code, error.detail)

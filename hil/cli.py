@@ -34,6 +34,12 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
         "picks its seed and shape",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="transport timeout, s")
+    parser.add_argument(
+        "--visa-library",
+        default=None,
+        help="VISA implementation for VISA resources: '@py' (pyvisa-py) or a vendor library "
+        "path; by default TCPIP…::SOCKET resources use a plain socket and others pyvisa-py",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +111,9 @@ def _print_json(value: Any) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    with PcmChip.open(args.resource, timeout_s=args.timeout) as chip:
+    with PcmChip.open(
+        args.resource, timeout_s=args.timeout, visa_library=args.visa_library
+    ) as chip:
         config = asdict(chip.config)
         config["resource"] = chip.resource
         config["clock_mode"] = chip.clock_mode()
@@ -124,7 +132,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _tour(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
-    with PcmChip.open(args.resource, timeout_s=args.timeout) as chip:
+    with PcmChip.open(
+        args.resource, timeout_s=args.timeout, visa_library=args.visa_library
+    ) as chip:
         clock = ChipClock(chip)
         if not clock.virtual:
             raise PcmHilError(

@@ -21,12 +21,13 @@ def encode_block(data: bytes | bytearray | memoryview) -> bytes:
     size = str(len(data))
     if len(size) > 9:
         raise ValueError("block too large for a definite-length header")
-    return b"#" + str(len(size)).encode() + size.encode() + bytes(data)
+    return b"".join((b"#", str(len(size)).encode(), size.encode(), data))
 
 
 def encode_array(array: np.ndarray, dtype: str) -> bytes:
     """The block carrying ``array`` flattened, converted to the little-endian ``dtype``."""
-    return encode_block(np.ascontiguousarray(array, dtype=np.dtype(dtype)).tobytes())
+    contiguous = np.ascontiguousarray(array, dtype=np.dtype(dtype)).reshape(-1)
+    return encode_block(contiguous.view(np.uint8).data)  # one copy, into the block itself
 
 
 def parse_header(buffer: bytes | bytearray, start: int = 0) -> tuple[int, int]:

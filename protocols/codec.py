@@ -131,7 +131,7 @@ class MessageFramer:
                 end = pos
                 if end > self._last_block_end and end > 0 and buf[end - 1] == 0x0D:
                     end -= 1
-                out.append(bytes(buf[:end]))
+                out.append(_copy_out(buf, end))
                 self._start_next(pos + 1)
             elif char == 0x23:  # '#': a block if a digit follows
                 if pos + 1 >= len(buf):
@@ -161,7 +161,7 @@ class MessageFramer:
                         continue
                     if newline < 0:
                         return out
-                    out.append(bytes(buf[:newline]))
+                    out.append(_copy_out(buf, newline))
                     self._start_next(newline + 1)
                 else:
                     self._block_end = data_start + length
@@ -192,6 +192,13 @@ class MessageFramer:
         self._block_bytes = 0
         self._last_block_end = 0
         self._discarding = False
+
+
+def _copy_out(buf: bytearray, end: int) -> bytes:
+    """``bytes(buf[:end])`` in one copy: the slice would be a second, short-lived buffer as
+    large as the message, and for block replies that churns fresh pages on every read."""
+    with memoryview(buf) as view:
+        return bytes(view[:end])
 
 
 def _parse_header_limited(buf: bytes | bytearray, pos: int, max_block: int) -> tuple[int, int]:
@@ -459,8 +466,12 @@ def parse_reply(reply: Reply, unit: bytes) -> Any:
     """Decode one response message unit according to the query's reply row."""
     kind = reply.kind
     if kind == "block":
-        data, _end = decode_block(unit)
-        return decode_array(data, reply.dtype).copy()
+        data_start, length = parse_header(unit)
+        if length < 0 or data_start + length > len(unit):  # '#0' form, or short: the slow path
+            data, _end = decode_block(unit)
+            return decode_array(data, reply.dtype).copy()
+        with memoryview(unit) as view:  # one copy, straight from the message
+            return decode_array(view[data_start : data_start + length], reply.dtype).copy()
     text = unit.decode("ascii").strip()
     if kind == "int":
         return int(text)
@@ -492,7 +503,10 @@ def split_units(message: bytes) -> list[bytes]:
             start = pos = pos + 1
         elif char == 0x23:
             if pos + 1 < len(message) and 0x30 <= message[pos + 1] <= 0x39:
-                _data, pos = decode_block(message, pos)
+                data_start, length = parse_header(message, pos)
+                pos = len(message) if length < 0 else data_start + length
+                if pos > len(message):
+                    raise IncompleteBlock(pos)
             else:
                 pos += 1
         else:

@@ -22,7 +22,7 @@ from protocols import errors
 
 from .conftest import SEED
 
-TRANSPORTS = ["in-process", "tcp-pyvisa", "pty-pyvisa", "pty-pyserial"]
+TRANSPORTS = ["in-process", "tcp-socket", "tcp-pyvisa", "pty-pyvisa", "pty-pyserial"]
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -38,13 +38,16 @@ def served(request):
         yield driver, chip
         driver.close()
         return
-    server = TcpServer(wire) if kind == "tcp-pyvisa" else PtyServer(wire)
+    server = TcpServer(wire) if kind.startswith("tcp") else PtyServer(wire)
     with server:
-        if kind == "pty-pyserial":
-            resource = f"serial:{server.path}"
-        else:
-            resource = server.resource
-        driver = PcmChip.open(resource, timeout_s=5)
+        resource = f"serial:{server.path}" if kind == "pty-pyserial" else server.resource
+        library = "@py" if kind == "tcp-pyvisa" else None
+        driver = PcmChip.open(resource, timeout_s=5, visa_library=library)
+        expected = {
+            "tcp-socket": "SocketTransport",
+            "pty-pyserial": "SerialTransport",
+        }.get(kind, "VisaTransport")
+        assert type(driver.transport).__name__ == expected
         yield driver, chip
         driver.close()
 
@@ -226,9 +229,10 @@ def test_second_client_refused_while_first_connected(tcp_server):
         assert again.operation_complete()
 
 
-def test_disconnect_raises_typed_error(tiny_chip):
+@pytest.mark.parametrize("library", [None, "@py"])
+def test_disconnect_raises_typed_error(tiny_chip, library):
     server = TcpServer(WireInterface(tiny_chip)).start()
-    driver = PcmChip.open(server.resource, timeout_s=2)
+    driver = PcmChip.open(server.resource, timeout_s=2, visa_library=library)
     server.stop()
     with pytest.raises(ChipDisconnectedError):
         for _ in range(3):

@@ -594,7 +594,8 @@ def test_programming_curve(seed):
     # spread: positive everywhere, largest near the curve's mid-point where the I_mid spread
     # matters most (slope·σ_mid ≈ (G_c/4/slope)·15 ≈ 3.5 µS), smallest at RESET
     assert all(s > 0 for s in stds)
-    assert stds[CURVE_CURRENTS.index(310.0)] == max(stds)
+    peak = CURVE_CURRENTS[int(np.argmax(stds))]
+    assert abs(peak - M.i_curve_mid_uA) <= 1.5 * M.i_curve_slope_uA, (peak, stds)
     assert 2.5 < max(stds) < 6.0
     assert stds[-1] < 0.1 * max(stds)
 
