@@ -353,6 +353,7 @@ def make_emulated_chip(options: dict[str, str]):
     """An in-process emulated chip from resource options: profile, seed, tiles, rows, columns,
     real_time."""
     from emulator import make_chip
+    from emulator.chip import DEFAULT_PROFILE
 
     known = {"profile", "seed", "tiles", "rows", "columns", "real_time"}
     unknown = set(options) - known
@@ -366,6 +367,8 @@ def make_emulated_chip(options: dict[str, str]):
         }
         if "real_time" in options:
             overrides["real_time"] = options["real_time"].lower() in ("1", "true", "yes")
-        return make_chip(options.get("profile", "small"), int(options.get("seed", 0)), **overrides)
+        return make_chip(
+            options.get("profile", DEFAULT_PROFILE), int(options.get("seed", 0)), **overrides
+        )
     except ValueError as error:
         raise ResourceError(f"bad emulator option: {error}") from error

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .calibration import DEFAULT_MODEL, PcmModel
-from .chip import PROFILES, ChipConfig, EmulatedChip
+from .chip import DEFAULT_PROFILE, PROFILES, ChipConfig, EmulatedChip
 from .wire import WireInterface
 
 
-def make_chip(profile: str = "small", seed: int = 0, **overrides) -> EmulatedChip:
+def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides) -> EmulatedChip:
     """An emulated chip of a named profile, seeded; ``overrides`` change ChipConfig fields."""
     try:
         config = PROFILES[profile]

@@ -102,7 +102,7 @@ class PcmModel:
     read_noise_q_cap: float = 0.2
     read_noise_t_read_s: float = 250e-9
     """σ_read/G = Q_s·sqrt(ln((t + t_read)/(2·t_read))) [code]."""
-    read_noise_t_min_s: float = 0.3
+    read_noise_t_min_s: float = 0.1
     """Reads sooner than this after programming take the noise of a read at t_min (the
     formula vanishes as t → t_read) [choice: with it, iterative program-and-verify at a 0.5 µS
     tolerance lands within ±20% of the published σ_prog at every level, as iterative

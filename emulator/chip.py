@@ -86,13 +86,16 @@ class ChipConfig:
         return replace(self, **overrides)
 
 
-#: Named chip shapes. "small" is the default; "hermes" is shaped like IBM's 64-core chip
-#: (Le Gallo et al., Nature Electronics 2023: 64 cores of 256×256).
+#: Named chip shapes. "default" (4 tiles of 256×256) is what the resource ``emulator`` opens;
+#: "tiny" and "small" keep tests fast; "hermes" is shaped like IBM's 64-core chip (Le Gallo
+#: et al., Nature Electronics 2023: 64 cores of 256×256).
 PROFILES: dict[str, ChipConfig] = {
-    "small": ChipConfig(),
     "tiny": ChipConfig(tiles=2, rows=16, columns=16),
+    "small": ChipConfig(tiles=4, rows=64, columns=64),
+    "default": ChipConfig(tiles=4, rows=256, columns=256),
     "hermes": ChipConfig(tiles=64, rows=256, columns=256, serial="EMU-HERMES"),
 }
+DEFAULT_PROFILE = "default"
 
 
 class EmulatedChip:
@@ -102,7 +105,7 @@ class EmulatedChip:
     def __init__(
         self, config: ChipConfig | None = None, rng: np.random.Generator | None = None
     ) -> None:
-        self.config = config or PROFILES["small"]
+        self.config = config or PROFILES[DEFAULT_PROFILE]
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = RealTimeClock() if self.config.real_time else VirtualClock()
         self.devices = PcmDevices(

@@ -30,9 +30,19 @@ def programming_curve_mean(
     return g_bottom + (g_top - g_bottom) / (1.0 + np.exp(np.clip(x, -60, 60)))
 
 
-def drift_exponent_stats(model: PcmModel, g_uS) -> tuple[np.ndarray, np.ndarray]:
-    """(μ_ν, σ_ν) of the drift exponent for devices programmed to ``g_uS`` [code]."""
-    log_g = np.log(np.maximum(np.asarray(g_uS, dtype=np.float32) / model.g_max_uS, 1e-6))
+def log_relative(model: PcmModel, g_uS) -> np.ndarray:
+    """ln(G/g_max), float32, floored at ln(1e-6): the variable of the drift and noise fits."""
+    return np.log(
+        np.maximum(
+            np.asarray(g_uS, dtype=np.float32) / np.float32(model.g_max_uS), np.float32(1e-6)
+        )
+    )
+
+
+def drift_exponent_stats(model: PcmModel, g_uS, log_g=None) -> tuple[np.ndarray, np.ndarray]:
+    """(μ_ν, σ_ν) of the drift exponent for devices programmed to ``g_uS`` [code].
+    ``log_g``, if given, is ``log_relative(model, g_uS)`` already computed."""
+    log_g = log_relative(model, g_uS) if log_g is None else log_g
     mean = np.clip(
         model.nu_mean_slope * log_g + model.nu_mean_offset, model.nu_mean_low, model.nu_mean_high
     )
@@ -42,12 +52,11 @@ def drift_exponent_stats(model: PcmModel, g_uS) -> tuple[np.ndarray, np.ndarray]
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def read_noise_q(model: PcmModel, g_uS) -> np.ndarray:
-    """Q_s of the 1/f read-noise model for devices at ``g_uS`` [code]."""
-    g_rel = np.maximum(np.asarray(g_uS, dtype=np.float32) / model.g_max_uS, 1e-6)
-    return np.minimum(
-        model.read_noise_q_scale / g_rel**model.read_noise_q_exponent, model.read_noise_q_cap
-    ).astype(np.float32)
+def read_noise_q(model: PcmModel, g_uS, log_g=None) -> np.ndarray:
+    """Q_s = min(scale·(G/g_max)^−exponent, cap) of the 1/f read-noise model [code]."""
+    log_g = log_relative(model, g_uS) if log_g is None else log_g
+    q = model.read_noise_q_scale * np.exp(-model.read_noise_q_exponent * log_g)
+    return np.minimum(q, model.read_noise_q_cap).astype(np.float32)
 
 
 def read_noise_relative_std(model: PcmModel, g_uS, elapsed_s):
@@ -175,11 +184,12 @@ class PcmDevices:
     def _restart_drift(self, index, now_eq_s: float) -> None:
         """A programming event: stamp the time, draw ν from its G-dependent distribution."""
         g = self.g_prog[index]
-        mean, std = drift_exponent_stats(self.model, g)
+        log_g = log_relative(self.model, g)
+        mean, std = drift_exponent_stats(self.model, g, log_g)
         nu = np.abs(mean + std * self.rng.standard_normal(np.shape(g), dtype=np.float32))
         stuck = self.stuck[index]
         self.nu[index] = np.where(stuck == STUCK_SET, 0.0, nu)
-        self.q_s[index] = read_noise_q(self.model, g)
+        self.q_s[index] = read_noise_q(self.model, g, log_g)
         self.t_prog[index] = now_eq_s
 
     # --- reading -----------------------------------------------------------------------------------

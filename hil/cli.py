@@ -13,12 +13,15 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from drivers import PcmChip, PcmHilError
 
+from . import lab
 from .clock import ChipClock
+from .progress import ProgressBar
 from .tour import run_tour
 
 EXIT_ERROR = 1
@@ -42,6 +45,34 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_devices(parser: argparse.ArgumentParser, tiles: str, devices: int | None = None) -> None:
+    parser.add_argument("--tiles", default=tiles, help=f"'all' or indices a,b,… (default {tiles})")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=devices,
+        help="devices per tile, spread over it (default: "
+        + ("all" if devices is None else str(devices))
+        + ")",
+    )
+
+
+def _add_programming(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tolerance", type=float, default=0.5, help="µS (default 0.5)")
+    parser.add_argument("--max-iterations", type=int, default=30)
+    parser.add_argument(
+        "--strategy",
+        choices=("amplitude", "partial-set"),
+        default="amplitude",
+        help="amplitude: melt-quench current search (default); partial-set: RESET then SET steps",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcm-hil", description="Drive PCM test chips and their emulator."
@@ -59,6 +90,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tour.add_argument("--json", action="store_true", help="print one JSON object")
 
+    program = commands.add_parser(
+        "program", help="program-and-verify devices to target levels over 0…g_max"
+    )
+    _add_resource(program)
+    _add_output(program)
+    _add_devices(program, tiles="0")
+    program.add_argument("--levels", type=int, default=16, help="target levels (default 16)")
+    _add_programming(program)
+
+    drift = commands.add_parser(
+        "drift", help="program levels, read at log-spaced times, fit the drift exponent ν"
+    )
+    _add_resource(drift)
+    _add_output(drift)
+    _add_devices(drift, tiles="0", devices=4096)
+    drift.add_argument("--levels", type=int, default=8, help="target levels (default 8)")
+    drift.add_argument("--start", type=float, default=1.0, help="first read, s after programming")
+    drift.add_argument("--end", type=float, default=365 * 86400.0, help="last read, s (1 year)")
+    drift.add_argument("--points", type=int, default=25, help="read times, log-spaced")
+    drift.add_argument("--reads-per-point", type=int, default=4, help="reads averaged per time")
+    drift.add_argument("--fit-from", type=float, default=20.0, help="fit reads from t0, s")
+    drift.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+
+    characterize = commands.add_parser("characterize", help="device characterization")
+    kinds = characterize.add_subparsers(dest="kind", required=True)
+    curve = kinds.add_parser("programming-curve", help="conductance vs melt-quench current")
+    curve.add_argument("--current-min", type=float, default=200.0, help="µA")
+    curve.add_argument("--current-max", type=float, default=560.0, help="µA")
+    curve.add_argument("--points", type=int, default=19)
+    curve.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    accumulation = kinds.add_parser("accumulation", help="conductance vs partial-SET pulses")
+    accumulation.add_argument("--pulses", type=int, default=20)
+    accumulation.add_argument("--amplitude", type=float, default=90.0, help="µA")
+    accumulation.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    noise = kinds.add_parser("read-noise", help="relative read noise vs conductance")
+    noise.add_argument("--reads", type=int, default=20)
+    for parser_ in (curve, accumulation, noise):
+        _add_resource(parser_)
+        _add_output(parser_)
+        parser_.add_argument("--tile", default="0", help="tile to use (default 0)")
+        parser_.add_argument("--devices", type=int, default=1024, help="devices (default 1024)")
+
     info = commands.add_parser("info", help="identity and configuration of a chip")
     _add_resource(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -74,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=5025, help="TCP port (0: any free port)")
     serve.add_argument("--seed", type=int, default=0)
-    serve.add_argument("--profile", default="small", help="chip shape: tiny, small, hermes")
+    serve.add_argument(
+        "--profile", default="default", help="chip shape: tiny, small, default (4×256×256), hermes"
+    )
     serve.add_argument("--tiles", type=int)
     serve.add_argument("--rows", type=int)
     serve.add_argument("--columns", type=int)
@@ -98,7 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+PROCEDURES = {
+    "program": (lab.program, lab.render_program),
+    "drift": (lab.drift, lab.render_drift),
+    "characterize": (lab.characterize, lab.render_curve),
+}
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in PROCEDURES:
+        return _procedure(args, *PROCEDURES[args.command])
     if args.command == "tour":
         return _tour(args)
     if args.command == "info":
@@ -106,8 +190,36 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _serve(args)
 
 
+def _procedure(args: argparse.Namespace, run, render) -> int:
+    """Open the chip, run the procedure with a progress bar (unless --json or --quiet), and
+    print its summary: one JSON object, or tables."""
+    listeners = [] if (args.json or args.quiet) else [ProgressBar()]
+    try:
+        with PcmChip.open(
+            args.resource, timeout_s=args.timeout, visa_library=args.visa_library
+        ) as chip:
+            summary = run(chip, args, listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
+    summary["resource"] = args.resource
+    if args.json:
+        _print_json(summary)
+    else:
+        render(summary, Console())
+    return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
+
+
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.write(json.dumps(value, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _info(args: argparse.Namespace) -> int:

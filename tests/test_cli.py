@@ -110,3 +110,110 @@ def test_emulator_serve_serial_prints_resource():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _json_of(argv, capsys) -> dict:
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # exactly one JSON object, nothing else on stdout
+    return code, json.loads(out)
+
+
+def test_program_json(capsys):
+    code, result = _json_of(
+        ["program", "--resource", "emulator?profile=small&seed=1", "--levels", "4", "--json"],
+        capsys,
+    )
+    assert code == 0
+    for key in (
+        "devices",
+        "converged_fraction",
+        "iterations_mean",
+        "iterations_p99",
+        "error_std_uS",
+        "elapsed_s",
+    ):
+        assert isinstance(result[key], (int, float)), key
+    assert result["devices"] == 64 * 64
+    assert result["converged_fraction"] > 0.97
+    assert [round(level["target_uS"], 3) for level in result["levels"]] == [
+        3.125,
+        9.375,
+        15.625,
+        21.875,
+    ]
+    for level in result["levels"]:
+        assert {"target_uS", "error_std_uS", "converged_fraction"} <= set(level)
+
+
+def test_program_partial_set_strategy_on_two_tiles(capsys):
+    code, result = _json_of(
+        [
+            "program",
+            "--resource",
+            "emulator?profile=small",
+            "--tiles",
+            "0,1",
+            "--devices",
+            "256",
+            "--levels",
+            "2",
+            "--strategy",
+            "partial-set",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and result["devices"] == 512 and result["strategy"] == "partial-set"
+
+
+def test_drift_json(capsys):
+    code, result = _json_of(
+        [
+            "drift",
+            "--resource",
+            "emulator?profile=small&seed=2",
+            "--devices",
+            "1024",
+            "--levels",
+            "4",
+            "--points",
+            "12",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and isinstance(result["elapsed_s"], float)
+    assert len(result["levels"]) == 4
+    for level in result["levels"]:
+        assert {"target_uS", "nu_mean", "nu_std", "n_devices"} <= set(level)
+        assert 0.04 < level["nu_mean"] < 0.12 and level["n_devices"] > 200
+
+
+@pytest.mark.parametrize("kind", ["programming-curve", "accumulation", "read-noise"])
+def test_characterize_json(kind, capsys):
+    code, result = _json_of(
+        [
+            "characterize",
+            kind,
+            "--resource",
+            "emulator?profile=small",
+            "--devices",
+            "512",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and result["kind"] == kind and len(result["points"]) > 3
+
+
+def test_program_tables_and_progress(capsys):
+    assert main(["program", "--resource", "emulator?profile=small", "--levels", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "Program-and-verify" in out and "published σ" in out
+
+
+def test_bad_tiles_is_one_line(capsys):
+    assert main(["program", "--resource", "emulator?profile=small", "--tiles", "9", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside 0…3" in err

@@ -24,7 +24,8 @@ def test_plain_pyvisa_client(tcp_server, tiny_chip):
         assert instrument.query("SYST:ERR?") == '-113,"Undefined header;NOT:A:COMMand"'
         assert instrument.query("SYST:ERR?") == '0,"No error"'
         instrument.write_binary_values("READ:DEV? 0,", [1, 2, 3], datatype="I", is_big_endian=False)
-        reply = instrument.read_raw()
-        assert reply.startswith(b"#212") and len(reply) == 4 + 12 + 1
+        three = instrument.read_binary_values(datatype="f", is_big_endian=False, container=np.array)
+        assert three.shape == (3,) and np.all(three >= tiny_chip.config.model.g_floor_uS)
+        assert instrument.query("SYST:ERR?") == '0,"No error"'
     finally:
         instrument.close()

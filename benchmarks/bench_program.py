@@ -1,0 +1,221 @@
+"""Program-and-verify at scale: 1,048,576 devices (16 tiles of 256×256) to 16 levels.
+
+Prints, side by side, the wall time in-process and over TCP (the emulator served by a separate
+process, as a chip would be), split into emulator physics, protocol (encoding, framing, the
+transport) and host algorithm; with the precision reached beside the published σ_prog.
+
+    python benchmarks/bench_program.py [--tiles 16] [--seed 0] [--json]
+
+Targets: ≤ 2 s in-process; TCP within 1.5× of in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from drivers import PcmChip
+from drivers.transports import InProcessTransport
+from emulator import WireInterface, make_chip
+from hil.program import level_targets, program_and_verify
+
+ROWS = COLUMNS = 256
+
+
+class Timed:
+    """A chip wrapper that adds up the time spent inside its calls."""
+
+    def __init__(self, chip) -> None:
+        self.chip = chip
+        self.config = chip.config
+        self.seconds = 0.0
+
+    def _timed(self, name, *args):
+        started = time.perf_counter()
+        try:
+            return getattr(self.chip, name)(*args)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def pulse(self, *args):
+        return self._timed("pulse", *args)
+
+    def read(self, *args):
+        return self._timed("read", *args)
+
+    def read_tile(self, *args):
+        return self._timed("read_tile", *args)
+
+
+@contextmanager
+def physics_timer(chip):
+    """Time spent in the emulated chip's physics (pulses and reads), in-process only."""
+    spent = {"s": 0.0}
+    originals = {name: getattr(chip, name) for name in ("pulse", "read_tile", "read_devices")}
+
+    def wrap(function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent["s"] += time.perf_counter() - started
+
+        return timed
+
+    for name, function in originals.items():
+        setattr(chip, name, wrap(function))
+    try:
+        yield spent
+    finally:
+        for name, function in originals.items():
+            setattr(chip, name, function)
+
+
+def plan(tiles: int):
+    n = ROWS * COLUMNS
+    targets = level_targets(16, 25.0)[np.arange(n) % 16]
+    return np.repeat(np.arange(tiles), n), np.tile(np.arange(n), tiles), np.tile(targets, tiles)
+
+
+def run(driver, tiles: int):
+    tile_of, addresses, targets = plan(tiles)
+    timed = Timed(driver)
+    started = time.perf_counter()
+    result = program_and_verify(timed, tile_of, addresses, targets)
+    wall = time.perf_counter() - started
+    return result, wall, timed.seconds
+
+
+def in_process(tiles: int, seed: int) -> dict:
+    chip = make_chip("default", seed, tiles=tiles)
+    driver = PcmChip(InProcessTransport("emulator", WireInterface(chip)))
+    with physics_timer(chip) as physics:
+        result, wall, in_chip = run(driver, tiles)
+    return {
+        "result": result,
+        "wall_s": wall,
+        "physics_s": physics["s"],
+        "protocol_s": in_chip - physics["s"],
+        "host_s": wall - in_chip,
+    }
+
+
+def over_tcp(tiles: int, seed: int) -> dict:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hil.cli",
+            "emulator",
+            "serve",
+            "--port",
+            "0",
+            "--seed",
+            str(seed),
+            "--tiles",
+            str(tiles),
+            "--rows",
+            str(ROWS),
+            "--columns",
+            str(COLUMNS),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        resource = server.stdout.readline().strip()
+        with PcmChip.open(resource, timeout_s=60) as driver:
+            result, wall, in_chip = run(driver, tiles)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {"result": result, "wall_s": wall, "chip_calls_s": in_chip, "host_s": wall - in_chip}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    local = in_process(args.tiles, args.seed)
+    remote = over_tcp(args.tiles, args.seed)
+    same = all(
+        np.array_equal(getattr(local["result"], k), getattr(remote["result"], k))
+        for k in ("converged", "iterations", "final_uS")
+    )
+    summary = local["result"].summary()
+    report = {
+        "devices": summary["devices"],
+        "in_process": {k: v for k, v in local.items() if k != "result"},
+        "tcp": {k: v for k, v in remote.items() if k != "result"},
+        "tcp_over_in_process": remote["wall_s"] / local["wall_s"],
+        "identical_results": same,
+        "converged_fraction": summary["converged_fraction"],
+        "iterations_mean": summary["iterations_mean"],
+        "iterations_p99": summary["iterations_p99"],
+        "levels": [
+            {
+                k: level[k]
+                for k in ("target_uS", "error_std_uS", "published_sigma_uS", "converged_fraction")
+            }
+            for level in summary["levels"]
+        ],
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    console = Console()
+    table = Table(title=f"Program-and-verify of {summary['devices']:,} devices to 16 levels")
+    for column in ("", "wall s", "physics s", "protocol s", "host algorithm s", "target"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "in-process",
+        f"{local['wall_s']:.2f}",
+        f"{local['physics_s']:.2f}",
+        f"{local['protocol_s']:.2f}",
+        f"{local['host_s']:.2f}",
+        "≤ 2 s " + ("met" if local["wall_s"] <= 2 else "NOT met"),
+    )
+    table.add_row(
+        "TCP",
+        f"{remote['wall_s']:.2f}",
+        "(server)",
+        f"{remote['chip_calls_s']:.2f} incl. physics",
+        f"{remote['host_s']:.2f}",
+        f"{report['tcp_over_in_process']:.2f}× in-process (≤ 1.5× "
+        + ("met" if report["tcp_over_in_process"] <= 1.5 else "NOT met")
+        + ")",
+    )
+    console.print(table)
+    console.print(
+        f"converged {summary['converged_fraction']:.2%}, iterations mean {summary['iterations_mean']:.1f} "
+        f"p99 {summary['iterations_p99']:.0f}; identical results in-process and over TCP: {same}"
+    )
+    levels = Table(title="Residual error std per level vs the published σ_prog fit")
+    for column in ("target µS", "error std µS", "published σ µS", "ratio", "converged"):
+        levels.add_column(column, justify="right")
+    for level in summary["levels"]:
+        levels.add_row(
+            f"{level['target_uS']:.2f}",
+            f"{level['error_std_uS']:.3f}",
+            f"{level['published_sigma_uS']:.3f}",
+            f"{level['error_std_uS'] / level['published_sigma_uS']:.2f}",
+            f"{level['converged_fraction']:.2%}",
+        )
+    console.print(levels)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Device characterization over many devices at once: the programming curve, the
+accumulation curve and read noise. Each step is one batched pulse and one batched read."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chip_protocol import Chip
+from .events import Emitter, Listener, cancellable
+
+
+@dataclass
+class Curve:
+    """A characterization result: a statistic of many devices against one swept variable."""
+
+    kind: str
+    x_name: str
+    x: np.ndarray
+    mean_uS: np.ndarray
+    std_uS: np.ndarray
+    devices: int
+    status: str
+    elapsed_s: float
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "devices": self.devices,
+            "elapsed_s": self.elapsed_s,
+            "points": [
+                {self.x_name: float(x), "mean_uS": float(m), "std_uS": float(s)}
+                for x, m, s in zip(self.x, self.mean_uS, self.std_uS, strict=True)
+            ],
+        }
+
+
+def _run(kind, x_name, xs, step, listeners, **parameters) -> Curve:
+    """Drive ``step(x) -> reads`` over ``xs``; Ctrl-C keeps the points measured so far."""
+    emitter = Emitter(kind, listeners, total=len(xs))
+    started = time.perf_counter()
+    means, stds, done, devices = [], [], [], 0
+    with cancellable(emitter, **parameters) as run:
+        for x in xs:
+            reads = np.asarray(step(x), dtype=np.float64)
+            devices = reads.size
+            means.append(reads.mean())
+            stds.append(reads.std())
+            done.append(x)
+            emitter.step(**{x_name: float(x), "mean_uS": means[-1], "std_uS": stds[-1]})
+    emitter.end(run.status, points=len(done))
+    return Curve(
+        kind,
+        x_name,
+        np.asarray(done),
+        np.asarray(means),
+        np.asarray(stds),
+        devices,
+        run.status,
+        time.perf_counter() - started,
+    )
+
+
+def programming_curve(
+    chip: Chip,
+    tile: int,
+    addresses: np.ndarray,
+    currents_uA: Iterable[float],
+    *,
+    width_ns: float = 50.0,
+    listeners: Iterable[Listener] = (),
+) -> Curve:
+    """Conductance after one melt-quench pulse vs its current: every device gets each current
+    in turn (one pulse command and one read per current); mean and std over the devices."""
+    addresses = np.asarray(addresses)
+
+    def step(current):
+        chip.pulse(tile, addresses, float(current), width_ns)
+        return chip.read(tile, addresses)
+
+    currents = [float(c) for c in currents_uA]
+    return _run(
+        "programming-curve",
+        "current_uA",
+        currents,
+        step,
+        listeners,
+        tile=tile,
+        devices=int(addresses.size),
+        width_ns=width_ns,
+    )
+
+
+def accumulation_curve(
+    chip: Chip,
+    tile: int,
+    addresses: np.ndarray,
+    pulses: int = 20,
+    *,
+    amplitude_uA: float = 90.0,
+    width_ns: float = 50.0,
+    reset_uA: float = 500.0,
+    listeners: Iterable[Listener] = (),
+) -> Curve:
+    """Conductance vs the number of partial-SET pulses after a RESET (point 0 is the RESET
+    state): mean and std over the devices."""
+    addresses = np.asarray(addresses)
+
+    def step(n):
+        if n == 0:
+            chip.pulse(tile, addresses, reset_uA, width_ns)
+        else:
+            chip.pulse(tile, addresses, amplitude_uA, width_ns)
+        return chip.read(tile, addresses)
+
+    return _run(
+        "accumulation",
+        "pulses",
+        list(range(pulses + 1)),
+        step,
+        listeners,
+        tile=tile,
+        devices=int(addresses.size),
+        amplitude_uA=amplitude_uA,
+        width_ns=width_ns,
+    )
+
+
+@dataclass
+class ReadNoise:
+    """Relative read noise vs conductance: devices binned by their mean conductance."""
+
+    conductance_uS: np.ndarray
+    relative_std: np.ndarray
+    devices_per_bin: np.ndarray
+    reads: int
+    status: str
+    elapsed_s: float
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": "read-noise",
+            "status": self.status,
+            "reads": self.reads,
+            "elapsed_s": self.elapsed_s,
+            "points": [
+                {"conductance_uS": float(g), "relative_std": float(r), "devices": int(n)}
+                for g, r, n in zip(
+                    self.conductance_uS, self.relative_std, self.devices_per_bin, strict=True
+                )
+            ],
+        }
+
+
+def read_noise(
+    chip: Chip,
+    tile: int,
+    addresses: np.ndarray,
+    *,
+    currents_uA: tuple[float, float] = (230.0, 480.0),
+    reads: int = 20,
+    bins: int = 8,
+    width_ns: float = 50.0,
+    listeners: Iterable[Listener] = (),
+) -> ReadNoise:
+    """Program the devices over a spread of conductances (melt-quench currents spread over
+    ``currents_uA``), read them all ``reads`` times, and report each device's relative std
+    (std/mean of its reads), averaged in conductance bins."""
+    addresses = np.asarray(addresses)
+    emitter = Emitter("read-noise", listeners, total=reads)
+    started = time.perf_counter()
+    samples = []
+    with cancellable(emitter, tile=tile, devices=int(addresses.size), reads=reads) as run:
+        spread = np.linspace(*currents_uA, addresses.size, dtype=np.float32)
+        chip.pulse(tile, addresses, spread, width_ns)
+        for _ in range(reads):
+            samples.append(chip.read(tile, addresses))
+            emitter.step(read=len(samples))
+    emitter.end(run.status, reads=len(samples))
+    g = rel = count = np.zeros(0)
+    if len(samples) >= 2:
+        data = np.asarray(samples, dtype=np.float64)
+        mean, std = data.mean(axis=0), data.std(axis=0, ddof=1)
+        edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
+        which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, bins - 1)
+        count = np.bincount(which, minlength=bins)
+        g = np.bincount(which, weights=mean, minlength=bins) / np.maximum(count, 1)
+        rel = np.bincount(which, weights=std / mean, minlength=bins) / np.maximum(count, 1)
+    return ReadNoise(g, rel, count, len(samples), run.status, time.perf_counter() - started)

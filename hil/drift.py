@@ -1,0 +1,196 @@
+"""Drift measurement: program levels, read at log-spaced times, fit ν per device.
+
+G(t) = G(t0)·(t/t0)^−ν, so log G is linear in log t with slope −ν. Each device's ν is the
+least-squares slope over the reads taken at least ``fit_from_s`` after its programming (t0 =
+20 s by default, the convention of the published fits). Waiting goes through a ``ChipClock``:
+real time on a chip, virtual time on the emulator — the code is the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chip_protocol import Chip
+from .clock import ChipClock
+from .events import Emitter, Listener, cancellable
+from .program import ProgramResult, Strategy, program_and_verify
+
+YEAR_S = 365 * 86400.0
+
+
+def log_times(start_s: float = 1.0, end_s: float = YEAR_S, points: int = 25) -> np.ndarray:
+    """``points`` read times from ``start_s`` to ``end_s``, evenly spaced in log time, s."""
+    if not 0 < start_s < end_s or points < 2:
+        raise ValueError("need 0 < start < end and at least 2 points")
+    return np.geomspace(start_s, end_s, points)
+
+
+@dataclass
+class DriftResult:
+    """Per device: target, fitted ν and its standard error (a good fit has at most
+    ``max_nu_error``: a criterion blind to ν itself, so that good fits are not a biased sample
+    of ν); ``elapsed_s`` and ``conductance_uS`` (read times ×
+    devices) are the reads behind the fits, each at its device's time since programming."""
+
+    target_uS: np.ndarray
+    tile: np.ndarray
+    address: np.ndarray
+    usable: np.ndarray
+    nu: np.ndarray
+    nu_error: np.ndarray
+    good: np.ndarray
+    elapsed_s: np.ndarray
+    conductance_uS: np.ndarray
+    fit_from_s: float
+    status: str
+    wall_s: float
+    programming: ProgramResult | None
+
+    def summary(self) -> dict:
+        """Per target level: mean and std of ν over good fits, how many, and the fraction of
+        usable devices (programmed, not stuck) whose fit was good."""
+        levels = []
+        for target in np.unique(self.target_uS):
+            at = self.target_uS == target
+            good = at & self.good
+            usable = at & self.usable
+            levels.append(
+                {
+                    "target_uS": float(target),
+                    "nu_mean": float(self.nu[good].mean()) if good.any() else float("nan"),
+                    "nu_std": float(self.nu[good].std()) if good.any() else float("nan"),
+                    "n_devices": int(good.sum()),
+                    "good_fit_fraction": float(good.sum() / max(int(usable.sum()), 1)),
+                }
+            )
+        return {
+            "status": self.status,
+            "devices": int(self.target_uS.size),
+            "read_times": int(self.elapsed_s.shape[0]),
+            "fit_from_s": self.fit_from_s,
+            "elapsed_s": self.wall_s,
+            "levels": levels,
+        }
+
+
+def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: float):
+    """Least-squares ν per device from reads (times × devices) of log G vs log t, using reads
+    at ``elapsed_s ≥ fit_from_s`` with positive conductance. Returns ν and the RMS residual of
+    log G about the fit and the standard error of ν (NaN where fewer than 3 reads qualify)."""
+    use = (elapsed_s >= fit_from_s) & (conductance_uS > 0)
+    x = np.log(np.where(use, elapsed_s, 1.0))
+    y = np.log(np.where(use, conductance_uS, 1.0))
+    n = use.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (x * use).sum(axis=0) / n
+        my = (y * use).sum(axis=0) / n
+        dx = (x - mx) * use
+        dy = (y - my) * use
+        sxx = (dx * dx).sum(axis=0)
+        slope = (dx * dy).sum(axis=0) / sxx
+        rms = np.sqrt(((dy - slope * dx) ** 2).sum(axis=0) / (n - 2))
+        error = rms / np.sqrt(sxx)
+    for array in (slope, rms, error):
+        array[n < 3] = np.nan
+    return -slope, rms, error
+
+
+def measure_drift(
+    chip: Chip,
+    clock: ChipClock,
+    tiles,
+    addresses: np.ndarray,
+    targets_uS: np.ndarray,
+    times_s: Iterable[float] | None = None,
+    *,
+    fit_from_s: float = 20.0,
+    reads_per_point: int = 4,
+    max_nu_error: float = 0.02,
+    program: bool = True,
+    strategy: Strategy | None = None,
+    tolerance_uS: float = 0.5,
+    max_iterations: int = 30,
+    listeners: Iterable[Listener] = (),
+) -> DriftResult:
+    """Program the devices (unless ``program`` is False: they are taken as programmed now),
+    read them ``reads_per_point`` times (averaged) at each of ``times_s`` after the end of
+    programming, and fit ν per device over its own time since its last programming pulse. Devices that did not converge or are stuck are read but not fitted.
+    Ctrl-C returns the fits over the times read so far."""
+    listeners = tuple(listeners)
+    times = log_times() if times_s is None else np.asarray(sorted(times_s), dtype=np.float64)
+    tile_of = np.broadcast_to(np.asarray(tiles, dtype=np.int64), np.shape(addresses))
+    addresses = np.asarray(addresses, dtype=np.int64)
+    targets = np.asarray(targets_uS, dtype=np.float32)
+    started = time.perf_counter()
+    programming = None
+    if program:
+        programming = program_and_verify(
+            chip,
+            tile_of,
+            addresses,
+            targets,
+            strategy=strategy,
+            tolerance_uS=tolerance_uS,
+            max_iterations=max_iterations,
+            clock=clock,
+            listeners=listeners,
+        )
+        # programming returns devices grouped by tile; follow its order from here on
+        tile_of, addresses, targets = programming.tile, programming.address, programming.target_uS
+        usable = programming.converged & ~programming.stuck
+        programmed_at = programming.programmed_at_s
+    else:
+        usable = np.ones(addresses.shape, dtype=bool)
+        programmed_at = np.full(addresses.size, clock.now())
+    end_of_programming = float(np.max(programmed_at, initial=clock.now()))
+    emitter = Emitter("drift", listeners, total=times.size)
+    elapsed_rows, read_rows = [], []
+    parameters = dict(
+        devices=int(addresses.size),
+        times_s=times,
+        fit_from_s=fit_from_s,
+        reads_per_point=reads_per_point,
+    )
+    programming_done = programming is None or programming.status == "completed"
+    with cancellable(emitter, **parameters) as run:
+        for t in times if programming_done else ():
+            clock.wait_until(end_of_programming + t)
+            read_at = clock.now()
+            values = np.zeros(addresses.size, dtype=np.float64)
+            for tile in np.unique(tile_of):
+                at = tile_of == tile
+                for _ in range(reads_per_point):
+                    values[at] += chip.read(int(tile), addresses[at])
+            values /= reads_per_point
+            elapsed_rows.append(read_at - programmed_at)
+            read_rows.append(values.astype(np.float32))
+            emitter.step(t_s=read_at - end_of_programming, conductance_uS=read_rows[-1])
+    status = run.status if programming_done else programming.status
+    elapsed = np.asarray(elapsed_rows, dtype=np.float64).reshape(-1, addresses.size)
+    reads = np.asarray(read_rows, dtype=np.float32).reshape(len(read_rows), addresses.size)
+    if reads.shape[0]:
+        nu, _residual, nu_error = fit_drift(elapsed, reads, fit_from_s)
+    else:
+        nu = nu_error = np.full(addresses.size, np.nan)
+    good = usable & (nu_error <= max_nu_error)
+    result = DriftResult(
+        targets,
+        tile_of,
+        addresses,
+        usable,
+        nu,
+        nu_error,
+        good,
+        elapsed,
+        reads,
+        fit_from_s,
+        status,
+        time.perf_counter() - started,
+        programming,
+    )
+    emitter.end(status, levels=result.summary()["levels"])
+    return result

@@ -1,0 +1,185 @@
+"""The lab commands behind the CLI: pick devices, run a procedure, summarise as a dict (the
+``--json`` object) and as rich tables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from drivers import ChipConfiguration
+
+from .characterize import accumulation_curve, programming_curve, read_noise
+from .clock import ChipClock
+from .drift import log_times, measure_drift
+from .events import Listener
+from .program import AmplitudeSearch, PartialSetSteps, level_targets, program_and_verify
+
+STRATEGIES = {"amplitude": AmplitudeSearch, "partial-set": PartialSetSteps}
+
+
+def parse_tiles(text: str, config: ChipConfiguration) -> list[int]:
+    """``all``, ``N`` or ``a,b,c`` → tile indices, each checked against the chip."""
+    if text == "all":
+        return list(range(config.tiles))
+    try:
+        tiles = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--tiles takes 'all' or comma-separated indices, not {text!r}") from None
+    bad = [t for t in tiles if not 0 <= t < config.tiles]
+    if bad:
+        raise ValueError(f"tile(s) {bad} outside 0…{config.tiles - 1}")
+    return tiles
+
+
+def spread_addresses(count: int | None, config: ChipConfiguration) -> np.ndarray:
+    """``count`` device addresses spread evenly over a tile (all when None)."""
+    size = config.devices_per_tile
+    if count is None or count >= size:
+        return np.arange(size)
+    if count < 1:
+        raise ValueError("--devices must be at least 1")
+    return np.unique(np.linspace(0, size - 1, count).round().astype(np.int64))
+
+
+def select(args: argparse.Namespace, config: ChipConfiguration) -> tuple[np.ndarray, np.ndarray]:
+    """(tiles, addresses), one entry per device, from --tiles and --devices."""
+    tiles = parse_tiles(args.tiles, config)
+    addresses = spread_addresses(args.devices, config)
+    return np.repeat(tiles, addresses.size), np.tile(addresses, len(tiles))
+
+
+def assign_levels(count: int, levels: int, g_max_uS: float) -> np.ndarray:
+    """Targets for ``count`` devices: ``levels`` levels over 0…g_max, interleaved."""
+    return level_targets(levels, g_max_uS)[np.arange(count) % levels]
+
+
+def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    tiles, addresses = select(args, chip.config)
+    targets = assign_levels(addresses.size, args.levels, chip.config.g_max_uS)
+    result = program_and_verify(
+        chip,
+        tiles,
+        addresses,
+        targets,
+        strategy=STRATEGIES[args.strategy](),
+        tolerance_uS=args.tolerance,
+        max_iterations=args.max_iterations,
+        listeners=listeners,
+    )
+    return result.summary(chip.config.g_max_uS)
+
+
+def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    tiles, addresses = select(args, chip.config)
+    targets = assign_levels(addresses.size, args.levels, chip.config.g_max_uS)
+    result = measure_drift(
+        chip,
+        ChipClock(chip),
+        tiles,
+        addresses,
+        targets,
+        log_times(args.start, args.end, args.points),
+        fit_from_s=args.fit_from,
+        reads_per_point=args.reads_per_point,
+        tolerance_uS=args.tolerance,
+        listeners=listeners,
+    )
+    summary = result.summary()
+    if result.programming is not None:
+        programming = result.programming.summary(chip.config.g_max_uS)
+        summary["programming"] = {k: v for k, v in programming.items() if k != "levels"}
+    return summary
+
+
+def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    tile = parse_tiles(args.tile, chip.config)[0]
+    addresses = spread_addresses(args.devices, chip.config)
+    if args.kind == "programming-curve":
+        currents = np.linspace(args.current_min, args.current_max, args.points)
+        curve = programming_curve(
+            chip, tile, addresses, currents, width_ns=args.width, listeners=listeners
+        )
+        return curve.as_dict()
+    if args.kind == "accumulation":
+        curve = accumulation_curve(
+            chip,
+            tile,
+            addresses,
+            args.pulses,
+            amplitude_uA=args.amplitude,
+            width_ns=args.width,
+            listeners=listeners,
+        )
+        return curve.as_dict()
+    return read_noise(chip, tile, addresses, reads=args.reads, listeners=listeners).as_dict()
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def render_program(summary: dict, console: Console) -> None:
+    table = Table(
+        title=f"Program-and-verify ({summary['strategy']}, tolerance {summary['tolerance_uS']} µS)"
+    )
+    for column in (
+        "target µS",
+        "devices",
+        "converged",
+        "stuck",
+        "error std µS",
+        "published σ µS",
+        "ratio",
+    ):
+        table.add_column(column, justify="right")
+    for level in summary["levels"]:
+        ratio = level["error_std_uS"] / level["published_sigma_uS"]
+        table.add_row(
+            f"{level['target_uS']:.2f}",
+            str(level["devices"]),
+            f"{level['converged_fraction']:.2%}",
+            str(level["stuck"]),
+            f"{level['error_std_uS']:.3f}",
+            f"{level['published_sigma_uS']:.3f}",
+            f"{ratio:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"{summary['devices']} devices, {summary['converged_fraction']:.2%} converged, "
+        f"{summary['stuck_devices']} stuck; iterations mean {summary['iterations_mean']:.1f}, "
+        f"p99 {summary['iterations_p99']:.0f}; error std {summary['error_std_uS']:.3f} µS; "
+        f"{summary['elapsed_s']:.2f} s ({summary['status']})"
+    )
+
+
+def render_drift(summary: dict, console: Console) -> None:
+    table = Table(title=f"Drift exponent per level (fit from {summary['fit_from_s']:g} s)")
+    for column in ("target µS", "ν mean", "ν std", "devices", "good fits"):
+        table.add_column(column, justify="right")
+    for level in summary["levels"]:
+        table.add_row(
+            f"{level['target_uS']:.2f}",
+            f"{level['nu_mean']:.4f}",
+            f"{level['nu_std']:.4f}",
+            str(level["n_devices"]),
+            f"{level['good_fit_fraction']:.1%}",
+        )
+    console.print(table)
+    console.print(
+        f"{summary['devices']} devices, {summary['read_times']} read times, {summary['elapsed_s']:.2f} s ({summary['status']})"
+    )
+
+
+def render_curve(summary: dict, console: Console) -> None:
+    points = summary["points"]
+    table = Table(
+        title=f"{summary['kind']} ({summary.get('devices', '')} devices, {summary['status']})"
+    )
+    for column in points[0] if points else ():
+        table.add_column(column.replace("_uS", " µS").replace("_uA", " µA"), justify="right")
+    for point in points:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in point.values()))
+    console.print(table)
