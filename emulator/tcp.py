@@ -1,7 +1,9 @@
 """Serve an emulated chip over TCP, as a VISA ``TCPIP0::host::port::SOCKET`` resource.
 
-One client controls the chip at a time. A second connection while one is open is refused:
-it receives one line, the error entry ``105,"Chip busy;…"``, and is closed. A client that
+One client controls the chip at a time. A connection made while another is open waits up to
+``busy_wait_s`` (1 s) for it to close — so a client that reconnects at once is not turned away
+— and is then refused: it receives one line, the error entry ``105,"Chip busy;…"``, and is
+closed. A client that
 drops mid-message leaves no half-applied command: a message executes only once its
 terminating LF has arrived, and a partial message is discarded with the connection.
 """
@@ -21,13 +23,16 @@ RECEIVE_BYTES = 1 << 20
 class TcpServer:
     """A background TCP server for one wire interface. Binds 127.0.0.1 unless told."""
 
-    def __init__(self, wire: WireInterface, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, wire: WireInterface, host: str = "127.0.0.1", port: int = 0, busy_wait_s: float = 1.0
+    ) -> None:
         self.wire = wire
+        self.busy_wait_s = busy_wait_s
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(0.2)
         self.host, self.port = self._listener.getsockname()[:2]
         self._stop = threading.Event()
-        self._client_lock = threading.Lock()
+        self._idle = threading.Condition()
         self._client: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.connections = 0
@@ -53,20 +58,21 @@ class TcpServer:
             except OSError:
                 break
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._client_lock:
-                busy = self._client is not None
-                if not busy:
-                    self._client = connection
-            if busy:
-                self._refuse(connection)
-                continue
-            self.connections += 1
             threading.Thread(
-                target=self._serve_client,
-                args=(connection,),
-                name=f"pcm-tcp-{peer[1]}",
-                daemon=True,
+                target=self._admit, args=(connection,), name=f"pcm-tcp-{peer[1]}", daemon=True
             ).start()
+
+    def _admit(self, connection: socket.socket) -> None:
+        """Serve the connection once the chip is free, or refuse it after busy_wait_s."""
+        with self._idle:
+            free = self._idle.wait_for(lambda: self._client is None, timeout=self.busy_wait_s)
+            if free:
+                self._client = connection
+                self.connections += 1
+        if free:
+            self._serve_client(connection)
+        else:
+            self._refuse(connection)
 
     def _refuse(self, connection: socket.socket) -> None:
         entry = ErrorEntry(CHIP_BUSY, f"{ERRORS[CHIP_BUSY]};another client controls this chip")
@@ -95,13 +101,14 @@ class TcpServer:
             pass  # the client went away; its partial message dies with the framer
         finally:
             connection.close()
-            with self._client_lock:
+            with self._idle:
                 self._client = None
+                self._idle.notify_all()
 
     def stop(self) -> None:
         self._stop.set()
         self._listener.close()
-        with self._client_lock:
+        with self._idle:
             client = self._client
         if client is not None:
             try:

@@ -41,9 +41,10 @@ emulator in `emulator/` implements it, and a firmware engineer can implement it 
 - At most {MAX_TEXT_BYTES} bytes of non-block text per message; longer messages are discarded up
   to the next LF with error -363. Blocks may hold at most {MAX_BLOCK_BYTES} bytes; a larger
   length in a block header discards the message up to the next LF with error -223.
-- One client at a time. On TCP, a second connection made while one is open receives a single
-  line `105,"Chip busy;another client controls this chip"` and is closed; the first client is
-  not disturbed. Clients are expected to read every response they asked for before sending
+- One client at a time. On TCP, a connection made while another is open waits up to 1 s for
+  it to close (so that a client reconnecting at once is served); if the other is still open
+  then, it receives a single line `105,"Chip busy;another client controls this chip"` and is
+  closed. The first client is not disturbed. Clients are expected to read every response they asked for before sending
   further queries.
 
 ## 2. Syntax of a unit
