@@ -167,7 +167,9 @@ class PcmChip:
         can_fail = bool(command.args) or not command.is_query
         self.transport.write(unit + (b"\n" + _ERROR_QUERY + b"\n" if can_fail else b"\n"))
         result = None
-        if command.is_query:
+        if command.reply.kind == "block" and not self._messages and not self._framer.pending:
+            result = self._read_block(command)
+        elif command.is_query:
             message = self._read_message()
             if command.reply.kind != "error":
                 entry = is_error_entry(message)
@@ -187,6 +189,27 @@ class PcmChip:
         error = chip_error(entry.code, _detail(entry), command=command)
         error.further = others
         raise error
+
+    def _read_block(self, command) -> np.ndarray:
+        """A block reply read straight into its array: header, then the data by exact count
+        into the array's own memory, then the LF. If the chip answers with an error entry
+        instead (the query failed), raise it."""
+        head = self.transport.read(2)
+        if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+            line = head if head.endswith(b"\n") else head + self.transport.read(None)
+            entry = is_error_entry(line.rstrip(b"\r\n"))
+            if entry is None:
+                raise TransportError(f"{self.resource}: expected a block, got {line[:60]!r}")
+            self._raise(entry, command.short_form)
+        length = int(self.transport.read(int(head[1:2])))
+        dtype = np.dtype(command.reply.dtype)
+        if length % dtype.itemsize:
+            raise TransportError(f"{self.resource}: a {length}-byte block of {dtype.name}")
+        array = np.empty(length // dtype.itemsize, dtype=dtype)
+        self.transport.read_into(memoryview(array).cast("B"))
+        if self.transport.read(1) != b"\n":
+            raise TransportError(f"{self.resource}: block reply not terminated by LF")
+        return array
 
     def _read_message(self) -> bytes:
         while not self._messages:
@@ -281,17 +304,36 @@ class PcmChip:
         """Conductances of the listed devices of a tile, float32 µS, in order."""
         return self._call("read_devices", tile=tile, addresses=np.asarray(addresses).ravel())
 
-    def mvm(self, tile: int, inputs_V, *, transposed: bool = False) -> np.ndarray:
-        """Analog matrix-vector multiply. ``inputs_V``: (rows,) or (n, rows) forward, (columns,)
-        or (n, columns) transposed. Returns µA, (columns,) / (n, columns) forward or
-        (rows,) / (n, rows) transposed."""
+    def mvm(
+        self,
+        tile: int,
+        inputs_V,
+        *,
+        transposed: bool = False,
+        row: int = 0,
+        column: int = 0,
+        rows: int | None = None,
+        columns: int | None = None,
+    ) -> np.ndarray:
+        """Analog matrix-vector multiply on the window of ``rows`` × ``columns`` devices at
+        (``row``, ``column``) of a tile (default: the rest of the tile from there).
+        ``inputs_V``: (rows,) or (n, rows) forward, (columns,) or (n, columns) transposed.
+        Returns µA: (columns,) / (n, columns) forward, (rows,) / (n, rows) transposed."""
+        rows = self.config.rows - row if rows is None else rows
+        columns = self.config.columns - column if columns is None else columns
         inputs = np.asarray(inputs_V, dtype=np.float32)
-        width = self.config.columns if transposed else self.config.rows
+        width, outputs = (columns, rows) if transposed else (rows, columns)
         if inputs.shape[-1] != width:
             raise ValueError(f"inputs must have {width} values per vector, not {inputs.shape[-1]}")
-        handler = "mvm_transposed" if transposed else "mvm_forward"
-        out = self._call(handler, tile=tile, inputs=inputs.reshape(-1))
-        outputs = self.config.rows if transposed else self.config.columns
+        out = self._call(
+            "mvm_transposed" if transposed else "mvm_forward",
+            tile=tile,
+            row_start=row,
+            row_count=rows,
+            column_start=column,
+            column_count=columns,
+            inputs=inputs.reshape(-1),
+        )
         return out.reshape(outputs) if inputs.ndim == 1 else out.reshape(-1, outputs)
 
     # --- temperature and clock ---------------------------------------------------------------------

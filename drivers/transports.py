@@ -31,12 +31,22 @@ class Transport(Protocol):
 
     def read(self, exact: int | None) -> bytes: ...
 
+    def read_into(self, buffer: memoryview) -> None:
+        """Fill ``buffer`` with exactly ``len(buffer)`` bytes."""
+
     def clear(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-class InProcessTransport:
+class _CopyInto:
+    """``read_into`` by way of ``read``: one copy (transports without a zero-copy path)."""
+
+    def read_into(self, buffer: memoryview) -> None:
+        buffer[:] = self.read(len(buffer))
+
+
+class InProcessTransport(_CopyInto):
     """The embedded emulator: the same bytes as on a wire, with no wire."""
 
     def __init__(self, resource: str, wire) -> None:
@@ -74,7 +84,7 @@ class InProcessTransport:
         self._closed = True
 
 
-class VisaTransport:
+class VisaTransport(_CopyInto):
     """Any VISA resource through pyvisa; pyvisa-py (``@py``) unless another library is named."""
 
     def __init__(self, resource: str, timeout_s: float, visa_library: str = "@py") -> None:
@@ -212,20 +222,34 @@ class SocketTransport:
                 del self._pending[: newline + 1]
                 return data
             out = bytearray(exact)
-            have = min(len(self._pending), exact)
-            out[:have] = self._pending[:have]
-            del self._pending[:have]
             with memoryview(out) as view:
-                while have < exact:
-                    count = self._sock.recv_into(view[have:])
-                    if not count:
-                        raise ChipDisconnectedError(f"{self.resource}: connection closed")
-                    have += count
-            return out
+                self.read_into(view)
+            return bytes(out)
         except TimeoutError as error:
             raise ChipTimeoutError(
                 f"{self.resource}: no reply within {self.timeout_s:g} s"
             ) from error
+        except OSError as error:
+            raise ChipDisconnectedError(f"{self.resource}: {error}") from error
+
+    def read_into(self, buffer: memoryview) -> None:
+        """Fill ``buffer``: first from what is pending, then straight from the socket."""
+        exact = len(buffer)
+        have = min(len(self._pending), exact)
+        buffer[:have] = self._pending[:have]
+        del self._pending[:have]
+        try:
+            while have < exact:
+                count = self._sock.recv_into(buffer[have:])
+                if not count:
+                    raise ChipDisconnectedError(f"{self.resource}: connection closed")
+                have += count
+        except TimeoutError as error:
+            raise ChipTimeoutError(
+                f"{self.resource}: no reply within {self.timeout_s:g} s"
+            ) from error
+        except ChipDisconnectedError:
+            raise
         except OSError as error:
             raise ChipDisconnectedError(f"{self.resource}: {error}") from error
 
@@ -245,7 +269,7 @@ class SocketTransport:
             pass
 
 
-class SerialTransport:
+class SerialTransport(_CopyInto):
     """A raw serial port (or pyserial URL) through pyserial, for boards without VISA."""
 
     def __init__(self, resource: str, port: str, baud: int, timeout_s: float) -> None:

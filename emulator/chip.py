@@ -196,14 +196,26 @@ class EmulatedChip:
             tile, np.asarray(addresses, dtype=np.intp), self.equivalent_time(), self._temperature_K
         )
 
-    def mvm(self, tile: int, inputs_V: np.ndarray, transposed: bool = False) -> np.ndarray:
-        """Batched analog MVM; inputs (n, rows) forward or (n, columns) transposed, V → µA."""
-        conductance = self.read_tile(tile)
+    def mvm(
+        self,
+        tile: int,
+        inputs_V: np.ndarray,
+        transposed: bool = False,
+        window: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
+        """Batched analog MVM on a window (row_start, row_count, column_start, column_count)
+        of a tile (default: all of it). Inputs (n, row_count) forward or (n, column_count)
+        transposed, V; returns µA, (n, column_count) or (n, row_count). Only the window's
+        devices are read (the other rows or columns are held at 0 V)."""
+        c = self.config
+        row, rows, column, columns = window if window is not None else (0, c.rows, 0, c.columns)
+        grid = np.arange(row, row + rows)[:, None] * c.columns + np.arange(column, column + columns)
+        conductance = self.read_devices(tile, grid.ravel()).reshape(rows, columns)
         return multiply(
             conductance,
             inputs_V,
             self.converters,
-            self.config.model.mvm_output_noise_uA,
+            c.model.mvm_output_noise_uA,
             self.rng,
             transposed,
         )

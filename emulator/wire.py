@@ -194,11 +194,13 @@ class WireInterface:
     def _do_read_devices(self, tile: int, addresses: np.ndarray) -> np.ndarray:
         return self.chip.read_devices(tile, addresses)
 
-    def _do_mvm_forward(self, tile: int, inputs: np.ndarray) -> np.ndarray:
-        return self.chip.mvm(tile, inputs.reshape(-1, self.chip.config.rows))
+    def _do_mvm_forward(self, tile, row_start, row_count, column_start, column_count, inputs):
+        window = (row_start, row_count, column_start, column_count)
+        return self.chip.mvm(tile, inputs.reshape(-1, row_count), window=window)
 
-    def _do_mvm_transposed(self, tile: int, inputs: np.ndarray) -> np.ndarray:
-        return self.chip.mvm(tile, inputs.reshape(-1, self.chip.config.columns), transposed=True)
+    def _do_mvm_transposed(self, tile, row_start, row_count, column_start, column_count, inputs):
+        window = (row_start, row_count, column_start, column_count)
+        return self.chip.mvm(tile, inputs.reshape(-1, column_count), transposed=True, window=window)
 
     def _do_temperature(self) -> float:
         return self.chip.temperature_K

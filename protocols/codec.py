@@ -353,6 +353,7 @@ def _short(mnemonic: str) -> str:
 def check_values(command: Command, values: Mapping[str, Any], limits: Limits) -> None:
     """Check every argument against its type, range and length rules; raise ScpiError."""
     counts: dict[str, int] = {}
+    scope = dict(limits)  # bounds may name chip limits and earlier arguments
     for arg in command.args:
         value = values[arg.name]
         if arg.kind != "block":
@@ -361,21 +362,22 @@ def check_values(command: Command, values: Mapping[str, Any], limits: Limits) ->
             if arg.kind == "int" and not -(2**63) <= value < 2**63:
                 raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} does not fit in 64 bits")
             if arg.kind in ("int", "float"):
-                arg.check_range(value, limits)
+                arg.check_range(value, scope)
+                scope[arg.name] = value
             continue
         array = value
         counts[arg.name] = array.size
-        arg.check_length(array.size, counts, limits)
+        arg.check_length(array.size, counts, scope)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} holds NaN or infinity")
-        low, high = resolve(arg.minimum, limits), resolve(arg.maximum, limits)
+        low, high = resolve(arg.minimum, scope), resolve(arg.maximum, scope)
         if array.size and (low is not None or high is not None):
             lowest, highest = array.min(), array.max()
             if (low is not None and lowest < low) or (high is not None and highest > high):
                 bad = lowest if low is not None and lowest < low else highest
                 raise ScpiError(
                     arg.range_error,
-                    f"{arg.name} holds {bad:g}{arg.unit_suffix}, outside {arg.range_text(limits)}",
+                    f"{arg.name} holds {bad:g}{arg.unit_suffix}, outside {arg.range_text(scope)}",
                 )
         if arg.unique and array.size > 1 and _has_duplicates(array):
             raise ScpiError(DUPLICATE_ADDRESS, f"a value appears twice in {arg.name}")

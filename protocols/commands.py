@@ -34,6 +34,14 @@ ADDRESSES = Arg(
     maximum="devices_per_tile-1",
 )
 
+#: A window of a tile: the rows row_start … row_start+row_count−1 and likewise columns.
+WINDOW = (
+    Arg("row_start", "int", "First row of the window.", minimum=0, maximum="rows-1"),
+    Arg("row_count", "int", "Rows in the window.", minimum=1, maximum="rows-row_start"),
+    Arg("column_start", "int", "First column of the window.", minimum=0, maximum="columns-1"),
+    Arg("column_count", "int", "Columns in the window.", minimum=1, maximum="columns-column_start"),
+)
+
 PULSED_ADDRESSES = replace(ADDRESSES, unique=True)
 
 COMMANDS = CommandTable(
@@ -276,42 +284,48 @@ COMMANDS = CommandTable(
         Command(
             "MVM:FORWard?",
             "mvm_forward",
-            "Analog matrix-vector multiply, forward: each input vector drives the rows as "
-            "voltages, each column's current is I_j = sum_i G_ij V_i, read through the ADC. "
-            "Inputs are clipped to ±input_max and quantized by the DAC; outputs are clipped to "
+            "Analog matrix-vector multiply, forward, on a window of a tile: each input vector "
+            "drives the window's rows as voltages (other rows at 0 V) and each of the window's "
+            "columns gives its current I_j = sum_i G_ij V_i, read through the ADC. Inputs are "
+            "clipped to ±input_max and quantized by the DAC; outputs are clipped to "
             "±output_max and quantized by the ADC.",
             args=(
                 TILE,
+                *WINDOW,
                 Arg(
                     "inputs",
                     "block",
-                    "Batch of input vectors, n × rows, row-major.",
+                    "Batch of input vectors, n × row_count, row-major.",
                     unit="V",
                     dtype="<f4",
-                    length=Length(multiple_of="rows"),
+                    length=Length(multiple_of="row_count"),
                 ),
             ),
-            reply=Reply("block", "n × columns column currents.", unit="uA", dtype="<f4"),
+            reply=Reply(
+                "block", "n × column_count column currents, row-major.", unit="uA", dtype="<f4"
+            ),
             errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH),
             group="Analog matrix-vector multiply",
         ),
         Command(
             "MVM:TRANsposed?",
             "mvm_transposed",
-            "Analog matrix-vector multiply, transposed: inputs drive the columns, each row's "
-            "current is I_i = sum_j G_ij V_j. Same DAC and ADC as MVM:FORWard?.",
+            "Analog matrix-vector multiply, transposed, on a window of a tile: inputs drive "
+            "the window's columns, each of its rows gives I_i = sum_j G_ij V_j. Same DAC and "
+            "ADC as MVM:FORWard?.",
             args=(
                 TILE,
+                *WINDOW,
                 Arg(
                     "inputs",
                     "block",
-                    "Batch of input vectors, n × columns, row-major.",
+                    "Batch of input vectors, n × column_count, row-major.",
                     unit="V",
                     dtype="<f4",
-                    length=Length(multiple_of="columns"),
+                    length=Length(multiple_of="column_count"),
                 ),
             ),
-            reply=Reply("block", "n × rows row currents.", unit="uA", dtype="<f4"),
+            reply=Reply("block", "n × row_count row currents, row-major.", unit="uA", dtype="<f4"),
             errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH),
             group="Analog matrix-vector multiply",
         ),

@@ -22,21 +22,28 @@ from .errors import DATA_OUT_OF_RANGE, LENGTH_MISMATCH, ScpiError
 ArgKind = Literal["int", "float", "bool", "enum", "block"]
 ReplyKind = Literal["none", "int", "float", "text", "enum", "ints", "floats", "error", "block"]
 
-#: A bound: a number, or the name of a chip limit (optionally ``name-1`` for "one below").
+#: A bound: a number, or the name of a chip limit or of an earlier argument, optionally less
+#: another name or an integer: ``"tiles-1"``, ``"rows-row_start"``.
 Bound = float | int | str | None
 Limits = Mapping[str, float]
 
 
 def resolve(bound: Bound, limits: Limits) -> float | None:
-    """The numeric value of a bound, looking limit names up in ``limits``."""
+    """The numeric value of a bound, looking names up in ``limits`` (chip limits and the values
+    of the arguments checked so far)."""
     if bound is None or isinstance(bound, (int, float)):
         return bound
-    name, minus_one = (bound[:-2], True) if bound.endswith("-1") else (bound, False)
-    try:
-        value = float(limits[name])
-    except KeyError:
-        raise KeyError(f"limit {name!r} is not known") from None
-    return value - 1 if minus_one else value
+    name, _sep, less = bound.partition("-")
+
+    def value(key: str) -> float:
+        if key.isdigit():
+            return float(key)
+        try:
+            return float(limits[key])
+        except KeyError:
+            raise KeyError(f"limit {key!r} is not known") from None
+
+    return value(name) - (value(less) if less else 0.0)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class Length:
     """How many elements a block argument must hold.
 
     ``same_as``: as many as the block argument of that name (or exactly 1 when ``broadcast``);
-    ``multiple_of``: a positive whole multiple of that limit (e.g. ``"rows"``);
+    ``multiple_of``: a positive whole multiple of that limit or earlier argument (``"rows"``);
     ``at_least``: a minimum count.
     """
 

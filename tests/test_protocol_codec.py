@@ -28,6 +28,7 @@ from protocols.codec import (
     split_units,
 )
 from protocols.errors import ErrorEntry, ErrorQueue, ScpiError, parse_error_entry
+from protocols.table import resolve
 
 LIMITS = {
     "tiles": 4,
@@ -108,12 +109,9 @@ def _values(draw, command):
     values = {}
     for arg in command.args:
         if arg.kind == "int":
-            high = (
-                int(LIMITS[arg.maximum[:-2]] - 1)
-                if isinstance(arg.maximum, str)
-                else int(arg.maximum)
-            )
-            values[arg.name] = draw(st.integers(int(arg.minimum), high))
+            scope = {**LIMITS, **values}
+            low, high = int(resolve(arg.minimum, scope)), int(resolve(arg.maximum, scope))
+            values[arg.name] = draw(st.integers(low, high))
         elif arg.kind == "float":
             low = LIMITS[arg.minimum] if isinstance(arg.minimum, str) else arg.minimum
             high = LIMITS[arg.maximum] if isinstance(arg.maximum, str) else arg.maximum
@@ -134,7 +132,7 @@ def _values(draw, command):
             draw(st.lists(st.integers(0, 47), min_size=1, max_size=60)), np.uint32
         )
     elif command.handler in ("mvm_forward", "mvm_transposed"):
-        width = 8 if command.handler == "mvm_forward" else 6
+        width = values["row_count" if command.handler == "mvm_forward" else "column_count"]
         n = draw(st.integers(1, 5))
         values["inputs"] = np.asarray(
             draw(st.lists(st.floats(-1, 1, width=32), min_size=n * width, max_size=n * width)),

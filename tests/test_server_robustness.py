@@ -56,6 +56,8 @@ BUSY = b'105,"Chip busy;another client controls this chip"\n'
 # The "tiny" profile: 2 tiles of 16 x 16 devices, pulse limits 600 uA / 10..1000 ns,
 # temperature setpoint 233..400 K.
 TILES, ROWS, COLUMNS = 2, 16, 16
+#: The whole tile as an MVM window: row_start, row_count, column_start, column_count.
+WINDOW = b"0,%d,0,%d," % (ROWS, COLUMNS)
 DEVICES = ROWS * COLUMNS
 AMP_MAX, WIDTH_MIN, WIDTH_MAX = 600.0, 10.0, 1000.0
 TEMP_MIN, TEMP_MAX = 233.0, 400.0
@@ -312,14 +314,14 @@ def gen_wrong_type(rng: np.random.Generator) -> Case:
         b"READ:TILE? " + bad_int + b"\n",
         b"*ESE " + bad_int + b"\n",
         b"READ:DEV? " + bad_int + b"," + u4(addrs) + b"\n",
-        b"MVM:FORW? " + bad_int + b"," + f4(np.zeros(ROWS)) + b"\n",
+        b"MVM:FORW? " + bad_int + b"," + WINDOW + f4(np.zeros(ROWS)) + b"\n",
         _pulse(bad_int, u4(addrs), f4(_amplitudes(rng, count)), f4(_widths(rng, count))),
         b"TEMP " + bad_float + b"\n",
         b"CLOC:ADV " + bad_float + b"\n",
         # a number (or other text) where a block belongs; '#A' is not a block header
         b"READ:DEV? " + _tile(rng) + b",5\n",
         b"READ:DEV? " + _tile(rng) + b",#A12\n",
-        b"MVM:TRAN? " + _tile(rng) + b",#H1F\n",
+        b"MVM:TRAN? " + _tile(rng) + b"," + WINDOW + b"#H1F\n",
         _pulse(_tile(rng), u4(addrs), b"500", f4(_widths(rng, count))),
     ]
     return _pick(rng, options), DATA_TYPE_ERROR
@@ -400,7 +402,7 @@ def gen_out_of_range(rng: np.random.Generator) -> Case:
         b"CLOC:ADV 1e400\n",
         b"READ:DEV? " + _tile(rng) + b"," + u4(bad) + b"\n",
         b"READ:DEV? %d," % rng.integers(TILES, 100) + u4(good) + b"\n",
-        b"MVM:FORW? %d," % rng.integers(TILES, 100) + f4(np.zeros(ROWS)) + b"\n",
+        b"MVM:FORW? %d," % rng.integers(TILES, 100) + WINDOW + f4(np.zeros(ROWS)) + b"\n",
         _pulse(_tile(rng), u4(bad), amps, widths),
         _pulse(b"%d" % rng.integers(TILES, 100), u4(good), amps, widths),
         _pulse(b"-1", u4(good), amps, widths),
@@ -452,7 +454,7 @@ def gen_oversized_block(rng: np.random.Generator) -> Case:
         b"#9%09d" % rng.integers(MAX_BLOCK_BYTES + 1, 10**9),
         b"#8%08d" % rng.integers(MAX_BLOCK_BYTES + 1, 10**8),
     ]
-    prefix = _pick(rng, [b"READ:DEV? 0,", b"PULS:APPL 0,", b"MVM:FORW? 1,", b""])
+    prefix = _pick(rng, [b"READ:DEV? 0,", b"PULS:APPL 0,", b"MVM:FORW? 1," + WINDOW, b""])
     return prefix + _pick(rng, options) + b"tail\n", TOO_MUCH_DATA
 
 
@@ -463,7 +465,7 @@ def gen_block_not_whole(rng: np.random.Generator) -> Case:
     odd = rng.integers(0, 256, 4 * count + int(rng.integers(1, 4)), dtype=np.uint8).tobytes()
     options = [
         b"READ:DEV? " + _tile(rng) + b"," + block(odd) + b"\n",
-        b"MVM:FORW? " + _tile(rng) + b"," + block(odd) + b"\n",
+        b"MVM:FORW? " + _tile(rng) + b"," + WINDOW + block(odd) + b"\n",
         _pulse(_tile(rng), block(odd), widths, widths),
         _pulse(_tile(rng), addrs, block(odd), widths),
         _pulse(_tile(rng), addrs, f4(_amplitudes(rng, count)), block(odd)),
@@ -482,16 +484,16 @@ def gen_length_mismatch(rng: np.random.Generator) -> Case:
         message = _pulse(_tile(rng), addrs, f4(_amplitudes(rng, 1)), f4(_widths(rng, other)))
     elif kind == 2:
         bad_rows = int(_pick(rng, [n for n in range(1, 80) if n % ROWS]))
-        message = b"MVM:FORW? " + _tile(rng) + b"," + f4(np.zeros(bad_rows)) + b"\n"
+        message = b"MVM:FORW? " + _tile(rng) + b"," + WINDOW + f4(np.zeros(bad_rows)) + b"\n"
     elif kind == 3:
         bad_cols = int(_pick(rng, [n for n in range(1, 80) if n % COLUMNS]))
-        message = b"MVM:TRAN? " + _tile(rng) + b"," + f4(np.zeros(bad_cols)) + b"\n"
+        message = b"MVM:TRAN? " + _tile(rng) + b"," + WINDOW + f4(np.zeros(bad_cols)) + b"\n"
     else:  # empty blocks: fewer than one element
         message = _pick(
             rng,
             [
                 b"READ:DEV? 0,#10\n",
-                b"MVM:FORW? 1,#10\n",
+                b"MVM:FORW? 1," + WINDOW + b"#10\n",
                 _pulse(b"0", b"#10", b"#10", b"#10"),
                 _pulse(b"0", addrs, b"#10", f4(_widths(rng, count))),
             ],
@@ -525,7 +527,7 @@ def gen_not_finite(rng: np.random.Generator) -> Case:
         inputs = rng.uniform(-0.2, 0.2, ROWS * int(rng.integers(1, 4))).astype("<f4")
         inputs[int(rng.integers(0, inputs.size))] = poison
         head = _pick(rng, [b"MVM:FORW? ", b"MVM:TRAN? "])
-        message = head + _tile(rng) + b"," + f4(inputs) + b"\n"
+        message = head + _tile(rng) + b"," + WINDOW + f4(inputs) + b"\n"
     return message, DATA_OUT_OF_RANGE
 
 
@@ -681,7 +683,7 @@ def _truncated_endings(rng: np.random.Generator) -> list[bytes]:
         b"PULS:APPL 0,#18" + b"\x01\x00\x00\x00",  # block announces 8 bytes, 4 follow
         b"PULS:APPL 0," + addrs + b",#14\x00\x00",  # second block cut short
         b"READ:DEV? 0,#9000000400" + bytes(100),
-        b"MVM:FORW? 1,#41024" + bytes(1000),
+        b"MVM:FORW? 1," + WINDOW + b"#41024" + bytes(1000),
         b"READ:DEV? 0,#0\x01\x00\x00\x00",  # indefinite block, never terminated
         b"READ:DEV? 0,#9123",  # header cut short
         b"READ:DEV? 0,#",
@@ -900,7 +902,7 @@ def _bad_inputs() -> list[tuple[str, bytes, int]]:
             DUPLICATE_ADDRESS,
         ),
         ("NaN amplitude", _pulse(b"0", addrs, f4([np.nan]), f4([100.0])), DATA_OUT_OF_RANGE),
-        ("inf input", b"MVM:FORW? 0," + f4([np.inf] * ROWS) + b"\n", DATA_OUT_OF_RANGE),
+        ("inf input", b"MVM:FORW? 0," + WINDOW + f4([np.inf] * ROWS) + b"\n", DATA_OUT_OF_RANGE),
         ("indefinite block", b"READ:TILE? #0junk\n", BLOCK_NOT_ALLOWED),
         ("indefinite, odd", b"READ:DEV? 0,#0abc\n", BLOCK_DATA_ERROR),
         ("text after block", b"READ:DEV? 0," + addrs + b"junk\n", SYNTAX_ERROR),
