@@ -24,6 +24,7 @@ from hil.nn import (
     synthetic_blobs,
     train,
 )
+from hil.nn.layers import im2col
 
 SEED = 20240607
 
@@ -176,9 +177,7 @@ def test_matmul_hook_called_once_per_weight_layer(rng, arch):
         return x2d @ weights[k]
 
     logits = net.forward(x, matmul=hook)
-    expected_shapes = (
-        [(n, 64), (n, 64)] if arch == "mlp" else [(n * 64, 9), (n * 16, 72), (n, 64)]
-    )
+    expected_shapes = [(n, 64), (n, 64)] if arch == "mlp" else [(n * 64, 9), (n * 16, 72), (n, 64)]
     assert calls == list(enumerate(expected_shapes))
     np.testing.assert_array_equal(logits, net.forward(x))
 
@@ -205,11 +204,15 @@ def test_matmul_t_hook_in_backward(rng, arch):
 
     dx_soft, grads_soft = gradients()
     dx_hook, grads_hook = gradients(matmul_t=hook_t)
-    expected = [(1, (n, 10)), (0, (n, 64))] if arch == "mlp" else [
-        (2, (n, 10)),
-        (1, (n * 16, 16)),
-        (0, (n * 64, 8)),
-    ]
+    expected = (
+        [(1, (n, 10)), (0, (n, 64))]
+        if arch == "mlp"
+        else [
+            (2, (n, 10)),
+            (1, (n * 16, 16)),
+            (0, (n * 64, 8)),
+        ]
+    )
     assert calls == expected
     np.testing.assert_array_equal(dx_hook, dx_soft)
     for a, b in zip(grads_hook, grads_soft, strict=True):
@@ -278,3 +281,167 @@ def test_noise_needs_training_and_rng(rng):
         net.forward(x, noise_eta=0.038, rng=rng)
     with pytest.raises(ValueError, match="rng"):
         net.forward(x, training=True, noise_eta=0.038)
+
+
+# ---- save and load ----------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_is_exact(rng, tmp_path, digits):
+    x_train, y_train, x_test, _ = digits
+    net = small_cnn(rng)
+    train(net, x_train[:256], y_train[:256], epochs=1, lr=0.05, rng=rng)
+    net.batchnorm_layers()[1].momentum = None  # a non-default config survives too
+    path = tmp_path / "cnn.npz"
+    net.save(path)
+    loaded = Network.load(path)
+    assert repr(loaded) == repr(net)
+    for a, b in zip(net.layers, loaded.layers, strict=True):
+        assert type(a) is type(b) and a.config() == b.config()
+        state_a, state_b = a.state(), b.state()
+        assert state_a.keys() == state_b.keys()
+        for key in state_a:
+            assert state_a[key].dtype == state_b[key].dtype
+            np.testing.assert_array_equal(state_a[key], state_b[key])
+    np.testing.assert_array_equal(loaded.forward(x_test), net.forward(x_test))
+    np.testing.assert_array_equal(loaded.batchnorm_layers()[0].count, 256 * 64)
+
+
+# ---- batch-norm recalibration -----------------------------------------------------------------
+
+
+def test_recalibration_gives_exact_dataset_statistics(rng):
+    first = Dense(6, 5, rng=rng)
+    net = Network([first, BatchNorm(5), ReLU(), Dense(5, 4, rng=rng), BatchNorm(4, momentum=0.3)])
+    x = rng.standard_normal((203, 6)) * 3.0 + 1.0
+    recalibrate_batchnorm(net, x, batch=37)  # 5 batches of 37 and one of 18
+    bn1, bn2 = net.batchnorm_layers()
+    pre = x @ first.weight + first.bias
+    np.testing.assert_allclose(bn1.running_mean, pre.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn1.running_var, pre.var(axis=0), rtol=1e-12)
+    assert float(bn1.count) == 203
+    assert bn1.momentum == 0.1 and bn2.momentum == 0.3  # restored
+
+    # In one batch every layer's running statistics are exactly its batch statistics, so the
+    # "running" forward then equals the "batch" forward.
+    recalibrate_batchnorm(net, x, batch=len(x))
+    np.testing.assert_allclose(
+        net.forward(x), net.forward(x, bn_mode="batch"), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_recalibration_through_a_chip_hook_per_channel(rng):
+    """A hook standing in for the chip (gain error and offset): the first batch norm's
+    per-channel statistics are those of the chip's outputs over all of the data."""
+    net = small_cnn(rng)
+    conv = net.weight_layers()
+    x = rng.random((50, 1, 8, 8))
+
+    def chip(k: int, x2d: np.ndarray) -> np.ndarray:
+        return 1.1 * (x2d @ conv[k].weight) + 0.05
+
+    recalibrate_batchnorm(net, x, batch=16, matmul=chip)
+    out = chip(0, im2col(x, 3, 1, 1)) + conv[0].bias  # (50·64, 8)
+    bn = net.batchnorm_layers()[0]
+    np.testing.assert_allclose(bn.running_mean, out.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(bn.running_var, out.var(axis=0), rtol=1e-12)
+    assert float(bn.count) == 50 * 64
+
+
+def test_reset_batchnorm_stats(rng):
+    net = small_cnn(rng)
+    net.forward(rng.random((4, 1, 8, 8)), bn_mode="update")
+    net.reset_batchnorm_stats()
+    for bn in net.batchnorm_layers():
+        np.testing.assert_array_equal(bn.running_mean, 0.0)
+        np.testing.assert_array_equal(bn.running_var, 1.0)
+        assert float(bn.count) == 0
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arch", "epochs", "noise_eta"),
+    [("mlp", 15, 0.0), ("mlp", 15, 0.038), ("cnn", 8, 0.0), ("cnn", 8, 0.038)],
+)
+def test_digits_accuracy(digits, arch, epochs, noise_eta):
+    x_train, y_train, x_test, y_test = digits
+    rng = np.random.default_rng(SEED)
+    net = mlp(rng) if arch == "mlp" else small_cnn(rng)
+    history = train(
+        net,
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=0.05,
+        rng=rng,
+        noise_eta=noise_eta,
+        x_val=x_test,
+        y_val=y_test,
+    )
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_accuracy"][-1] == net.accuracy(x_test, y_test, batch=100)
+    assert net.accuracy(x_test, y_test) > 0.93
+
+
+def test_training_is_deterministic(digits):
+    x_train, y_train, *_ = digits
+    x, y = x_train[:300], y_train[:300]
+
+    def run(seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        net = small_cnn(rng)
+        train(net, x, y, epochs=2, lr=0.05, rng=rng, noise_eta=0.038, weight_decay=1e-4)
+        return [v for layer in net.layers for v in layer.state().values()]
+
+    first, second, other = run(1), run(1), run(2)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_training_on_blobs_with_hooks(rng):
+    """Training with software-equivalent hooks is training without them."""
+    x, y = synthetic_blobs(200, 5, 3, rng)
+
+    def trained(use_hooks: bool) -> Network:
+        r = np.random.default_rng(3)
+        net = Network([Dense(5, 16, rng=r), BatchNorm(16), ReLU(), Dense(16, 3, rng=r)])
+
+        def matmul(k: int, a: np.ndarray) -> np.ndarray:
+            return a @ net.weight_layers()[k].weight
+
+        def matmul_t(k: int, g: np.ndarray) -> np.ndarray:
+            return g @ net.weight_layers()[k].weight.T
+
+        hooks = {"matmul": matmul, "matmul_t": matmul_t} if use_hooks else {}
+        train(net, x, y, epochs=5, lr=0.05, batch=32, rng=r, **hooks)
+        assert net.accuracy(x, y) > 0.9
+        return net
+
+    for a, b in zip(trained(False).parameters(), trained(True).parameters(), strict=True):
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+
+def test_digits_split(digits):
+    x_train, y_train, x_test, y_test = digits
+    assert len(x_train) + len(x_test) == 1797
+    assert x_train.shape[1:] == (1, 8, 8) and x_train.dtype == np.float32
+    assert y_train.dtype == np.int64
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0 and x_train.max() == 1.0
+    assert len(x_test) == pytest.approx(0.3 * 1797, abs=1)
+    share_train = np.bincount(y_train) / len(y_train)
+    share_test = np.bincount(y_test) / len(y_test)
+    np.testing.assert_allclose(share_train, share_test, atol=0.01)  # stratified
+    again = load_digits_split(seed=0)
+    np.testing.assert_array_equal(again[1], y_train)
+    assert not np.array_equal(load_digits_split(seed=1)[1], y_train)
+
+
+def test_synthetic_blobs(rng):
+    x, y = synthetic_blobs(100, 7, 4, rng)
+    assert x.shape == (100, 7) and x.dtype == np.float32
+    assert y.shape == (100,) and set(np.unique(y)) <= {0, 1, 2, 3}

@@ -66,7 +66,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Layer.types[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            Layer.types[cls.__name__] = cls
 
     def forward(self, x: np.ndarray, ctx: Context | None = None) -> np.ndarray:
         raise NotImplementedError

@@ -108,7 +108,8 @@ class Network:
                 k += 1
             x = layer.forward(x, ctx)
             contexts.append(ctx)
-        self._contexts = contexts if training else None
+        if training:
+            self._contexts = contexts
         return x
 
     def backward(

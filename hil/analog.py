@@ -1,0 +1,172 @@
+"""A network whose weight layers live on a chip: programming them, analog products through
+the chip's MVM, and global drift compensation.
+
+The product of weight layer k for a batch x (n × inputs) is read from the chip as
+y = (I+ − I−) · x_scale / (V_max · s) · gain, with the inputs sent as voltages
+v = clip(x / x_scale, −1, 1) · V_max. ``x_scale`` is the layer's input range (a percentile of
+|x| on calibration data), ``s`` the conductance scale of its weights and ``gain`` the global
+drift compensation (GDC: 1 without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .events import Listener
+from .mapping import Block, conductance_targets, place_layers
+from .program import ProgramResult, program_and_verify
+
+#: Most bytes of input voltages sent in one MVM command.
+MVM_CHUNK_BYTES = 8 * 1024 * 1024
+#: Dense ±V_max input patterns used to measure each layer's overall conductance for GDC.
+GDC_PATTERNS = 32
+
+
+class AnalogNetwork:
+    """Binds a network's weight layers to a chip. ``matmul`` and ``matmul_t`` are the hooks
+    the network's forward and backward passes call for each weight layer."""
+
+    def __init__(
+        self, chip, network, *, input_percentile: float = 99.9, weight_percentile: float = 100.0
+    ) -> None:
+        self.chip = chip
+        self.network = network
+        config = chip.config
+        self.v_max = float(config.mvm_input_max_V)
+        self.columns_per_tile = config.columns
+        self.weights = [layer.weight for layer in network.weight_layers()]
+        self.blocks = place_layers(
+            [w.shape for w in self.weights], config.tiles, config.rows, config.columns
+        )
+        self.scales = []
+        self.targets = []
+        for weight in self.weights:
+            plus, minus, scale = conductance_targets(weight, config.g_max_uS, weight_percentile)
+            self.scales.append(scale)
+            self.targets.append((plus, minus))
+        self.input_percentile = input_percentile
+        self.input_scale = [1.0] * len(self.weights)
+        self.gain = [1.0] * len(self.weights)
+        self.reference: list[float] | None = None
+        rng = np.random.default_rng(0)
+        self._patterns = {
+            b: self.v_max
+            * rng.choice([-1.0, 1.0], size=(GDC_PATTERNS, b.inputs)).astype(np.float32)
+            for b in self.blocks
+        }
+
+    # --- programming ----------------------------------------------------------------------------
+
+    def device_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tiles, addresses, targets µS) of every device of every block, G+ and G−."""
+        tiles, addresses, targets = [], [], []
+        for block in self.blocks:
+            plus, minus = self.targets[block.layer]
+            window = (slice(block.in_start, block.in_stop), slice(block.out_start, block.out_stop))
+            address_plus, address_minus = block.addresses(self.columns_per_tile)
+            for address, target in ((address_plus, plus[window]), (address_minus, minus[window])):
+                tiles.append(np.full(address.size, block.tile))
+                addresses.append(address.ravel())
+                targets.append(target.ravel())
+        return np.concatenate(tiles), np.concatenate(addresses), np.concatenate(targets)
+
+    def program(
+        self,
+        *,
+        tolerance_uS: float = 0.5,
+        max_iterations: int = 30,
+        listeners: Iterable[Listener] = (),
+    ) -> ProgramResult:
+        """Program-and-verify every device of every weight layer, then take the GDC reference."""
+        tiles, addresses, targets = self.device_plan()
+        result = program_and_verify(
+            self.chip,
+            tiles,
+            addresses,
+            targets,
+            tolerance_uS=tolerance_uS,
+            max_iterations=max_iterations,
+            listeners=listeners,
+        )
+        self.reference = self.measure_conductance_scale()
+        return result
+
+    # --- inputs and products ------------------------------------------------------------------------
+
+    def calibrate_inputs(self, x: np.ndarray, **forward) -> None:
+        """Set each layer's input range from a software forward pass over ``x``."""
+        seen: dict[int, float] = {}
+
+        def record(k: int, x2d: np.ndarray) -> np.ndarray:
+            value = float(np.percentile(np.abs(x2d), self.input_percentile))
+            seen[k] = max(seen.get(k, 0.0), value)
+            return x2d @ self.weights[k]
+
+        self.network.forward(x, matmul=record, **forward)
+        self.input_scale = [max(seen.get(k, 1.0), 1e-12) for k in range(len(self.weights))]
+
+    def matmul(self, k: int, x2d: np.ndarray) -> np.ndarray:
+        """x2d @ W_k through the chip's forward MVM."""
+        volts = (np.clip(x2d / self.input_scale[k], -1.0, 1.0) * self.v_max).astype(np.float32)
+        out = np.zeros((x2d.shape[0], self.weights[k].shape[1]), dtype=np.float64)
+        for block in self._blocks_of(k):
+            currents = self._mvm(block, volts[:, block.in_start : block.in_stop])
+            m = block.outputs
+            out[:, block.out_start : block.out_stop] += currents[:, :m] - currents[:, m:]
+        return out * (self.input_scale[k] / (self.v_max * self.scales[k]) * self.gain[k])
+
+    def matmul_t(self, k: int, g2d: np.ndarray) -> np.ndarray:
+        """g2d @ W_kᵀ through the chip's transposed MVM: the G+ and G− columns are driven
+        with +v and −v, so each row current is Σ_j (G+ − G−)_ij v_j."""
+        scale = max(float(np.percentile(np.abs(g2d), self.input_percentile)), 1e-12)
+        volts = (np.clip(g2d / scale, -1.0, 1.0) * self.v_max).astype(np.float32)
+        out = np.zeros((g2d.shape[0], self.weights[k].shape[0]), dtype=np.float64)
+        for block in self._blocks_of(k):
+            v = volts[:, block.out_start : block.out_stop]
+            currents = self._mvm(block, np.concatenate([v, -v], axis=1), transposed=True)
+            out[:, block.in_start : block.in_stop] += currents
+        return out * (scale / (self.v_max * self.scales[k]) * self.gain[k])
+
+    def _blocks_of(self, k: int) -> list[Block]:
+        return [b for b in self.blocks if b.layer == k]
+
+    def _mvm(self, block: Block, volts: np.ndarray, transposed: bool = False) -> np.ndarray:
+        """One windowed MVM per chunk of input vectors."""
+        per_chunk = max(1, MVM_CHUNK_BYTES // (4 * volts.shape[1]))
+        parts = [
+            self.chip.mvm(
+                block.tile,
+                volts[i : i + per_chunk],
+                transposed=transposed,
+                row=block.row,
+                column=block.column,
+                rows=block.inputs,
+                columns=2 * block.outputs,
+            )
+            for i in range(0, volts.shape[0], per_chunk)
+        ]
+        return np.concatenate(parts, axis=0)
+
+    # --- global drift compensation ----------------------------------------------------------------
+
+    def measure_conductance_scale(self) -> list[float]:
+        """Per layer, the mean |column current| for fixed dense ±V_max input patterns: a
+        measure of the layer's overall conductance. (aihwkit drives one row at a time; a dense
+        pattern gives currents well above the ADC's step, so quantization does not bias it.)"""
+        totals = [0.0] * len(self.weights)
+        for block in self.blocks:
+            totals[block.layer] += float(np.abs(self._mvm(block, self._patterns[block])).mean())
+        return totals
+
+    def compensate_drift(self) -> list[float]:
+        """GDC: each layer's output gain becomes reference / now. Returns the gains."""
+        if self.reference is None:
+            raise RuntimeError("program the network first: GDC needs its reference")
+        now = self.measure_conductance_scale()
+        self.gain = [ref / max(cur, 1e-12) for ref, cur in zip(self.reference, now, strict=True)]
+        return self.gain
+
+    def no_compensation(self) -> None:
+        self.gain = [1.0] * len(self.weights)
