@@ -35,7 +35,7 @@ class ChipConfig:
     """MVM input resolution [choice: HERMES uses 8-bit inputs]."""
     adc_bits: int = 8
     """MVM output resolution [choice]."""
-    adc_full_scale_fraction: float = 0.125
+    adc_full_scale_fraction: float = 0.03
     """ADC full scale as a fraction of rows·g_max·read_voltage, the current of a fully
     driven, fully SET column [choice]."""
     ambient_K: float = 300.0

@@ -2,10 +2,12 @@
 the chip's MVM, and global drift compensation.
 
 The product of weight layer k for a batch x (n × inputs) is read from the chip as
-y = (I+ − I−) · x_scale / (V_max · s) · gain, with the inputs sent as voltages
-v = clip(x / x_scale, −1, 1) · V_max. ``x_scale`` is the layer's input range (a percentile of
-|x| on calibration data), ``s`` the conductance scale of its weights and ``gain`` the global
-drift compensation (GDC: 1 without it).
+y = (I+ − I−) · x_scale / (V_k · s) · gain, with the inputs sent as voltages
+v = clip(x / x_scale, −1, 1) · V_k. ``x_scale`` is the layer's input range (a percentile of |x|
+on calibration data); ``s`` is the conductance scale of the weights; ``gain`` the global drift
+compensation (GDC: 1 without it); V_k = min(α·gain, 1)·V_max the full-scale drive, with α ≤ 1
+keeping the freshly programmed columns' currents within the ADC's range and the GDC gain
+raising the drive as the conductances drift down.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ class AnalogNetwork:
             self.scales.append(scale)
             self.targets.append((plus, minus))
         self.input_percentile = input_percentile
+        self.output_max_uA = float(config.mvm_output_max_uA)
+        self.output_headroom = 0.8
         self.input_scale = [1.0] * len(self.weights)
+        self.voltage_gain = [1.0] * len(self.weights)
         self.gain = [1.0] * len(self.weights)
         self.reference: list[float] | None = None
+        self.tile_devices = config.devices_per_tile
+        self.stuck: list[tuple[np.ndarray, ...]] = [(np.zeros(0, int),) * 5 for _ in self.weights]
         rng = np.random.default_rng(0)
         self._patterns = {
             b: self.v_max
@@ -59,18 +66,33 @@ class AnalogNetwork:
 
     # --- programming ----------------------------------------------------------------------------
 
-    def device_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(tiles, addresses, targets µS) of every device of every block, G+ and G−."""
-        tiles, addresses, targets = [], [], []
+    def device_plan(self) -> dict[str, np.ndarray]:
+        """Every device of every block, G+ and G−: tile, address, target (µS), and which
+        weight it serves: layer, input i, output j, sign (+1 for G+, −1 for G−)."""
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("tile", "address", "target", "layer", "i", "j", "sign")
+        }
         for block in self.blocks:
             plus, minus = self.targets[block.layer]
             window = (slice(block.in_start, block.in_stop), slice(block.out_start, block.out_stop))
+            i, j = np.meshgrid(
+                np.arange(block.in_start, block.in_stop),
+                np.arange(block.out_start, block.out_stop),
+                indexing="ij",
+            )
             address_plus, address_minus = block.addresses(self.columns_per_tile)
-            for address, target in ((address_plus, plus[window]), (address_minus, minus[window])):
-                tiles.append(np.full(address.size, block.tile))
-                addresses.append(address.ravel())
-                targets.append(target.ravel())
-        return np.concatenate(tiles), np.concatenate(addresses), np.concatenate(targets)
+            for address, target, sign in (
+                (address_plus, plus[window], 1),
+                (address_minus, minus[window], -1),
+            ):
+                parts["tile"].append(np.full(address.size, block.tile))
+                parts["address"].append(address.ravel())
+                parts["target"].append(target.ravel())
+                parts["layer"].append(np.full(address.size, block.layer))
+                parts["i"].append(i.ravel())
+                parts["j"].append(j.ravel())
+                parts["sign"].append(np.full(address.size, sign))
+        return {key: np.concatenate(value) for key, value in parts.items()}
 
     def program(
         self,
@@ -79,43 +101,95 @@ class AnalogNetwork:
         max_iterations: int = 30,
         listeners: Iterable[Listener] = (),
     ) -> ProgramResult:
-        """Program-and-verify every device of every weight layer, then take the GDC reference."""
-        tiles, addresses, targets = self.device_plan()
+        """Program-and-verify every device of every weight layer; note the devices found stuck
+        (their error is corrected digitally, see ``matmul``); take the GDC reference."""
+        plan = self.device_plan()
         result = program_and_verify(
             self.chip,
-            tiles,
-            addresses,
-            targets,
+            plan["tile"],
+            plan["address"],
+            plan["target"],
             tolerance_uS=tolerance_uS,
             max_iterations=max_iterations,
             listeners=listeners,
         )
+        self._note_stuck(plan, result)
         self.reference = self.measure_conductance_scale()
         return result
+
+    def _note_stuck(self, plan: dict[str, np.ndarray], result: ProgramResult) -> None:
+        """Per layer, the stuck devices' (i, j, sign, target µS, conductance µS)."""
+        key = plan["tile"] * self.tile_devices + plan["address"]
+        order = np.argsort(key)
+        found = order[np.searchsorted(key[order], result.tile * self.tile_devices + result.address)]
+        stuck = found[result.stuck]
+        conductance = result.final_uS[result.stuck].astype(np.float64)
+        self.stuck = []
+        for k in range(len(self.weights)):
+            mine = plan["layer"][stuck] == k
+            rows = stuck[mine]
+            self.stuck.append(
+                (
+                    plan["i"][rows],
+                    plan["j"][rows],
+                    plan["sign"][rows],
+                    plan["target"][rows],
+                    conductance[mine],
+                )
+            )
 
     # --- inputs and products ------------------------------------------------------------------------
 
     def calibrate_inputs(self, x: np.ndarray, **forward) -> None:
-        """Set each layer's input range from a software forward pass over ``x``."""
-        seen: dict[int, float] = {}
+        """From a software forward pass over ``x``: each layer's input range (a percentile of
+        |input|), and its voltage gain α ≤ 1, small enough that the columns' currents for
+        these inputs stay within the ADC's range (``output_headroom`` of full scale)."""
+        seen: dict[int, list[np.ndarray]] = {}
 
         def record(k: int, x2d: np.ndarray) -> np.ndarray:
-            value = float(np.percentile(np.abs(x2d), self.input_percentile))
-            seen[k] = max(seen.get(k, 0.0), value)
+            seen.setdefault(k, []).append(x2d[:: max(1, len(x2d) // 4096)])
             return x2d @ self.weights[k]
 
         self.network.forward(x, matmul=record, **forward)
-        self.input_scale = [max(seen.get(k, 1.0), 1e-12) for k in range(len(self.weights))]
+        for k in range(len(self.weights)):
+            sample = (
+                np.concatenate(seen[k]) if k in seen else np.ones((1, self.weights[k].shape[0]))
+            )
+            self.input_scale[k] = max(
+                float(np.percentile(np.abs(sample), self.input_percentile)), 1e-12
+            )
+            volts = np.clip(sample / self.input_scale[k], -1.0, 1.0) * self.v_max
+            plus, minus = self.targets[k]
+            currents = np.abs(np.concatenate([volts @ plus, volts @ minus], axis=1))
+            largest = float(np.percentile(currents, self.input_percentile))
+            self.voltage_gain[k] = min(
+                1.0, self.output_headroom * self.output_max_uA / max(largest, 1e-12)
+            )
 
     def matmul(self, k: int, x2d: np.ndarray) -> np.ndarray:
         """x2d @ W_k through the chip's forward MVM."""
-        volts = (np.clip(x2d / self.input_scale[k], -1.0, 1.0) * self.v_max).astype(np.float32)
+        v_k = self.drive_V(k)
+        volts = (np.clip(x2d / self.input_scale[k], -1.0, 1.0) * v_k).astype(np.float32)
         out = np.zeros((x2d.shape[0], self.weights[k].shape[1]), dtype=np.float64)
         for block in self._blocks_of(k):
             currents = self._mvm(block, volts[:, block.in_start : block.in_stop])
             m = block.outputs
             out[:, block.out_start : block.out_stop] += currents[:, :m] - currents[:, m:]
-        return out * (self.input_scale[k] / (self.v_max * self.scales[k]) * self.gain[k])
+        out *= self.input_scale[k] / (v_k * self.scales[k]) * self.gain[k]
+        if self.stuck[k][0].size:
+            # A stuck device holds a conductance that neither follows its target nor drifts:
+            # take out what it adds (scaled by the GDC gain like every other current) and put
+            # in what its weight should add.
+            i, j, sign, target, held = self.stuck[k]
+            x_clipped = np.clip(x2d[:, i], -self.input_scale[k], self.input_scale[k])
+            correction = x_clipped * (sign * (target - held * self.gain[k]) / self.scales[k])
+            np.add.at(out.T, j, correction.T)
+        return out
+
+    def drive_V(self, k: int) -> float:
+        """Full-scale input voltage of layer k: α·V_max, raised by the GDC gain as the
+        conductances drift down (so the currents keep using the ADC's range), at most V_max."""
+        return self.v_max * min(1.0, self.voltage_gain[k] * self.gain[k])
 
     def matmul_t(self, k: int, g2d: np.ndarray) -> np.ndarray:
         """g2d @ W_kᵀ through the chip's transposed MVM: the G+ and G− columns are driven

@@ -132,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument("--tile", default="0", help="tile to use (default 0)")
         parser_.add_argument("--devices", type=int, default=1024, help="devices (default 1024)")
 
+    infer = commands.add_parser(
+        "infer", help="chip-in-the-loop inference on the digits: accuracy vs time after programming"
+    )
+    _add_resource(infer)
+    _add_output(infer)
+    infer.add_argument("--network", choices=("mlp", "cnn"), default="mlp")
+    infer.add_argument("--chips", type=int, default=3, help="chips (emulator seeds) to average")
+    infer.add_argument(
+        "--times",
+        type=float,
+        nargs="+",
+        default=[1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
+        help="seconds after programming (default 1 s, 1 h, 1 d, 1 month, 1 year)",
+    )
+    infer.add_argument("--seed", type=int, default=0, help="training and first chip seed")
+    infer.add_argument("--data-seed", type=int, default=0, help="train/test split seed")
+
     info = commands.add_parser("info", help="identity and configuration of a chip")
     _add_resource(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -181,6 +198,8 @@ PROCEDURES = {
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "infer":
+        return _report(args, lab.infer, lab.render_infer)
     if args.command in PROCEDURES:
         return _procedure(args, *PROCEDURES[args.command])
     if args.command == "tour":
@@ -188,6 +207,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "info":
         return _info(args)
     return _serve(args)
+
+
+def _report(args: argparse.Namespace, run, render) -> int:
+    """Run a command that opens its own chips, with a progress bar unless --json/--quiet."""
+    listeners = [] if (args.json or args.quiet) else [ProgressBar()]
+    try:
+        summary = run(args, listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
+    summary["resource"] = args.resource
+    if args.json:
+        _print_json(summary)
+    else:
+        render(summary, Console())
+    return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
 
 
 def _procedure(args: argparse.Namespace, run, render) -> int:

@@ -2,10 +2,10 @@
 
 The weights live on the chip as differential pairs, W = (G+ − G−)/s. Forward and backward
 passes use the chip's MVM (backward: transposed). Weight updates accumulate in a
-high-precision variable χ in software, in µS; whenever |χ| ≥ ε (the device granularity: the
-mean conductance step of one partial-SET pulse), ⌊|χ|/ε⌋ partial-SET pulses go to G+ (χ > 0)
-or G− (χ < 0), and what was applied, n·ε, is subtracted from χ. Pairs whose devices climb
-near saturation are refreshed: read, RESET both, and their difference programmed again.
+high-precision variable χ in software, in µS; whenever |χ| ≥ ε (the device granularity),
+⌊|χ|/ε⌋ partial-SET pulses (at most ``max_pulses``) go to G+ (χ > 0) or G− (χ < 0), and what
+was applied, n·ε, is subtracted from χ. Pairs whose devices climb too high are refreshed:
+read, RESET both, and their difference programmed again onto one device.
 """
 
 from __future__ import annotations
@@ -23,24 +23,63 @@ from .nn.train import softmax_cross_entropy
 from .program import program_and_verify
 
 
+@dataclass(frozen=True)
+class StepModel:
+    """The mean partial-SET step the trainer expects, µS: s·(offset + boost·e^(−n/n_decay))
+    − slope·G for a device at G with n pulses since its last melt-quench (Nandakumar JAP 2018
+    model, pcm-physics.md [derived]); s the pulse strength, taken proportional to the pulse
+    width at the reference amplitude (s = 1 at 90 µA, 50 ns)."""
+
+    offset_uS: float = 0.880
+    boost_uS: float = 1.40
+    slope: float = 0.084
+    n_decay: float = 2.6
+
+    def mean(self, g_uS, n_pulses, strength):
+        boost = np.exp(-np.asarray(n_pulses, dtype=np.float64) / self.n_decay)
+        return np.maximum(
+            strength * (self.offset_uS + self.boost_uS * boost) - self.slope * g_uS, 0
+        )
+
+    def strength_for(self, step_uS, g_uS, n_pulses):
+        """The strength whose mean step is ``step_uS`` for devices at ``g_uS``."""
+        boost = np.exp(-np.asarray(n_pulses, dtype=np.float64) / self.n_decay)
+        return (step_uS + self.slope * np.asarray(g_uS)) / (self.offset_uS + self.boost_uS * boost)
+
+
 @dataclass
 class UpdateRule:
     """How weight updates become pulses."""
 
     epsilon_uS: float = 0.75
-    """Device granularity: mean conductance change of one partial-SET pulse [derived,
-    pcm-physics.md]."""
+    """Device granularity: the conductance change one partial-SET pulse stands for."""
     set_amplitude_uA: float = 90.0
     set_width_ns: float = 50.0
+    """Pulse of strength 1 (the reference of the step model)."""
+    compensate: bool = True
+    """Stretch or shorten each pulse so its expected step is ε, from the device's estimated
+    conductance and pulse count (else every pulse is the reference pulse)."""
+    width_min_ns: float = 10.0
+    width_max_ns: float = 200.0
     max_pulses: int = 4
     """At most this many pulses per device per update (the rest stays in χ)."""
     g_range_uS: float = 10.0
-    """|W| = max|W0| maps to this conductance: partial SET saturates near 10 µS
-    (Nandakumar 2018 model), so pairs work in 0…g_range."""
+    """|W| = max|W0| maps to this conductance."""
     refresh_above_uS: float = 12.0
     """Refresh a pair when either device reads above this."""
     refresh_every: int = 50
     """Check for pairs to refresh every this many batches."""
+    programming: str = "melt"
+    """Initial programming and refresh: "melt" (program-and-verify by melt-quench) or
+    "partial" (RESET, conditioning pulses, then closed-loop partial-SET steps)."""
+    program_tolerance_uS: float = 0.3
+    reset_amplitude_uA: float = 550.0
+    reset_width_ns: float = 50.0
+    condition_pulses: int = 0
+    condition_amplitude_uA: float = 45.0
+    condition_width_ns: float = 10.0
+    row_scaling: bool = True
+    """Scale each input vector to the full DAC range (and back in digital)."""
 
 
 @dataclass
@@ -53,12 +92,27 @@ class TrainingResult:
     elapsed_s: float
 
 
+def epoch_learning_rates(lr: float, epochs: int, schedule: str = "constant") -> list[float]:
+    """The learning rate of each epoch: ``constant``, or ``linear`` decay from lr to lr/epochs."""
+    if schedule == "constant":
+        return [lr] * epochs
+    if schedule == "linear":
+        return [lr * (epochs - e) / epochs for e in range(epochs)]
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
 class InSituTrainer:
     """Trains ``network`` with its weight layers on ``chip`` (an ``AnalogNetwork`` binding)."""
 
-    def __init__(self, analog: AnalogNetwork, rule: UpdateRule | None = None) -> None:
+    def __init__(
+        self,
+        analog: AnalogNetwork,
+        rule: UpdateRule | None = None,
+        model: StepModel | None = None,
+    ) -> None:
         self.analog = analog
         self.rule = rule or UpdateRule()
+        self.model = model or StepModel()
         chip = analog.chip
         self.chip = chip
         # conductance scale: the initial weights' largest |w| at g_range
@@ -66,12 +120,16 @@ class InSituTrainer:
             self.rule.g_range_uS / max(float(np.abs(w).max()), 1e-12) for w in analog.weights
         ]
         self.chi = [np.zeros(w.shape, dtype=np.float64) for w in analog.weights]
+        # per layer, index 0 = G+ and 1 = G−: address, estimated conductance, pulses since melt
+        self.tiles = []
+        self.addresses = []
+        self.g_est = [np.zeros((2, *w.shape)) for w in analog.weights]
+        self.n_est = [np.zeros((2, *w.shape), dtype=np.int64) for w in analog.weights]
+        self.live = [np.ones(w.shape, dtype=bool) for w in analog.weights]
         self.pulses_applied = 0
         self.refreshed_pairs = 0
-        self._addresses = []
         for k, weight in enumerate(analog.weights):
-            plus = np.zeros(weight.shape, dtype=np.int64)
-            minus = np.zeros(weight.shape, dtype=np.int64)
+            address = np.zeros((2, *weight.shape), dtype=np.int64)
             tiles = np.zeros(weight.shape, dtype=np.int64)
             for block in analog._blocks_of(k):
                 a_plus, a_minus = block.addresses(chip.config.columns)
@@ -79,25 +137,125 @@ class InSituTrainer:
                     slice(block.in_start, block.in_stop),
                     slice(block.out_start, block.out_stop),
                 )
-                plus[window], minus[window], tiles[window] = a_plus, a_minus, block.tile
-            self._addresses.append((tiles, plus, minus))
+                address[0][window], address[1][window], tiles[window] = a_plus, a_minus, block.tile
+            self.tiles.append(tiles)
+            self.addresses.append(address)
 
-    def program_initial_weights(self, tolerance_uS: float = 0.3) -> None:
+    # --- products ------------------------------------------------------------------------------
+
+    def matmul(self, k: int, x2d: np.ndarray) -> np.ndarray:
+        """x2d @ W_k on the chip; with row scaling each vector uses the DAC's full range."""
+        if not self.rule.row_scaling:
+            return self.analog.matmul(k, x2d)
+        scale = self.analog.input_scale[k]
+        rows = _row_max(x2d)
+        return self.analog.matmul(k, x2d * (scale / rows)) * (rows / scale)
+
+    def matmul_t(self, k: int, g2d: np.ndarray) -> np.ndarray:
+        """g2d @ W_kᵀ on the chip (transposed MVM), row-scaled likewise."""
+        if not self.rule.row_scaling:
+            return self.analog.matmul_t(k, g2d)
+        rows = _row_max(g2d)
+        return self.analog.matmul_t(k, g2d / rows) * rows
+
+    # --- programming ---------------------------------------------------------------------------
+
+    def program_initial_weights(self, tolerance_uS: float | None = None) -> None:
         """Program every pair to the network's initial weights."""
-        tiles, addresses, targets = [], [], []
+        tol = self.rule.program_tolerance_uS if tolerance_uS is None else tolerance_uS
+        parts = []
         for k, weight in enumerate(self.analog.weights):
             g = weight * self.analog.scales[k]
-            tile, plus, minus = self._addresses[k]
-            tiles += [tile.ravel(), tile.ravel()]
-            addresses += [plus.ravel(), minus.ravel()]
-            targets += [np.maximum(g, 0).ravel(), np.maximum(-g, 0).ravel()]
-        program_and_verify(
-            self.chip,
-            np.concatenate(tiles),
-            np.concatenate(addresses),
-            np.concatenate(targets),
-            tolerance_uS=tolerance_uS,
-        )
+            target = np.stack([np.maximum(g, 0), np.maximum(-g, 0)])
+            parts.append((k, np.ones(weight.shape, dtype=bool), target))
+        self._program_pairs(parts, tol)
+
+    def _program_pairs(self, parts, tolerance_uS: float) -> None:
+        """Program the pairs ``mask`` of layer k to ``target`` (2, *shape) for (k, mask,
+        target) in ``parts``: one pulse command and one read per tile per iteration."""
+        sides, layers, index, tile, address, target = [], [], [], [], [], []
+        for k, mask, tgt in parts:
+            i = np.nonzero(mask)
+            for side in (0, 1):
+                n = i[0].size
+                sides.append(np.full(n, side))
+                layers.append(np.full(n, k))
+                index.append(np.stack(i, axis=1))
+                tile.append(self.tiles[k][i])
+                address.append(self.addresses[k][side][i])
+                target.append(tgt[side][i])
+        sides = np.concatenate(sides)
+        layers = np.concatenate(layers)
+        index = np.concatenate(index)
+        tile = np.concatenate(tile)
+        address = np.concatenate(address)
+        target = np.concatenate(target)
+        if self.rule.programming == "melt":
+            result = program_and_verify(self.chip, tile, address, target, tolerance_uS=tolerance_uS)
+            # program_and_verify groups by tile: map its order back
+            order = np.lexsort((np.arange(tile.size), tile))
+            final = np.empty(tile.size)
+            final[order] = result.final_uS
+            pulses = np.zeros(tile.size, dtype=np.int64)
+            stuck = np.zeros(tile.size, dtype=bool)
+            stuck[order] = result.stuck
+        else:
+            final, pulses, stuck = self._program_partial(tile, address, target, tolerance_uS)
+        for k in np.unique(layers):
+            here = layers == k
+            s, ij = sides[here], index[here]
+            self.g_est[k][s, ij[:, 0], ij[:, 1]] = final[here]
+            self.n_est[k][s, ij[:, 0], ij[:, 1]] = pulses[here]
+            dead = np.zeros(self.chi[k].shape, dtype=bool)
+            dead[ij[stuck[here], 0], ij[stuck[here], 1]] = True
+            self.live[k] &= ~dead
+
+    def _program_partial(self, tile, address, target, tolerance_uS: float):
+        """RESET, condition, then partial-SET steps toward ``target`` with a read after each
+        (steps aimed short of the gap, so overshoot is rare). Returns (final µS, pulses since
+        RESET, stuck)."""
+        rule = self.rule
+        tiles = np.unique(tile)
+        groups = [tile == t for t in tiles]
+        for t, here in zip(tiles, groups, strict=True):
+            self.chip.pulse(int(t), address[here], rule.reset_amplitude_uA, rule.reset_width_ns)
+        for _ in range(rule.condition_pulses):
+            for t, here in zip(tiles, groups, strict=True):
+                self.chip.pulse(
+                    int(t), address[here], rule.condition_amplitude_uA, rule.condition_width_ns
+                )
+        pulses = np.full(tile.size, rule.condition_pulses, dtype=np.int64)
+        read = self._read(tile, address, tiles, groups)
+        stuck = read > 5.0
+        for _ in range(40):
+            gap = target - read
+            active = (gap > tolerance_uS) & ~stuck
+            if not active.any():
+                break
+            step = np.where(gap > 4.0, 0.75 * gap, 0.8 * gap)
+            strength = self.model.strength_for(step, read, pulses)
+            width = np.clip(
+                rule.set_width_ns * strength, rule.width_min_ns, rule.width_max_ns
+            ).astype(np.float32)
+            for t, here in zip(tiles, groups, strict=True):
+                go = here & active
+                if go.any():
+                    self.chip.pulse(int(t), address[go], rule.set_amplitude_uA, width[go])
+            pulses[active] += 1
+            new = self._read(tile, address, tiles, groups, active)
+            stuck |= active & (pulses > rule.condition_pulses + 8) & (new < 0.5)
+            read[active] = new[active]
+        return read, pulses, stuck
+
+    def _read(self, tile, address, tiles, groups, mask=None) -> np.ndarray:
+        out = np.zeros(tile.size)
+        for t, here in zip(tiles, groups, strict=True):
+            go = here if mask is None else here & mask
+            if go.any():
+                out[go] = self.chip.read(int(t), address[go])
+        return out
+
+    # --- training ------------------------------------------------------------------------------
 
     def train(
         self,
@@ -108,6 +266,7 @@ class InSituTrainer:
         lr: float,
         batch: int = 10,
         rng: np.random.Generator,
+        schedule: str = "constant",
         x_test: np.ndarray | None = None,
         y_test: np.ndarray | None = None,
         listeners: Iterable[Listener] = (),
@@ -118,6 +277,7 @@ class InSituTrainer:
         history = []
         started = time.perf_counter()
         batches = 0
+        rates = epoch_learning_rates(lr, epochs, schedule)
         with cancellable(
             emitter, epochs=epochs, lr=lr, batch=batch, epsilon_uS=self.rule.epsilon_uS
         ) as run:
@@ -125,15 +285,13 @@ class InSituTrainer:
                 order = rng.permutation(len(x))
                 for i in range(0, len(x), batch):
                     index = order[i : i + batch]
-                    self._step(network, x[index], y[index], lr)
+                    self._step(network, x[index], y[index], rates[epoch - 1])
                     batches += 1
                     if batches % self.rule.refresh_every == 0:
                         self.refresh()
                 record = {"epoch": epoch, "pulses_applied": self.pulses_applied}
                 if x_test is not None:
-                    record["test_accuracy"] = network.accuracy(
-                        x_test, y_test, matmul=self.analog.matmul
-                    )
+                    record["test_accuracy"] = network.accuracy(x_test, y_test, matmul=self.matmul)
                 history.append(record)
                 emitter.step(**record)
         emitter.end(run.status, pulses_applied=self.pulses_applied)
@@ -148,54 +306,80 @@ class InSituTrainer:
 
     def _step(self, network: Network, xb: np.ndarray, yb: np.ndarray, lr: float) -> None:
         network.zero_grad()
-        logits = network.forward(xb, training=True, matmul=self.analog.matmul)
+        logits = network.forward(xb, training=True, matmul=self.matmul)
         _loss, grad = softmax_cross_entropy(logits, yb)
-        network.backward(grad, matmul_t=self.analog.matmul_t, input_grad=False)
+        network.backward(grad, matmul_t=self.matmul_t, input_grad=False)
         for k, layer in enumerate(network.weight_layers()):
             self.chi[k] -= lr * layer.grad_weight * self.analog.scales[k]
             layer.bias -= lr * layer.grad_bias  # biases stay digital
         self._apply_pulses()
 
     def _apply_pulses(self) -> None:
-        """Turn whole multiples of ε in χ into partial-SET pulses, one command per round."""
+        """Turn whole multiples of ε in χ into partial-SET pulses, one command per tile per
+        round; subtract what was applied from χ."""
         rule = self.rule
         for k, chi in enumerate(self.chi):
+            chi[~self.live[k]] = 0.0
             count = np.minimum(np.floor(np.abs(chi) / rule.epsilon_uS), rule.max_pulses).astype(
                 np.int64
             )
             if not count.any():
                 continue
-            tiles, plus, minus = self._addresses[k]
-            target = np.where(chi > 0, plus, minus)
+            side = (chi < 0).astype(np.int64)
+            tiles = self.tiles[k]
+            g, n = self.g_est[k], self.n_est[k]
             for round_ in range(1, int(count.max()) + 1):
-                due = count >= round_
-                for tile in np.unique(tiles[due]):
-                    here = due & (tiles == tile)
-                    self.chip.pulse(
-                        int(tile), target[here], rule.set_amplitude_uA, rule.set_width_ns
+                i, j = np.nonzero(count >= round_)
+                s = side[i, j]
+                if rule.compensate:
+                    strength = self.model.strength_for(rule.epsilon_uS, g[s, i, j], n[s, i, j])
+                    width = np.clip(
+                        rule.set_width_ns * strength, rule.width_min_ns, rule.width_max_ns
                     )
-                    self.pulses_applied += int(here.sum())
+                else:
+                    width = np.full(i.size, rule.set_width_ns)
+                addresses = self.addresses[k][s, i, j]
+                t = tiles[i, j]
+                for tile in np.unique(t):
+                    here = t == tile
+                    self.chip.pulse(
+                        int(tile),
+                        addresses[here],
+                        rule.set_amplitude_uA,
+                        width[here].astype(np.float32),
+                    )
+                g[s, i, j] += self.model.mean(g[s, i, j], n[s, i, j], width / rule.set_width_ns)
+                n[s, i, j] += 1
+                self.pulses_applied += int(i.size)
             chi -= np.sign(chi) * count * rule.epsilon_uS
 
     def refresh(self) -> int:
-        """Reprogram pairs with a device above ``refresh_above_uS``: RESET both, then program
-        the pair's difference onto one device. Returns how many pairs were refreshed."""
+        """Read every pair (one read per tile per layer); reprogram those with a device above
+        ``refresh_above_uS``: RESET both, then program the pair's difference onto one device.
+        Returns how many pairs were refreshed."""
         rule = self.rule
+        parts = []
         refreshed = 0
         for k in range(len(self.chi)):
-            tiles, plus, minus = self._addresses[k]
+            tiles = self.tiles[k]
+            g = self.g_est[k]
             for tile in np.unique(tiles):
                 here = tiles == tile
-                g_plus = self.chip.read(int(tile), plus[here])
-                g_minus = self.chip.read(int(tile), minus[here])
-                full = (g_plus > rule.refresh_above_uS) | (g_minus > rule.refresh_above_uS)
-                if not full.any():
-                    continue
-                difference = (g_plus - g_minus)[full]
-                a_plus, a_minus = plus[here][full], minus[here][full]
-                addresses = np.concatenate([a_plus, a_minus])
-                targets = np.concatenate([np.maximum(difference, 0), np.maximum(-difference, 0)])
-                program_and_verify(self.chip, int(tile), addresses, targets)
-                refreshed += int(full.sum())
+                for side in (0, 1):
+                    g[side][here] = self.chip.read(int(tile), self.addresses[k][side][here])
+            full = (g.max(axis=0) > rule.refresh_above_uS) & self.live[k]
+            if not full.any():
+                continue
+            difference = g[0] - g[1]
+            target = np.stack([np.maximum(difference, 0), np.maximum(-difference, 0)])
+            parts.append((k, full, target))
+            refreshed += int(full.sum())
+        if parts:
+            self._program_pairs(parts, rule.program_tolerance_uS)
         self.refreshed_pairs += refreshed
         return refreshed
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    rows = np.abs(a).max(axis=1, keepdims=True)
+    return np.where(rows > 0, rows, 1.0)

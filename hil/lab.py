@@ -183,3 +183,86 @@ def render_curve(summary: dict, console: Console) -> None:
     for point in points:
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in point.values()))
     console.print(table)
+
+
+# --- inference and training ---------------------------------------------------------------------
+
+
+def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed: int):
+    """``open_chip(i)``: the i-th chip of an experiment. On the embedded emulator chip i is a
+    fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew."""
+    from drivers import PcmChip
+    from drivers.transports import parse_emulator_options
+
+    def open_chip(index: int):
+        if resource == "emulator" or resource.startswith("emulator?"):
+            options = parse_emulator_options(resource)
+            options["seed"] = str(int(options.get("seed", seed)) + index)
+            query = "&".join(f"{k}={v}" for k, v in options.items())
+            return PcmChip.open(f"emulator?{query}", timeout_s=timeout_s)
+        return PcmChip.open(resource, timeout_s=timeout_s, visa_library=visa_library)
+
+    return open_chip
+
+
+def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    from .inference import drift_experiment
+    from .nn.data import load_digits_split
+    from .recipes import NOISE_ETA, trained
+
+    data = load_digits_split(seed=args.data_seed)
+    plain = trained(args.network, data, seed=args.seed)
+    aware = trained(args.network, data, noise_eta=NOISE_ETA, seed=args.seed)
+    fp = plain.accuracy(data[2], data[3])
+    result = drift_experiment(
+        chip_opener(args.resource, args.timeout, args.visa_library, args.seed),
+        {"plain": plain, "noise-aware": aware},
+        data,
+        fp_accuracy=fp,
+        times_s=args.times,
+        chips=args.chips,
+        listeners=listeners,
+    )
+    return {
+        "network": args.network,
+        "fp_accuracy": fp,
+        "noise_aware_fp_accuracy": aware.accuracy(data[2], data[3]),
+        "noise_eta": NOISE_ETA,
+        "chips": args.chips,
+        "points": result.points(),
+        "programming": result.programming,
+        "status": result.status,
+        "elapsed_s": result.elapsed_s,
+    }
+
+
+def render_infer(summary: dict, console: Console) -> None:
+    table = Table(
+        title=f"{summary['network']}: test accuracy vs time after programming "
+        f"(software {summary['fp_accuracy']:.2%}; mean ± std over {summary['chips']} chips)"
+    )
+    times = sorted({p["t_s"] for p in summary["points"]})
+    table.add_column("weights")
+    table.add_column("compensation")
+    for t in times:
+        table.add_column(_duration(t), justify="right")
+    rows: dict[tuple[str, str], dict[float, dict]] = {}
+    for point in summary["points"]:
+        rows.setdefault((point["weights"], point["compensation"]), {})[point["t_s"]] = point
+    for (weights, compensation), by_time in sorted(rows.items()):
+        cells = [
+            f"{by_time[t]['accuracy_mean']:.2%} ±{by_time[t]['accuracy_std']:.1%}"
+            if t in by_time
+            else ""
+            for t in times
+        ]
+        table.add_row(weights, compensation, *cells)
+    console.print(table)
+    console.print(f"{summary['elapsed_s']:.1f} s ({summary['status']})")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("y", 365 * 86400.0), ("mo", 30 * 86400.0), ("d", 86400.0), ("h", 3600.0)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"

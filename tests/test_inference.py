@@ -1,0 +1,205 @@
+"""Weights on the chip: mapping, analog products, drift compensation, stuck-device
+correction, and the accuracy-vs-time experiment (small networks, few samples)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from drivers import PcmChip
+from drivers.transports import InProcessTransport
+from emulator import WireInterface, make_chip
+from emulator.calibration import DEFAULT_MODEL
+from hil.analog import AnalogNetwork
+from hil.cli import main
+from hil.clock import ChipClock
+from hil.inference import drift_experiment
+from hil.mapping import conductance_targets, place_layers
+from hil.nn.data import synthetic_blobs
+from hil.nn.layers import BatchNorm, Dense, ReLU
+from hil.nn.network import Network
+from hil.nn.train import train
+
+QUIET = DEFAULT_MODEL.with_overrides(
+    read_noise_q_scale=1e-9,
+    mvm_output_noise_uA=0.0,
+    stuck_set_fraction=0.0,
+    stuck_reset_fraction=0.0,
+)
+
+
+def open_chip(seed=0, model=DEFAULT_MODEL, **config):
+    chip = make_chip("default", seed, model=model, **config)
+    return PcmChip(InProcessTransport("emulator", WireInterface(chip))), chip
+
+
+def dense_net(rng, sizes=(20, 48, 4), batchnorm=False):
+    layers = [Dense(sizes[0], sizes[1], rng=rng)]
+    if batchnorm:
+        layers.append(BatchNorm(sizes[1]))
+    layers += [ReLU(), Dense(sizes[1], sizes[2], rng=rng)]
+    return Network(layers)
+
+
+# --- mapping -----------------------------------------------------------------------------------
+
+
+def test_layers_split_over_tiles_and_packed_on_diagonals():
+    blocks = place_layers([(300, 200), (200, 10)], tiles=4, rows=256, columns=256)
+    first = [b for b in blocks if b.layer == 0]
+    # 300 inputs → 256 + 44 rows; 200 outputs → 128 + 72 column pairs
+    assert sorted((b.inputs, b.outputs) for b in first) == [
+        (44, 72),
+        (44, 128),
+        (256, 72),
+        (256, 128),
+    ]
+    covered = np.zeros((300, 200), dtype=int)
+    for b in first:
+        covered[b.in_start : b.in_stop, b.out_start : b.out_stop] += 1
+    assert np.all(covered == 1)
+    for tile in {b.tile for b in blocks}:
+        mine = [b for b in blocks if b.tile == tile]
+        rows = [set(range(b.row, b.row + b.inputs)) for b in mine]
+        columns = [set(range(b.column, b.column + 2 * b.outputs)) for b in mine]
+        for a in range(len(mine)):
+            for c in range(a + 1, len(mine)):
+                assert not rows[a] & rows[c] and not columns[a] & columns[c]
+        assert all(b.row + b.inputs <= 256 and b.column + 2 * b.outputs <= 256 for b in mine)
+    with pytest.raises(ValueError, match="more than the chip"):
+        place_layers([(256, 128)] * 3, tiles=2, rows=256, columns=256)
+
+
+def test_differential_targets():
+    w = np.array([[0.5, -1.0], [0.0, 0.25]])
+    plus, minus, scale = conductance_targets(w, 25.0)
+    assert scale == 25.0
+    np.testing.assert_allclose(plus - minus, scale * w)
+    assert np.all((plus == 0) | (minus == 0))
+    plus, minus, scale = conductance_targets(np.array([[1.0, 2.0, 3.0, 100.0]]), 25.0, 75.0)
+    assert plus.max() == 25.0 and scale == pytest.approx(25.0 / np.percentile([1, 2, 3, 100], 75))
+
+
+# --- analog products ----------------------------------------------------------------------------
+
+
+def test_analog_products_match_software_on_a_quiet_chip():
+    rng = np.random.default_rng(1)
+    network = dense_net(rng, sizes=(40, 200, 6))  # the first layer spans two column blocks
+    driver, _ = open_chip(1, QUIET, adc_bits=12, dac_bits=12)
+    analog = AnalogNetwork(driver, network)
+    x = rng.uniform(0, 1, (200, 40))
+    analog.calibrate_inputs(x)
+    result = analog.program(tolerance_uS=0.3)
+    assert result.converged.mean() > 0.98
+    for k, weight in enumerate(analog.weights):
+        xin = x if k == 0 else np.maximum(x @ analog.weights[0], 0)
+        exact = xin @ weight
+        chip = analog.matmul(k, xin)
+        error = np.linalg.norm(chip - exact) / np.linalg.norm(exact)
+        assert error < 0.08, (k, error)
+    g = rng.normal(size=(50, 6))
+    exact_t = g @ analog.weights[1].T
+    error_t = np.linalg.norm(analog.matmul_t(1, g) - exact_t) / np.linalg.norm(exact_t)
+    assert error_t < 0.08
+
+
+def test_global_drift_compensation_restores_the_scale():
+    rng = np.random.default_rng(2)
+    network = dense_net(rng)
+    driver, _ = open_chip(2, QUIET)
+    analog = AnalogNetwork(driver, network)
+    x = rng.uniform(0, 1, (200, 20))
+    analog.calibrate_inputs(x)
+    analog.program()
+    fresh = analog.matmul(0, x)
+    ChipClock(driver).wait(30 * 86400.0)
+    drifted = analog.matmul(0, x)
+    ratio = np.sum(drifted * fresh) / np.sum(fresh * fresh)
+    assert ratio < 0.75  # a month of drift at ν ≈ 0.05…0.1
+    gains = analog.compensate_drift()
+    assert all(g > 1.2 for g in gains)
+    compensated = analog.matmul(0, x)
+    assert np.sum(compensated * fresh) / np.sum(fresh * fresh) == pytest.approx(1.0, abs=0.06)
+    analog.no_compensation()
+    np.testing.assert_allclose(analog.gain, 1.0)
+
+
+def test_stuck_devices_are_corrected_digitally():
+    rng = np.random.default_rng(3)
+    network = dense_net(rng, sizes=(32, 64, 8))
+    model = QUIET.with_overrides(stuck_set_fraction=0.02, stuck_reset_fraction=0.02)
+    driver, _ = open_chip(3, model, adc_bits=12, dac_bits=12)
+    analog = AnalogNetwork(driver, network)
+    x = rng.uniform(0, 1, (300, 32))
+    analog.calibrate_inputs(x)
+    analog.program(tolerance_uS=0.3)
+    assert sum(s[0].size for s in analog.stuck) > 50
+    exact = x @ analog.weights[0]
+    corrected = np.linalg.norm(analog.matmul(0, x) - exact)
+    kept = analog.stuck
+    analog.stuck = [(np.zeros(0, int),) * 5 for _ in kept]
+    uncorrected = np.linalg.norm(analog.matmul(0, x) - exact)
+    analog.stuck = kept
+    assert corrected < 0.5 * uncorrected
+
+
+# --- the experiment ---------------------------------------------------------------------------------
+
+
+def small_task(seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = synthetic_blobs(900, 20, 4, rng)
+    return x[:600], y[:600], x[600:], y[600:]
+
+
+def test_drift_experiment_shape_and_compensation():
+    data = small_task()
+    networks = {}
+    for name, eta in (("plain", 0.0), ("noise-aware", 0.1)):
+        network = dense_net(np.random.default_rng(4), batchnorm=True)
+        train(
+            network,
+            data[0],
+            data[1],
+            epochs=15,
+            lr=0.05,
+            rng=np.random.default_rng(5),
+            noise_eta=eta,
+        )
+        networks[name] = network
+    fp = networks["plain"].accuracy(data[2], data[3])
+    assert fp > 0.9
+
+    def open_chip_(i):
+        return PcmChip.open(f"emulator?profile=small&seed={10 + i}")
+
+    times = (1.0, 86400.0, 365 * 86400.0)
+    result = drift_experiment(open_chip_, networks, data, fp_accuracy=fp, times_s=times, chips=2)
+    points = result.points()
+    assert len(points) == len(times) * 2 * 3  # weights × compensations (none, gdc, gdc+bn)
+    assert {p["compensation"] for p in points} == {"none", "gdc", "gdc+bn"}
+    assert all(p["chips"] == 2 and 0 <= p["accuracy_mean"] <= 1 for p in points)
+    by = {(p["t_s"], p["weights"], p["compensation"]): p["accuracy_mean"] for p in points}
+    year = 365 * 86400.0
+    # compensated accuracy holds over a year; uncompensated never does better
+    assert by[(year, "noise-aware", "gdc+bn")] > fp - 0.05
+    assert by[(year, "noise-aware", "none")] <= by[(year, "noise-aware", "gdc+bn")]
+    assert len(result.programming) == 4
+
+
+def test_infer_cli_json(capsys):
+    code = main(["infer", "--network", "mlp", "--chips", "1", "--times", "1", "86400", "--json"])
+    assert code == 0
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    assert result["network"] == "mlp" and 0.9 < result["fp_accuracy"] <= 1
+    assert isinstance(result["elapsed_s"], float)
+    keys = {(p["t_s"], p["weights"], p["compensation"]) for p in result["points"]}
+    assert keys == {
+        (t, w, c) for t in (1.0, 86400.0) for w in ("plain", "noise-aware") for c in ("none", "gdc")
+    }
+    for point in result["points"]:
+        assert {"accuracy_mean", "accuracy_std"} <= set(point)
