@@ -22,6 +22,7 @@ from drivers import PcmChip, PcmHilError
 from . import lab
 from .clock import ChipClock
 from .progress import ProgressBar
+from .runs import Recorder, RunStore
 from .tour import run_tour
 
 EXIT_ERROR = 1
@@ -48,6 +49,16 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
 def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--dashboard", action="store_true", help="show the live dashboard")
+    _add_runs(parser)
+
+
+def _add_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="run store file (default: $PCM_HIL_RUNS, else ~/.local/share/pcm-hil/runs.sqlite)",
+    )
 
 
 def _add_devices(parser: argparse.ArgumentParser, tiles: str, devices: int | None = None) -> None:
@@ -149,6 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--seed", type=int, default=0, help="training and first chip seed")
     infer.add_argument("--data-seed", type=int, default=0, help="train/test split seed")
 
+    runs = commands.add_parser("runs", help="recorded runs: list, show, export")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    listing = runs_commands.add_parser("list", help="recorded runs, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true")
+    show = runs_commands.add_parser("show", help="one run: its record and its events")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    export = runs_commands.add_parser("export", help="write a run to HDF5, .npz or CSV")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", choices=("hdf5", "npz", "csv"), required=True)
+    export.add_argument("--output", help="file (directory for csv); default run-ID.ext here")
+    for parser_ in (listing, show, export):
+        _add_runs(parser_)
+
+    dashboard = commands.add_parser(
+        "dashboard", help="watch a run live from another terminal, or look at a finished one"
+    )
+    dashboard.add_argument("id", type=int, nargs="?", help="run id (default: the newest)")
+    dashboard.add_argument("--once", action="store_true", help="draw once and return")
+    _add_runs(dashboard)
+
     info = commands.add_parser("info", help="identity and configuration of a chip")
     _add_resource(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -182,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcm-hil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (PcmHilError, OSError, ValueError) as error:
+    except (PcmHilError, OSError, ValueError, KeyError, RuntimeError) as error:
         if args.debug:
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -202,6 +235,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _report(args, lab.infer, lab.render_infer)
     if args.command in PROCEDURES:
         return _procedure(args, *PROCEDURES[args.command])
+    if args.command == "runs":
+        return _runs(args)
+    if args.command == "dashboard":
+        return _dashboard(args)
     if args.command == "tour":
         return _tour(args)
     if args.command == "info":
@@ -210,39 +247,165 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, run, render) -> int:
-    """Run a command that opens its own chips, with a progress bar unless --json/--quiet."""
-    listeners = [] if (args.json or args.quiet) else [ProgressBar()]
-    try:
-        summary = run(args, listeners)
-    finally:
-        for listener in listeners:
-            listener.close()
-    summary["resource"] = args.resource
-    if args.json:
-        _print_json(summary)
-    else:
-        render(summary, Console())
-    return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
+    """A command that opens its own chips (one per repetition)."""
+    return _recorded(args, lambda listeners, _store, _run_id: run(args, listeners), render)
 
 
 def _procedure(args: argparse.Namespace, run, render) -> int:
-    """Open the chip, run the procedure with a progress bar (unless --json or --quiet), and
-    print its summary: one JSON object, or tables."""
-    listeners = [] if (args.json or args.quiet) else [ProgressBar()]
-    try:
+    """A command that runs a procedure on one chip."""
+
+    def on_chip(listeners, store, run_id):
         with PcmChip.open(
             args.resource, timeout_s=args.timeout, visa_library=args.visa_library
         ) as chip:
-            summary = run(chip, args, listeners)
+            store.describe_chip(run_id, asdict(chip.identity), chip.config.protocol_version)
+            return run(chip, args, listeners)
+
+    return _recorded(args, on_chip, render)
+
+
+def _recorded(args: argparse.Namespace, body, render) -> int:
+    """Run ``body(listeners, store, run_id)`` as a recorded run, with a progress bar or the
+    dashboard (unless --json or --quiet), then print its summary: one JSON object, or tables.
+    A run that raises is marked failed (cancelled on Ctrl-C) with what it measured kept."""
+    procedure = getattr(args, "kind", None) or args.command
+    store = RunStore(args.runs)
+    run_id = store.start_run(
+        procedure,
+        resource=args.resource,
+        parameters=_parameters(args),
+        seed=getattr(args, "seed", None),
+    )
+    recorder = Recorder(store, run_id, procedure)
+    display = [] if (args.json or args.quiet) else [_display(args)]
+    try:
+        summary = body([recorder, *display], store, run_id)
+    except BaseException as error:
+        if store.run(run_id).status == "running":
+            if isinstance(error, KeyboardInterrupt):
+                store.finish_run(run_id, "cancelled", "interrupted")
+            else:
+                recorder.fail(error)
+        raise
     finally:
-        for listener in listeners:
+        for listener in display:
             listener.close()
+        store.close()
     summary["resource"] = args.resource
+    summary["run_id"] = run_id
     if args.json:
         _print_json(summary)
     else:
         render(summary, Console())
+        Console(stderr=True).print(f"recorded as run {run_id}", style="dim")
     return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
+
+
+def _display(args: argparse.Namespace):
+    if args.dashboard:
+        from .dashboard import LiveDashboard
+
+        return LiveDashboard()
+    return ProgressBar()
+
+
+def _parameters(args: argparse.Namespace) -> dict:
+    skip = {"json", "quiet", "dashboard", "runs", "debug", "command", "timeout"}
+    return {k: v for k, v in vars(args).items() if k not in skip}
+
+
+def _runs(args: argparse.Namespace) -> int:
+    with RunStore(args.runs) as store:
+        if args.runs_command == "list":
+            runs = store.runs(limit=args.limit)
+            if args.json:
+                _print_json({"runs": [r.as_dict() for r in runs], "store": str(store.path)})
+                return 0
+            table = Table(title=f"Runs in {store.path}")
+            for column in ("id", "procedure", "started", "status", "resource", "chip"):
+                table.add_column(column)
+            for r in runs:
+                chip = f"{r.identity['model']} {r.identity['serial']}" if r.identity else ""
+                table.add_row(
+                    str(r.id), r.procedure, _when(r.started_at), r.status, r.resource or "", chip
+                )
+            Console().print(table)
+            return 0
+        if args.runs_command == "show":
+            info = store.run(args.id)
+            events = list(store.events(args.id))
+            if args.json:
+                _print_json(
+                    {
+                        "run": info.as_dict(),
+                        "events": [
+                            {
+                                "seq": e.seq,
+                                "kind": e.kind,
+                                "procedure": e.procedure,
+                                "done": e.done,
+                                "total": e.total,
+                                "wall_time": e.wall_time,
+                                "data": {
+                                    k: (
+                                        v.tolist()
+                                        if isinstance(v, np.ndarray) and v.size <= 64
+                                        else f"<array {v.dtype} {list(v.shape)}>"
+                                        if isinstance(v, np.ndarray)
+                                        else v
+                                    )
+                                    for k, v in e.data.items()
+                                },
+                            }
+                            for e in events
+                        ],
+                    }
+                )
+                return 0
+            console = Console()
+            header = Table(title=f"Run {info.id}: {info.procedure}", show_header=False)
+            for key, value in info.as_dict().items():
+                header.add_row(key, _when(value) if key.endswith("_at") and value else str(value))
+            console.print(header)
+            table = Table(title=f"{len(events)} events")
+            for column in ("seq", "kind", "procedure", "progress", "data"):
+                table.add_column(column)
+            for e in events:
+                shown = ", ".join(
+                    f"{k}=<{v.dtype}{list(v.shape)}>"
+                    if isinstance(v, np.ndarray)
+                    else f"{k}={_short(v)}"
+                    for k, v in e.data.items()
+                )
+                table.add_row(str(e.seq), e.kind, e.procedure, f"{e.done}/{e.total}", shown)
+            console.print(table)
+            return 0
+        from .export import export_run
+
+        path = export_run(store, args.id, args.format, args.output)
+        print(path)
+        return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import attach
+
+    with RunStore(args.runs) as store:
+        if store.latest() is None:
+            raise ValueError(f"no runs recorded in {store.path}")
+        attach(store, args.id, follow=not args.once)
+    return 0
+
+
+def _when(timestamp: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(value: Any) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _print_json(value: Any) -> None:

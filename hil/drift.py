@@ -150,6 +150,7 @@ def measure_drift(
     emitter = Emitter("drift", listeners, total=times.size)
     elapsed_rows, read_rows = [], []
     parameters = dict(
+        target_uS=targets,
         devices=int(addresses.size),
         times_s=times,
         fit_from_s=fit_from_s,

@@ -369,6 +369,9 @@ def program_and_verify(
         max_iterations=max_iterations,
         devices=int(targets.size),
         tiles=[g.tile for g in groups],
+        tile=np.concatenate([np.full(g.addresses.size, g.tile, dtype=np.int32) for g in groups]),
+        address=np.concatenate([g.addresses for g in groups]).astype(np.int32),
+        target_uS=np.concatenate([g.targets for g in groups]),
     )
     with cancellable(emitter, **parameters) as run:
         states = [strategy.prepare(chip, group) for group in groups]
@@ -377,7 +380,13 @@ def program_and_verify(
             for group, state in zip(groups, states, strict=True):
                 busy |= _iterate(chip, group, strategy, state, tolerance_uS, clock)
             converged = sum(int(g.converged.sum()) for g in groups)
-            emitter.step(iteration=iteration, converged=converged, devices=int(targets.size))
+            emitter.step(
+                iteration=iteration,
+                converged=converged,
+                stuck=sum(int(g.stuck.sum()) for g in groups),
+                devices=int(targets.size),
+                read_uS=np.concatenate([g.last_read for g in groups]),
+            )
             if not busy:
                 break
         final = [_read(chip, group, np.arange(group.addresses.size)) for group in groups]

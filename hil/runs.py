@@ -1,0 +1,336 @@
+"""The run store: every procedure's run, recorded as it happens, in SQLite (WAL mode).
+
+Each event a procedure emits is committed in its own transaction, so a run killed at any
+moment (SIGKILL, a pulled cable, a power cut of the host process) keeps every event before the
+kill, and the database stays readable — SQLite's write-ahead log is built for exactly that,
+where an HDF5 file whose writer dies can be left corrupt. Another process (the dashboard) may
+read a run while it is written.
+
+Where: ``$PCM_HIL_RUNS`` if set, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite`` (by default
+``~/.local/share/pcm-hil/runs.sqlite``); every command takes ``--runs PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .events import Event
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    procedure TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    status TEXT NOT NULL,
+    error TEXT,
+    resource TEXT,
+    identity TEXT,
+    protocol_version TEXT,
+    software_version TEXT,
+    parameters TEXT,
+    seed INTEGER,
+    host TEXT,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    wall_time REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS arrays (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq, name)
+);
+"""
+
+
+def default_path() -> Path:
+    """``$PCM_HIL_RUNS``, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite``."""
+    if os.environ.get("PCM_HIL_RUNS"):
+        return Path(os.environ["PCM_HIL_RUNS"])
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "pcm-hil" / "runs.sqlite"
+
+
+def software_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pcm-hil")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
+@dataclass
+class RunInfo:
+    """A run's record: what, when, on what, and how it ended."""
+
+    id: int
+    procedure: str
+    started_at: float
+    ended_at: float | None
+    status: str
+    error: str | None
+    resource: str | None
+    identity: dict | None
+    protocol_version: str | None
+    software_version: str | None
+    parameters: dict
+    seed: int | None
+    host: str | None
+    pid: int | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StoredEvent:
+    """An event read back from the store, arrays included."""
+
+    seq: int
+    kind: str
+    procedure: str
+    done: int
+    total: int
+    wall_time: float
+    data: dict[str, Any]
+
+
+class RunStore:
+    """A run store file. Safe to open from several processes at once."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # every commit survives a killed process
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        procedure: str,
+        *,
+        resource: str | None = None,
+        identity: dict | None = None,
+        protocol_version: str | None = None,
+        parameters: dict | None = None,
+        seed: int | None = None,
+    ) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO runs (procedure, started_at, status, resource, identity, protocol_version,"
+            " software_version, parameters, seed, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                procedure,
+                time.time(),
+                resource,
+                json.dumps(identity) if identity else None,
+                protocol_version,
+                software_version(),
+                json.dumps(_jsonable(parameters or {})),
+                seed,
+                socket.gethostname(),
+                os.getpid(),
+            ),
+        )
+        return int(cursor.lastrowid)
+
+    def add_event(self, run_id: int, event: Event) -> int:
+        """Record one event (its scalars as JSON, its arrays as blobs) in one transaction."""
+        scalars, arrays = _split(event.data)
+        with self.db:  # one transaction: all of the event or none of it
+            self.db.execute("BEGIN IMMEDIATE")
+            seq = self.db.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            self.db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    seq,
+                    event.kind,
+                    event.procedure,
+                    event.done,
+                    event.total,
+                    event.wall_time_s,
+                    json.dumps(scalars),
+                ),
+            )
+            for name, array in arrays.items():
+                self.db.execute(
+                    "INSERT INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, seq, name, array.dtype.str, json.dumps(array.shape), array.tobytes()),
+                )
+        return seq
+
+    def describe_chip(self, run_id: int, identity: dict, protocol_version: str) -> None:
+        """Record the identity and protocol version of the chip a run talks to."""
+        self.db.execute(
+            "UPDATE runs SET identity = ?, protocol_version = ? WHERE id = ?",
+            (json.dumps(identity), protocol_version, run_id),
+        )
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?",
+            (status, error, time.time(), run_id),
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
+        """Runs, newest first."""
+        query = "SELECT * FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        return [self._info(row) for row in self.db.execute(query)]
+
+    def run(self, run_id: int) -> RunInfo:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run {run_id} in {self.path}")
+        return self._info(row)
+
+    def latest(self) -> RunInfo | None:
+        found = self.runs(limit=1)
+        return found[0] if found else None
+
+    def events(self, run_id: int, after: int = -1) -> Iterator[StoredEvent]:
+        """The run's events with seq > ``after``, in order, arrays included."""
+        rows = self.db.execute(
+            "SELECT seq, kind, procedure, done, total, wall_time, data FROM events"
+            " WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after),
+        ).fetchall()
+        for seq, kind, procedure, done, total, wall_time, data in rows:
+            values = json.loads(data)
+            for name, dtype, shape, blob in self.db.execute(
+                "SELECT name, dtype, shape, data FROM arrays WHERE run_id = ? AND seq = ?",
+                (run_id, seq),
+            ):
+                values[name] = np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(json.loads(shape))
+            yield StoredEvent(seq, kind, procedure, done, total, wall_time, values)
+
+    def _info(self, row) -> RunInfo:
+        (
+            id_,
+            procedure,
+            started,
+            ended,
+            status,
+            error,
+            resource,
+            identity,
+            protocol,
+            software,
+            parameters,
+            seed,
+            host,
+            pid,
+        ) = row
+        if status == "running" and host == socket.gethostname() and pid and not _alive(pid):
+            status = "killed"  # the process is gone without saying how it ended
+        return RunInfo(
+            id_,
+            procedure,
+            started,
+            ended,
+            status,
+            error,
+            resource,
+            json.loads(identity) if identity else None,
+            protocol,
+            software,
+            json.loads(parameters) if parameters else {},
+            seed,
+            host,
+            pid,
+        )
+
+
+class Recorder:
+    """A listener that records a procedure's events into a run (``RunStore.start_run`` makes
+    it). The run ends with the ``end`` event of its own procedure, or with the first ``end``
+    of any procedure inside it that was cancelled or failed."""
+
+    def __init__(self, store: RunStore, run_id: int, procedure: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.procedure = procedure
+
+    def __call__(self, event: Event) -> None:
+        self.store.add_event(self.run_id, event)
+        if event.kind == "end":
+            status = event.data.get("status", "completed")
+            if event.procedure == self.procedure or status != "completed":
+                self.store.finish_run(self.run_id, status, event.data.get("error"))
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the run failed (an error outside any procedure, e.g. while connecting)."""
+        self.store.finish_run(self.run_id, "failed", f"{type(error).__name__}: {error}")
+
+
+def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    scalars, arrays = {}, {}
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = np.ascontiguousarray(value)
+        else:
+            scalars[key] = _jsonable(value)
+    return scalars, arrays
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
