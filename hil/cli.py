@@ -143,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
         parser_.add_argument("--tile", default="0", help="tile to use (default 0)")
         parser_.add_argument("--devices", type=int, default=1024, help="devices (default 1024)")
 
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: program a tile, drift over a virtual year, chip-in-the-loop "
+        "inference with and without compensation; dashboard live, run recorded",
+    )
+    _add_resource(demo)
+    _add_output(demo)
+    demo.add_argument("--no-dashboard", action="store_true", help="a progress bar instead")
+    demo.add_argument("--network", choices=("mlp", "cnn"), default="mlp")
+    demo.add_argument("--chips", type=int, default=2, help="chips for the inference experiment")
+
     infer = commands.add_parser(
         "infer", help="chip-in-the-loop inference on the digits: accuracy vs time after programming"
     )
@@ -224,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 PROCEDURES = {
+    "demo": (lab.demo, lab.render_demo),
     "program": (lab.program, lab.render_program),
     "drift": (lab.drift, lab.render_drift),
     "characterize": (lab.characterize, lab.render_curve),
@@ -302,7 +314,7 @@ def _recorded(args: argparse.Namespace, body, render) -> int:
 
 
 def _display(args: argparse.Namespace):
-    if args.dashboard:
+    if args.dashboard or (args.command == "demo" and not args.no_dashboard):
         from .dashboard import LiveDashboard
 
         return LiveDashboard()

@@ -188,9 +188,23 @@ def render_curve(summary: dict, console: Console) -> None:
 # --- inference and training ---------------------------------------------------------------------
 
 
-def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed: int):
+class Borrowed:
+    """An open chip lent to code that will ``close`` it: closing does nothing."""
+
+    def __init__(self, chip) -> None:
+        self._chip = chip
+
+    def __getattr__(self, name):
+        return getattr(self._chip, name)
+
+    def close(self) -> None:
+        pass
+
+
+def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed: int, shared=None):
     """``open_chip(i)``: the i-th chip of an experiment. On the embedded emulator chip i is a
-    fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew."""
+    fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew (the
+    ``shared`` open chip, if given: one client at a time)."""
     from drivers import PcmChip
     from drivers.transports import parse_emulator_options
 
@@ -200,6 +214,8 @@ def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed:
             options["seed"] = str(int(options.get("seed", seed)) + index)
             query = "&".join(f"{k}={v}" for k, v in options.items())
             return PcmChip.open(f"emulator?{query}", timeout_s=timeout_s)
+        if shared is not None:
+            return Borrowed(shared)
         return PcmChip.open(resource, timeout_s=timeout_s, visa_library=visa_library)
 
     return open_chip
@@ -266,3 +282,45 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:g} {unit}"
     return f"{seconds:g} s"
+
+
+def demo(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    from .demo import run_demo
+
+    opener = chip_opener(args.resource, args.timeout, args.visa_library, 0, shared=chip)
+    return run_demo(chip, opener, network=args.network, chips=args.chips, listeners=listeners)
+
+
+def render_demo(summary: dict, console: Console) -> None:
+    render_program(summary["program"], console)
+    render_drift(summary["drift"], console)
+    infer = summary["infer"]
+    render_infer(
+        {
+            "network": summary["network"],
+            "fp_accuracy": infer["fp_accuracy"],
+            "chips": infer["points"][0]["chips"] if infer["points"] else 0,
+            "points": infer["points"],
+            "elapsed_s": summary["elapsed_s"],
+            "status": summary["status"],
+        },
+        console,
+    )
+    program, infer = summary["program"], summary["infer"]
+    year = [
+        p for p in infer["points"] if p["t_s"] >= 365 * 86400.0 and p["weights"] == "noise-aware"
+    ]
+    best = max(year, key=lambda p: p["accuracy_mean"]) if year else None
+    nus = [level["nu_mean"] for level in summary["drift"]["levels"]]
+    console.print(
+        f"[bold]Demo:[/] {program['devices']:,} devices programmed to 16 levels "
+        f"({program['converged_fraction']:.1%} converged, error std {program['error_std_uS']:.2f} µS); "
+        f"drift ν {min(nus):.3f}…{max(nus):.3f} over a virtual year"
+        + (
+            f"; digits {summary['network']} after a year: {best['accuracy_mean']:.1%} "
+            f"(noise-aware, {best['compensation']}) vs {infer['fp_accuracy']:.1%} in software"
+            if best
+            else ""
+        )
+        + f"; {summary['elapsed_s']:.0f} s."
+    )
