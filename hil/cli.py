@@ -193,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--once", action="store_true", help="draw once and return")
     _add_runs(dashboard)
 
+    train = commands.add_parser(
+        "train",
+        help="mixed-precision training of an MLP on the digits with its weights on the chip",
+    )
+    _add_resource(train)
+    _add_output(train)
+    train.add_argument("--hidden", type=int, help="hidden units of the MLP")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--batch", type=int)
+    train.add_argument("--seed", type=int, default=0)
+
     info = commands.add_parser("info", help="identity and configuration of a chip")
     _add_resource(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
@@ -237,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 PROCEDURES = {
     "demo": (lab.demo, lab.render_demo),
     "program": (lab.program, lab.render_program),
+    "train": (lab.train, lab.render_train),
     "drift": (lab.drift, lab.render_drift),
     "characterize": (lab.characterize, lab.render_curve),
 }

@@ -324,3 +324,42 @@ def render_demo(summary: dict, console: Console) -> None:
         )
         + f"; {summary['elapsed_s']:.0f} s."
     )
+
+
+def train(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    from .insitu import train_on_chip
+    from .nn.data import load_digits_split
+
+    options = {
+        k: getattr(args, k)
+        for k in ("hidden", "epochs", "lr", "batch")
+        if getattr(args, k) is not None
+    }
+    return train_on_chip(
+        chip, load_digits_split(seed=0), seed=args.seed, listeners=listeners, **options
+    )
+
+
+def render_train(summary: dict, console: Console) -> None:
+    table = Table(
+        title="Mixed-precision training with the weights on the chip (digits)", show_header=False
+    )
+    for key in (
+        "fp_accuracy",
+        "chip_accuracy",
+        "epochs",
+        "pulses_applied",
+        "refreshed_pairs",
+        "elapsed_s",
+    ):
+        if key in summary:
+            value = summary[key]
+            table.add_row(
+                key,
+                f"{value:.2%}"
+                if key.endswith("accuracy")
+                else f"{value:,.4g}"
+                if isinstance(value, float)
+                else f"{value:,}",
+            )
+    console.print(table)
