@@ -284,6 +284,9 @@ def _procedure(args: argparse.Namespace, run, render) -> int:
             args.resource, timeout_s=args.timeout, visa_library=args.visa_library
         ) as chip:
             store.describe_chip(run_id, asdict(chip.identity), chip.config.protocol_version)
+            for listener in listeners:
+                if hasattr(listener, "set_run"):  # the dashboard: show the chip it runs on
+                    listener.set_run(store.run(run_id))
             return run(chip, args, listeners)
 
     return _recorded(args, on_chip, render)
@@ -302,7 +305,7 @@ def _recorded(args: argparse.Namespace, body, render) -> int:
         seed=getattr(args, "seed", None),
     )
     recorder = Recorder(store, run_id, procedure)
-    display = [] if (args.json or args.quiet) else [_display(args)]
+    display = [] if (args.json or args.quiet) else [_display(args, store.run(run_id))]
     try:
         summary = body([recorder, *display], store, run_id)
     except BaseException as error:
@@ -326,11 +329,13 @@ def _recorded(args: argparse.Namespace, body, render) -> int:
     return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
 
 
-def _display(args: argparse.Namespace):
+def _display(args: argparse.Namespace, info=None):
     if args.dashboard or (args.command == "demo" and not args.no_dashboard):
         from .dashboard import LiveDashboard
 
-        return LiveDashboard()
+        dashboard = LiveDashboard()
+        dashboard.set_run(info, args.resource)
+        return dashboard
     return ProgressBar()
 
 

@@ -1,0 +1,623 @@
+"""The live dashboard: panels and values for recorded program-and-verify, drift,
+characterization, inference and training runs at 80×24 and 160×48; live events and events
+read back from the run store draw the same; throttled live drawing; attaching to a finished
+run and following one written by another process; and the dashboard in a real terminal
+(tmux)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import asdict, replace
+from io import StringIO
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from drivers import PcmChip
+from hil.characterize import programming_curve
+from hil.clock import ChipClock
+from hil.dashboard import DashboardState, LiveDashboard, attach, render, render_text
+from hil.drift import log_times, measure_drift
+from hil.events import Event
+from hil.program import level_targets, program_and_verify
+from hil.runs import Recorder, RunStore
+
+RESOURCE = "emulator?profile=small&seed=1"
+SIZES = ((80, 24), (160, 48))
+
+
+def assert_fits(text: str, width: int, height: int) -> list[str]:
+    lines = text.split("\n")
+    assert len(lines) == height
+    assert max(len(line) for line in lines) <= width
+    return lines
+
+
+def recorded(store: RunStore, procedure: str, body):
+    """Run ``body(chip, listeners)`` as a recorded run; returns (run id, result, live state,
+    the events as emitted)."""
+    chip = PcmChip.open(RESOURCE)
+    try:
+        run_id = store.start_run(procedure, resource=RESOURCE, identity=asdict(chip.identity))
+        state = DashboardState()
+        state.set_run(None, RESOURCE, asdict(chip.identity))
+        events: list[Event] = []
+        result = body(chip, [Recorder(store, run_id, procedure), state.update, events.append])
+    finally:
+        chip.close()
+    return run_id, result, state, events
+
+
+def program_body(chip, listeners):
+    n = chip.config.devices_per_tile
+    addresses = np.arange(n)
+    targets = level_targets(16, chip.config.g_max_uS)[addresses % 16]
+    return program_and_verify(chip, 0, addresses, targets, listeners=listeners)
+
+
+def drift_body(chip, listeners):
+    n = chip.config.devices_per_tile
+    addresses = np.unique(np.linspace(0, n - 1, 1024).round().astype(np.int64))
+    targets = level_targets(8, chip.config.g_max_uS)[np.arange(addresses.size) % 8]
+    return measure_drift(
+        chip,
+        ChipClock(chip),
+        1,
+        addresses,
+        targets,
+        log_times(1.0, 365 * 86400.0, 25),
+        listeners=listeners,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dashboard") / "runs.sqlite"
+    with RunStore(path) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def program_run(store):
+    run_id, result, state, events = recorded(store, "program", program_body)
+    state.set_run(store.run(run_id))
+    return run_id, result, state, events
+
+
+@pytest.fixture(scope="module")
+def drift_run(store):
+    run_id, result, state, events = recorded(store, "drift", drift_body)
+    state.set_run(store.run(run_id))
+    return run_id, result, state, events
+
+
+def stored_state(store: RunStore, run_id: int) -> DashboardState:
+    state = DashboardState()
+    state.set_run(store.run(run_id))
+    for event in store.events(run_id):
+        state.update(event)
+    return state
+
+
+# --- program-and-verify ----------------------------------------------------------------------
+
+
+def test_program_run_at_80x24_shows_identity_progress_map_convergence_and_warnings(program_run):
+    run_id, result, state, events = program_run
+    summary = result.summary()
+    lines = assert_fits(render_text(state, 80, 24), 80, 24)
+    text = "\n".join(lines)
+    assert RESOURCE in text
+    assert "PCM-EMULATOR EMU-0001" in text
+    assert f"run #{run_id} program · completed" in text
+    progress = next(line for line in lines if "✓ program" in line)
+    assert f"{events[-1].done}/30" in progress and "completed" in progress
+    assert "tile 0" in text  # the map's panel
+    assert any(cell in text for cell in ("··", "░░", "▒▒", "▓▓", "██"))
+    assert "program-and-verify" in text
+    assert f"converged {summary['converged_fraction']:.1%}" in text
+    assert f"stuck {summary['stuck_devices']}" in text
+    levels = level_targets(16, 25.0)
+    assert f"{levels[0]:.1f}" in text  # levels grouped two a row at this size: "0.8–2.3"
+    if summary["stuck_devices"]:
+        assert f"{summary['stuck_devices']} stuck devices" in text
+
+
+def test_program_run_at_160x48_has_every_panel_and_every_level(program_run):
+    run_id, result, state, _ = program_run
+    summary = result.summary()
+    text = "\n".join(assert_fits(render_text(state, 160, 48), 160, 48))
+    for title in (
+        "pcm-hil",
+        "progress",
+        "tile 0 conductance · 64×64 devices",
+        "program-and-verify",
+        "drift",
+        "accuracy",
+        "errors & warnings",
+    ):
+        assert title in text
+    assert "serial EMU-0001" in text and "firmware" in text
+    assert f"run #{run_id} program · completed" in text
+    assert f"converged {summary['converged_fraction']:.1%}" in text
+    assert f"iterations {summary['iterations_mean']:.1f}" in text
+    assert "no drift measurement yet" in text and "no inference or training yet" in text
+    for level in summary["levels"]:
+        # every level its own row, with its share of devices within the tolerance
+        row = next(line for line in text.split("\n") if f" {level['target_uS']:.2f} " in line)
+        assert f"{level['converged_fraction']:.1%}" in row
+    assert f"program iteration {int(result.iterations.max())}" in text
+
+
+def test_stored_events_draw_exactly_what_the_live_events_drew(store, program_run):
+    run_id, _, live, _ = program_run
+    replayed = stored_state(store, run_id)
+    replayed.source = live.source
+    for width, height in SIZES:
+        assert render_text(replayed, width, height) == render_text(live, width, height)
+
+
+def test_map_cells_follow_the_levels_and_leave_unread_devices_blank():
+    n, columns = 64 * 64, 64
+    state = DashboardState(geometry=(64, 64))
+    address = np.arange(0, n, 2, dtype=np.int32)  # every other column only
+    target = np.where((address % columns) < 32, 2.0, 23.0).astype(np.float32)
+    start = {
+        "tolerance_uS": 0.5,
+        "max_iterations": 5,
+        "devices": address.size,
+        "tiles": [3],
+        "tile": np.full(address.size, 3, np.int32),
+        "address": address,
+        "target_uS": target,
+    }
+    state.update(Event("start", "program", 0, 5, start))
+    state.update(Event("step", "program", 1, 5, {"iteration": 1, "read_uS": target.copy()}))
+    image = state.tile_image()
+    assert image.shape == (64, 64)
+    assert np.isnan(image[:, 1::2]).all() and not np.isnan(image[:, 0::2]).any()
+    lines = render_text(state, 100, 40).split("\n")
+    top = next(k for k, line in enumerate(lines) if "─ tile 3 µS ─" in line)
+    start_column = lines[top].index("╭─ tile 3")
+    row = lines[top + 1][start_column + 2 :].split("│")[0].strip()
+    # 32 of 64 columns read, levels by half: low shades, then the darkest; 4×4 cells
+    assert row == "··" * 8 + "██" * 8
+    assert "4×4/cell" in "\n".join(lines)
+
+
+# --- drift -----------------------------------------------------------------------------------
+
+
+def test_drift_run_shows_levels_against_log_time_and_fitted_nu(drift_run):
+    run_id, result, state, _ = drift_run
+    levels = result.summary()["levels"]
+    large = "\n".join(assert_fits(render_text(state, 160, 48), 160, 48))
+    assert f"run #{run_id} drift · completed" in large
+    assert "25/25 reads, t = 1 s … 1 y" in large
+    assert "drift t = 1 y" in large  # the map shows the last drift read
+    assert "tile 1" in large
+    for level in levels:  # each level's row: its sparkline and its fitted ν
+        label = f" {level['target_uS']:.2f} "
+        row = next(line for line in large.split("\n") if label in line and "→" in line)
+        assert f"{level['nu_mean']:.4f}" in row and f"{level['nu_std']:.4f}" in row
+    assert sum(f"{level['nu_mean']:.4f}" in large for level in levels) == len(levels)
+    small = "\n".join(assert_fits(render_text(state, 80, 24), 80, 24))
+    assert "drift" in small and "G vs log t" in small
+    shown = sum(f"{level['nu_mean']:.4f}" in small for level in levels)
+    assert shown == len(levels)  # all 8 levels fit at 80×24
+    # the sparkline falls: conductance drifts down
+    label = f"{levels[0]['target_uS']:.2f}"
+    spark = next(line for line in small.split("\n") if label in line and "→" in line)
+    bars = [c for c in spark.split(label)[1].split()[0]]
+    assert bars[0] == "█" and bars[-1] == "▁"
+
+
+def test_nu_appears_only_when_the_drift_measurement_ends(drift_run):
+    _, result, _, events = drift_run
+    before_end = DashboardState()
+    for event in events[:-1]:
+        before_end.update(event)
+    text = render_text(before_end, 160, 48)
+    for level in result.summary()["levels"]:
+        assert f"{level['nu_mean']:.4f}" not in text
+    assert "≈" in text  # the estimate from level means stands in
+
+
+# --- characterization, inference, training, failures ---------------------------------------
+
+
+def test_characterization_curve_panel():
+    chip = PcmChip.open(RESOURCE)
+    state = DashboardState()
+    try:
+        curve = programming_curve(
+            chip, 0, np.arange(512), np.linspace(200, 560, 10), listeners=[state.update]
+        )
+    finally:
+        chip.close()
+    text = "\n".join(assert_fits(render_text(state, 80, 24), 80, 24))
+    assert "programming-curve" in text and "current µA" in text
+    assert f"{curve.mean_uS[-1]:.2f}" in text
+    assert "10/10" in text
+
+
+def infer_events() -> list[Event]:
+    events = [Event("start", "infer", 0, 12, {"chips": 2, "weights": ["plain", "noise-aware"]})]
+    done = 0
+    for chip in range(2):
+        for weights in ("plain", "noise-aware"):
+            for t in (1.0, 86400.0, 365 * 86400.0):
+                done += 1
+                decay = math.log10(t) * (0.02 if weights == "plain" else 0.01)
+                events.append(
+                    Event(
+                        "step",
+                        "infer",
+                        done,
+                        12,
+                        {
+                            "t_s": t,
+                            "weights": weights,
+                            "accuracy_none": 0.90 - decay + 0.01 * chip,
+                            "accuracy_gdc": 0.95 - decay / 4,
+                            "accuracy_gdc+bn": 0.96,
+                        },
+                    )
+                )
+    events.append(Event("end", "infer", done, 12, {"status": "completed", "points": 18}))
+    return events
+
+
+def test_inference_accuracy_table_averages_chips():
+    state = DashboardState()
+    for event in infer_events():
+        state.update(event)
+    for width, height in SIZES:
+        text = "\n".join(assert_fits(render_text(state, width, height), width, height))
+        assert "accuracy" in text and "mean over 2 chips" in text
+        assert "gdc+bn" in text and "noise-aware" in text
+        year = next(line for line in text.split("\n") if " 1 y " in line and "infer" not in line)
+        plain_none = 0.90 - math.log10(365 * 86400.0) * 0.02 + 0.005  # mean over the 2 chips
+        assert f"{plain_none:.1%}" in year
+        assert "96.0%" in year
+    assert "1 d" in text and "1 s" in text
+
+
+def test_training_accuracy_per_epoch():
+    state = DashboardState()
+    state.update(Event("start", "train", 0, 10, {"epochs": 10, "lr": 0.1}))
+    for epoch in range(1, 7):
+        data = {"epoch": epoch, "pulses_applied": 1000 * epoch, "test_accuracy": 0.5 + 0.07 * epoch}
+        state.update(Event("step", "train", epoch, 10, data))
+    text = "\n".join(assert_fits(render_text(state, 80, 24), 80, 24))
+    assert "training epoch 6 · test accuracy 92.0%" in text
+    assert "6000" in text and "57.0%" in text
+    assert "6/10" in text and "ETA" in text
+
+
+class FailingChip:
+    """A chip whose reads fail after ``good`` of them."""
+
+    def __init__(self, chip, good: int) -> None:
+        self.chip, self.config, self.good = chip, chip.config, good
+
+    def pulse(self, *args):
+        return self.chip.pulse(*args)
+
+    def _spend(self) -> None:
+        self.good -= 1
+        if self.good < 0:
+            raise RuntimeError("ADC saturated on tile 0")
+
+    def read(self, *args):
+        self._spend()
+        return self.chip.read(*args)
+
+    def read_tile(self, *args):
+        self._spend()
+        return self.chip.read_tile(*args)
+
+
+def test_failed_and_cancelled_runs_show_in_errors_and_warnings(tmp_path):
+    with RunStore(tmp_path / "runs.sqlite") as store:
+
+        def failing(chip, listeners):
+            with pytest.raises(RuntimeError):
+                program_body(FailingChip(chip, 2), listeners)
+
+        failed_id, _, _, _ = recorded(store, "program", failing)
+
+        def cancelling(chip, listeners):
+            def stop(event):
+                if event.kind == "step" and event.done == 2:
+                    raise KeyboardInterrupt
+
+            return program_body(chip, [*listeners, stop])
+
+        cancelled_id, result, _, _ = recorded(store, "program", cancelling)
+        assert result.status == "cancelled"
+        failed = render_text(stored_state(store, failed_id), 80, 24)
+        assert_fits(failed, 80, 24)
+        assert "program · failed" in failed
+        assert "✗ run 1 failed: RuntimeError: ADC saturated on tile 0" in failed
+        cancelled = render_text(stored_state(store, cancelled_id), 160, 48)
+        assert "program · cancelled" in cancelled
+        assert "! run 2 cancelled" in cancelled
+        assert "■ program" in cancelled
+
+
+# --- live drawing ------------------------------------------------------------------------------
+
+
+def test_live_dashboard_draws_few_frames_and_the_final_one_at_close(program_run):
+    _, result, _, events = program_run
+    out = StringIO()
+    console = Console(file=out, width=120, height=40, force_terminal=True, color_system="truecolor")
+    dashboard = LiveDashboard(console, refresh_hz=4)
+    dashboard.set_run(None, RESOURCE, None)
+    for event in events:  # a burst: far faster than 4 Hz
+        dashboard(event)
+    dashboard.close()
+    assert 1 <= dashboard.frames <= 3  # the first event, perhaps one more, and the last
+    drawn = out.getvalue()
+    assert "\x1b[" in drawn  # coloured, cursor-addressed
+    assert f"{result.summary()['converged_fraction']:.1%}" in drawn
+    assert "completed" in drawn
+    dashboard.close()  # twice is harmless
+
+
+def test_a_live_run_record_is_overruled_by_its_procedures_end(store, program_run):
+    run_id, _, _, events = program_run
+    dashboard = LiveDashboard(Console(file=StringIO(), width=80, height=24))
+    dashboard.set_run(replace(store.run(run_id), status="running"))  # as when it started
+    for event in events[:-1]:
+        dashboard(event)
+    assert dashboard.state.status() == "running"
+    dashboard(events[-1])
+    assert dashboard.state.status() == "completed"
+    dashboard.close()
+
+
+def test_on_a_file_only_the_last_frame_is_drawn(program_run):
+    _, result, _, events = program_run
+    out = StringIO()
+    dashboard = LiveDashboard(Console(file=out, width=80, height=24))
+    for event in events:
+        dashboard(event)
+    assert dashboard.frames == 0 and out.getvalue() == ""
+    dashboard.close()
+    assert dashboard.frames == 1
+    text = out.getvalue()
+    assert "\x1b[" not in text and text.count("╭─ pcm-hil") == 1
+    assert f"converged {result.summary()['converged_fraction']:.1%}" in text
+
+
+def test_a_drawing_error_never_stops_the_procedure(program_run, monkeypatch):
+    _, _, _, events = program_run
+    out = StringIO()
+    dashboard = LiveDashboard(Console(file=out, width=80, height=24, force_terminal=True))
+
+    def broken(*_):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr("hil.dashboard._build", broken)
+    for event in events:
+        dashboard(event)  # does not raise
+    assert dashboard.error == "ValueError: cannot draw"
+    dashboard.close()
+    assert "dashboard stopped drawing: ValueError: cannot draw" in out.getvalue()
+
+
+def test_live_dashboard_refreshes_at_most_refresh_hz(program_run):
+    _, _, _, events = program_run
+    console = Console(file=StringIO(), width=100, height=30, force_terminal=True)
+    dashboard = LiveDashboard(console, refresh_hz=20, max_overhead=0)
+    started = time.monotonic()
+    for k in range(60):
+        dashboard(events[min(k, len(events) - 2)])
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    dashboard.close()
+    assert dashboard.frames <= elapsed * 20 + 3
+    assert dashboard.frames >= 3
+
+
+def test_updating_the_state_is_cheap(program_run):
+    _, _, _, events = program_run
+    state = DashboardState()
+    started = time.perf_counter()
+    for _ in range(100):
+        for event in events:
+            state.update(event)
+    per_event = (time.perf_counter() - started) / (100 * len(events))
+    assert per_event < 50e-6
+
+
+def test_the_dashboard_does_not_change_what_a_procedure_does():
+    results = []
+    for with_dashboard in (False, True):
+        chip = PcmChip.open(RESOURCE)
+        listeners = []
+        if with_dashboard:
+            listeners.append(LiveDashboard(Console(file=StringIO(), width=100, height=30)))
+        try:
+            results.append(program_body(chip, listeners))
+        finally:
+            for listener in listeners:
+                listener.close()
+            chip.close()
+    plain, watched = results
+    for name in ("converged", "stuck", "iterations", "final_uS"):
+        assert np.array_equal(getattr(plain, name), getattr(watched, name))
+
+
+def test_render_is_exactly_the_size_asked_for(drift_run):
+    _, _, state, _ = drift_run
+    for width, height in ((40, 10), (60, 16), (100, 30), (120, 36), (200, 60)):
+        assert_fits(render_text(state, width, height), width, height)
+    console = Console(file=StringIO(), width=160, height=48, color_system="truecolor")
+    lines = console.render_lines(render(state, 160, 48), console.options, pad=False)
+    assert len(lines) == 48
+
+
+# --- attach --------------------------------------------------------------------------------------
+
+
+def test_attach_to_a_finished_run_draws_it_and_returns_its_record(store, program_run):
+    run_id, result, _, _ = program_run
+    out = StringIO()
+    console = Console(file=out, width=100, height=30, color_system=None)
+    info = attach(store, run_id, console=console, follow=False)
+    assert info.id == run_id and info.status == "completed"
+    drawn = out.getvalue()
+    assert "via store runs.sqlite" in drawn
+    assert f"converged {result.summary()['converged_fraction']:.1%}" in drawn
+    assert "program-and-verify" in drawn and RESOURCE in drawn
+    newest = attach(store, console=Console(file=StringIO(), width=80, height=24), follow=True)
+    assert newest.id == store.latest().id
+
+
+WRITER = """
+import sys, time
+from dataclasses import asdict, replace
+import numpy as np
+from drivers import PcmChip
+from hil.program import level_targets, program_and_verify
+from hil.runs import Recorder, RunStore
+
+store = RunStore(sys.argv[1])
+chip = PcmChip.open("{resource}")
+run_id = store.start_run("program", resource="{resource}", identity=asdict(chip.identity))
+n = chip.config.devices_per_tile
+addresses = np.arange(n)
+targets = level_targets(16, 25.0)[addresses % 16]
+pause = lambda event: time.sleep(0.05) if event.kind == "step" else None
+program_and_verify(chip, 0, addresses, targets, listeners=[Recorder(store, run_id, "program"), pause])
+"""
+
+
+def test_attach_follows_a_run_another_process_is_writing(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    RunStore(path).close()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(resource=RESOURCE), str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with RunStore(path) as store:
+            deadline = time.monotonic() + 30
+            while store.latest() is None:
+                assert time.monotonic() < deadline, "the writer never started its run"
+                assert writer.poll() is None, writer.stderr.read()
+                time.sleep(0.05)
+            run_id = store.latest().id
+            state = DashboardState()
+            found = {}
+            console = Console(file=StringIO(), width=100, height=30)
+            # sqlite connections stay in their thread: attach gets its own store
+            follower = threading.Thread(
+                target=lambda: found.update(info=_attach_in_thread(path, run_id, console, state)),
+                daemon=True,
+            )
+            follower.start()
+            follower.join(timeout=60)
+            assert not follower.is_alive(), "attach did not return when the run ended"
+            assert writer.wait(timeout=30) == 0, writer.stderr.read()
+            assert found["info"].status == "completed"
+            events = list(store.events(run_id))
+            assert state.events == len(events)  # each event read once, none missed
+            assert state.procedures["program"].status == "completed"
+            assert state.program.end["converged_fraction"] == events[-1].data["converged_fraction"]
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+
+
+def _attach_in_thread(path, run_id, console, state):
+    with RunStore(path) as store:
+        return attach(store, run_id, console=console, refresh_s=0.05, state=state)
+
+
+# --- a real terminal ---------------------------------------------------------------------------
+
+
+TMUX_ATTACH = """
+import sys
+from hil.dashboard import attach
+from hil.runs import RunStore
+
+with RunStore(sys.argv[1]) as store:
+    info = attach(store, int(sys.argv[2]), refresh_s=0.1)
+with open(sys.argv[3], "w") as done:
+    done.write(info.status)
+"""
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_dashboard_in_tmux_follows_a_run_live(tmp_path):
+    """A 100×30 tmux pane attaches to a run before it has events; the run is then written
+    here; the pane shows it being followed and its end."""
+    path, done = tmp_path / "runs.sqlite", tmp_path / "done"
+    script = tmp_path / "attach.py"
+    script.write_text(textwrap.dedent(TMUX_ATTACH))
+    socket = f"pcm-hil-test-{os.getpid()}"
+    tmux = ["tmux", "-L", socket, "-f", os.devnull]
+
+    def pane() -> str:
+        return subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", "dash"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+
+    def wait_for(predicate, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while True:
+            shown = pane()
+            if predicate(shown):
+                return shown
+            assert time.monotonic() < deadline, f"timed out; the pane shows:\n{shown}"
+            time.sleep(0.1)
+
+    with RunStore(path) as store:
+        chip = PcmChip.open(RESOURCE)
+        run_id = store.start_run("program", resource=RESOURCE, identity=asdict(chip.identity))
+        command = f"{sys.executable} {script} {path} {run_id} {done}; sleep 60"
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
+        subprocess.run(
+            [*tmux, "new-session", "-d", "-s", "dash", "-x", "100", "-y", "30", command],
+            check=True,
+            timeout=10,
+            env=env,
+        )
+        try:
+            waiting = wait_for(lambda s: "waiting for the first event" in s, 30)
+            assert f"run #{run_id} program · running" in waiting
+            assert RESOURCE in waiting and "PCM-EMULATOR EMU-0001" in waiting
+            result = program_body(chip, [Recorder(store, run_id, "program")])
+            deadline = time.monotonic() + 30
+            while not done.exists():
+                assert time.monotonic() < deadline, f"attach did not return:\n{pane()}"
+                time.sleep(0.1)
+            assert done.read_text() == "completed"
+            final = wait_for(lambda s: "program · completed" in s, 10)
+        finally:
+            chip.close()
+            subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    lines = final.rstrip("\n").split("\n")
+    assert len(lines) <= 30 and max(len(line) for line in lines) <= 100
+    for title in ("pcm-hil", "progress", "program-and-verify", "errors & warnings"):
+        assert title in final
+    assert "tile 0" in final and "✓ program" in final
+    assert f"converged {result.summary()['converged_fraction']:.1%}" in final
