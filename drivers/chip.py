@@ -27,7 +27,7 @@ from .errors import (
     TransportError,
     chip_error,
 )
-from .transports import Transport, open_transport
+from .transports import InProcessTransport, Transport, open_transport
 
 _ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
 
@@ -81,6 +81,7 @@ class PcmChip:
         self._framer = MessageFramer(max_text=1 << 20)
         self._messages: deque[bytes] = deque()
         self._closed = False
+        self._reopen = None
         self.config = self._handshake(check_version)
         self._limits = self.config.limits()
 
@@ -98,10 +99,48 @@ class PcmChip:
         ``ProtocolVersionError`` for an incompatible chip."""
         transport = open_transport(resource, timeout_s, visa_library)
         try:
-            return cls(transport, check_version=check_version)
+            chip = cls(transport, check_version=check_version)
         except BaseException:
             transport.close()
             raise
+        if isinstance(transport, InProcessTransport):  # the same emulated chip, not a new one
+            chip._reopen = lambda: InProcessTransport(transport.resource, transport.wire)
+        else:
+            chip._reopen = lambda: open_transport(resource, timeout_s, visa_library)
+        return chip
+
+    def reconnect(self) -> None:
+        """Open the connection again and resynchronize: forget any partial reply, clear the
+        chip's status (*CLS) and check that it is the same chip (serial number and geometry)
+        as before. Raises the transport's error if it cannot be reached, ``ChipError`` if a
+        different chip answers."""
+        if self._reopen is None:
+            raise TransportError("this driver was not opened from a resource: cannot reconnect")
+        try:
+            self.transport.close()
+        except Exception:  # the old connection is gone anyway
+            pass
+        self.transport = self._reopen()
+        self._framer.reset()
+        self._messages.clear()
+        self._closed = False
+        before = self.config
+        self.config = self._handshake(check_version=True)
+        if (
+            self.config.identity.serial,
+            self.config.tiles,
+            self.config.rows,
+            self.config.columns,
+        ) != (
+            before.identity.serial,
+            before.tiles,
+            before.rows,
+            before.columns,
+        ):
+            raise TransportError(
+                f"{self.resource}: a different chip answered after reconnecting ({self.config.identity.serial})"
+            )
+        self._limits = self.config.limits()
 
     def _handshake(self, check_version: bool) -> ChipConfiguration:
         identity = self._identify()

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--reads-per-point", type=int, default=4, help="reads averaged per time")
     drift.add_argument("--fit-from", type=float, default=20.0, help="fit reads from t0, s")
     drift.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+    drift.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="continue the drift measurement of recorded run RUN (cut off by a dropped "
+        "connection, say): no programming, only the reads it had not taken yet",
+    )
 
     characterize = commands.add_parser("characterize", help="device characterization")
     kinds = characterize.add_subparsers(dest="kind", required=True)

@@ -213,11 +213,11 @@ class DashboardState:
             self._end(name, data)
 
     def _start(self, name: str, data: dict) -> None:
-        if "address" in data and "target_uS" in data:
+        if "times_s" in data and "target_uS" in data:  # drift (its start lists devices too)
+            self.drift = _Drift(data)
+        elif "address" in data and "target_uS" in data:
             self.program = _Program(data)
             self.map_values, self.map_from = None, ("program", None)
-        elif "times_s" in data and "target_uS" in data:
-            self.drift = _Drift(data)
         elif name == "infer":
             self.infer = {}
         elif name == "train":

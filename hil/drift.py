@@ -99,6 +99,48 @@ def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: flo
     return -slope, rms, error
 
 
+@dataclass
+class DriftProgress:
+    """Where a drift measurement stands — its devices, when each was last programmed (chip
+    clock, s), which are usable, the read schedule and the reads taken so far: enough to
+    resume it (``measure_drift(..., resume=progress)``), e.g. from the run store after a
+    dropped connection (``progress_from_run``)."""
+
+    tile: np.ndarray
+    address: np.ndarray
+    target_uS: np.ndarray
+    usable: np.ndarray
+    programmed_at_s: np.ndarray
+    times_s: np.ndarray
+    read_at_s: list[float]
+    reads: list[np.ndarray]
+
+
+def progress_from_run(store, run_id: int) -> DriftProgress:
+    """The progress a recorded drift run had made: its ``drift`` start event and steps."""
+    start, read_at, reads = None, [], []
+    for event in store.events(run_id):
+        if event.procedure != "drift":
+            continue
+        if event.kind == "start":
+            start, read_at, reads = event.data, [], []
+        elif event.kind == "step" and start is not None:
+            read_at.append(float(event.data["read_at_s"]))
+            reads.append(np.asarray(event.data["conductance_uS"]))
+    if start is None:
+        raise ValueError(f"run {run_id} holds no drift measurement to resume")
+    return DriftProgress(
+        np.asarray(start["tile"]),
+        np.asarray(start["address"]),
+        np.asarray(start["target_uS"]),
+        np.asarray(start["usable"]),
+        np.asarray(start["programmed_at_s"]),
+        np.asarray(start["times_s"]),
+        read_at,
+        reads,
+    )
+
+
 def measure_drift(
     chip: Chip,
     clock: ChipClock,
@@ -114,51 +156,74 @@ def measure_drift(
     strategy: Strategy | None = None,
     tolerance_uS: float = 0.5,
     max_iterations: int = 30,
+    resume: DriftProgress | None = None,
     listeners: Iterable[Listener] = (),
 ) -> DriftResult:
     """Program the devices (unless ``program`` is False: they are taken as programmed now),
     read them ``reads_per_point`` times (averaged) at each of ``times_s`` after the end of
-    programming, and fit ν per device over its own time since its last programming pulse. Devices that did not converge or are stuck are read but not fitted.
-    Ctrl-C returns the fits over the times read so far."""
+    programming, and fit ν per device over its own time since its last programming pulse.
+    Devices that did not converge or are stuck are read but not fitted. Ctrl-C returns the
+    fits over the times read so far. With ``resume``, the devices, programming times and
+    schedule come from there (tiles, addresses, targets and times_s are ignored) and only the
+    reads not yet taken are taken."""
     listeners = tuple(listeners)
-    times = log_times() if times_s is None else np.asarray(sorted(times_s), dtype=np.float64)
-    tile_of = np.broadcast_to(np.asarray(tiles, dtype=np.int64), np.shape(addresses))
-    addresses = np.asarray(addresses, dtype=np.int64)
-    targets = np.asarray(targets_uS, dtype=np.float32)
     started = time.perf_counter()
     programming = None
-    if program:
-        programming = program_and_verify(
-            chip,
-            tile_of,
-            addresses,
-            targets,
-            strategy=strategy,
-            tolerance_uS=tolerance_uS,
-            max_iterations=max_iterations,
-            clock=clock,
-            listeners=listeners,
+    if resume is not None:
+        tile_of, addresses = resume.tile.astype(np.int64), resume.address.astype(np.int64)
+        targets, usable = resume.target_uS.astype(np.float32), resume.usable.astype(bool)
+        programmed_at, times = resume.programmed_at_s.astype(np.float64), resume.times_s
+        done_at, read_rows = (
+            list(resume.read_at_s),
+            [np.asarray(r, np.float32) for r in resume.reads],
         )
-        # programming returns devices grouped by tile; follow its order from here on
-        tile_of, addresses, targets = programming.tile, programming.address, programming.target_uS
-        usable = programming.converged & ~programming.stuck
-        programmed_at = programming.programmed_at_s
     else:
-        usable = np.ones(addresses.shape, dtype=bool)
-        programmed_at = np.full(addresses.size, clock.now())
-    end_of_programming = float(np.max(programmed_at, initial=clock.now()))
+        times = log_times() if times_s is None else np.asarray(sorted(times_s), dtype=np.float64)
+        tile_of = np.broadcast_to(np.asarray(tiles, dtype=np.int64), np.shape(addresses))
+        addresses = np.asarray(addresses, dtype=np.int64)
+        targets = np.asarray(targets_uS, dtype=np.float32)
+        done_at, read_rows = [], []
+        if program:
+            programming = program_and_verify(
+                chip,
+                tile_of,
+                addresses,
+                targets,
+                strategy=strategy,
+                tolerance_uS=tolerance_uS,
+                max_iterations=max_iterations,
+                clock=clock,
+                listeners=listeners,
+            )
+            # programming returns devices grouped by tile; follow its order from here on
+            tile_of, addresses, targets = (
+                programming.tile,
+                programming.address,
+                programming.target_uS,
+            )
+            usable = programming.converged & ~programming.stuck
+            programmed_at = programming.programmed_at_s
+        else:
+            usable = np.ones(addresses.shape, dtype=bool)
+            programmed_at = np.full(addresses.size, clock.now())
+    end_of_programming = float(np.max(programmed_at))
     emitter = Emitter("drift", listeners, total=times.size)
-    elapsed_rows, read_rows = [], []
+    emitter.done = len(read_rows)
     parameters = dict(
+        tile=tile_of.astype(np.int32),
+        address=addresses.astype(np.int32),
         target_uS=targets,
+        usable=usable,
+        programmed_at_s=programmed_at,
         devices=int(addresses.size),
         times_s=times,
         fit_from_s=fit_from_s,
         reads_per_point=reads_per_point,
+        resumed=len(read_rows),
     )
     programming_done = programming is None or programming.status == "completed"
     with cancellable(emitter, **parameters) as run:
-        for t in times if programming_done else ():
+        for t in times[len(read_rows) :] if programming_done else ():
             clock.wait_until(end_of_programming + t)
             read_at = clock.now()
             values = np.zeros(addresses.size, dtype=np.float64)
@@ -167,11 +232,15 @@ def measure_drift(
                 for _ in range(reads_per_point):
                     values[at] += chip.read(int(tile), addresses[at])
             values /= reads_per_point
-            elapsed_rows.append(read_at - programmed_at)
+            done_at.append(read_at)
             read_rows.append(values.astype(np.float32))
-            emitter.step(t_s=read_at - end_of_programming, conductance_uS=read_rows[-1])
+            emitter.step(
+                t_s=read_at - end_of_programming, read_at_s=read_at, conductance_uS=read_rows[-1]
+            )
     status = run.status if programming_done else programming.status
-    elapsed = np.asarray(elapsed_rows, dtype=np.float64).reshape(-1, addresses.size)
+    elapsed = (np.asarray(done_at, dtype=np.float64)[:, None] - programmed_at[None, :]).reshape(
+        -1, addresses.size
+    )
     reads = np.asarray(read_rows, dtype=np.float32).reshape(len(read_rows), addresses.size)
     if reads.shape[0]:
         nu, _residual, nu_error = fit_drift(elapsed, reads, fit_from_s)

@@ -74,6 +74,18 @@ def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> di
 
 
 def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    if args.resume is not None:
+        from .drift import progress_from_run
+        from .runs import RunStore
+
+        with RunStore(args.runs) as store:
+            progress = progress_from_run(store, args.resume)
+        result = measure_drift(
+            chip, ChipClock(chip), None, None, None, resume=progress, listeners=listeners
+        )
+        summary = result.summary()
+        summary["resumed_from"] = args.resume
+        return summary
     tiles, addresses = select(args, chip.config)
     targets = assign_levels(addresses.size, args.levels, chip.config.g_max_uS)
     result = measure_drift(
