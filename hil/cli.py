@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_devices(program, tiles="0")
     program.add_argument("--levels", type=int, default=16, help="target levels (default 16)")
     _add_programming(program)
+    program.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="finish recorded run RUN: program only its devices that had not converged",
+    )
 
     drift = commands.add_parser(
         "drift", help="program levels, read at log-spaced times, fit the drift exponent ν"

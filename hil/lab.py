@@ -58,8 +58,16 @@ def assign_levels(count: int, levels: int, g_max_uS: float) -> np.ndarray:
 
 
 def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
-    tiles, addresses = select(args, chip.config)
-    targets = assign_levels(addresses.size, args.levels, chip.config.g_max_uS)
+    finished = 0
+    if args.resume is not None:
+        from .program import unfinished_from_run
+        from .runs import RunStore
+
+        with RunStore(args.runs) as store:
+            tiles, addresses, targets, finished = unfinished_from_run(store, args.resume)
+    else:
+        tiles, addresses = select(args, chip.config)
+        targets = assign_levels(addresses.size, args.levels, chip.config.g_max_uS)
     result = program_and_verify(
         chip,
         tiles,
@@ -70,7 +78,10 @@ def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> di
         max_iterations=args.max_iterations,
         listeners=listeners,
     )
-    return result.summary(chip.config.g_max_uS)
+    summary = result.summary(chip.config.g_max_uS)
+    if args.resume is not None:
+        summary["resumed_from"], summary["finished_before"] = args.resume, finished
+    return summary
 
 
 def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:

@@ -386,6 +386,7 @@ def program_and_verify(
                 stuck=sum(int(g.stuck.sum()) for g in groups),
                 devices=int(targets.size),
                 read_uS=np.concatenate([g.last_read for g in groups]),
+                done=np.concatenate([g.converged | g.stuck for g in groups]),
             )
             if not busy:
                 break
@@ -438,3 +439,23 @@ def _read(chip, group: Devices, index: np.ndarray) -> np.ndarray:
     if tile_size and addresses.size > WHOLE_TILE_READ_FRACTION * tile_size:
         return chip.read_tile(group.tile).ravel()[addresses]
     return chip.read(group.tile, addresses)
+
+
+def unfinished_from_run(store, run_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(tiles, addresses, targets, finished) of a recorded program-and-verify run: the devices
+    that had neither converged nor been found stuck at its last recorded iteration — what is
+    left to program when resuming it — and how many were finished. Programmed conductances
+    are non-volatile, so the finished devices need nothing more."""
+    start, done = None, None
+    for event in store.events(run_id):
+        if event.procedure != "program":
+            continue
+        if event.kind == "start":
+            start, done = event.data, None
+        elif event.kind == "step" and start is not None:
+            done = np.asarray(event.data["done"], dtype=bool)
+    if start is None:
+        raise ValueError(f"run {run_id} holds no program-and-verify to resume")
+    tile, address, target = (np.asarray(start[k]) for k in ("tile", "address", "target_uS"))
+    left = np.ones(tile.size, dtype=bool) if done is None else ~done
+    return tile[left], address[left], target[left], int((~left).sum())

@@ -155,3 +155,60 @@ def test_cli_drift_resume(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["resumed_from"] == run and result["read_times"] == len(TIMES)
     assert all(0.04 < level["nu_mean"] < 0.1 for level in result["levels"])
+
+
+def test_program_and_verify_resumes_where_it_was_cut_off(tmp_path, capsys):
+    import json
+
+    from hil.cli import main
+
+    runs = str(tmp_path / "runs.sqlite")
+    wire = WireInterface(make_chip("small", 5))
+    server = TcpServer(wire).start()
+    store = RunStore(runs)
+    run = store.start_run("program", resource=server.resource)
+
+    def cut(event):
+        if event.procedure == "program" and event.kind == "step" and event.done == 3:
+            raise KeyboardInterrupt
+
+    from hil.program import level_targets, program_and_verify, unfinished_from_run
+
+    n = 4096
+    targets = level_targets(8, 25.0)[np.arange(n) % 8]
+    chip = PcmChip.open(server.resource, timeout_s=2)
+    cut_off = program_and_verify(
+        chip, 0, np.arange(n), targets, listeners=[Recorder(store, run, "program"), cut]
+    )
+    chip.close()
+    assert cut_off.status == "cancelled"
+    before = wire.chip.devices.g_prog[0, :n].copy()
+    tiles, addresses, left_targets, finished = unfinished_from_run(store, run)
+    assert (
+        finished == int((cut_off.converged | cut_off.stuck).sum())
+        and finished + addresses.size == n
+    )
+    store.close()
+    try:
+        code = main(
+            [
+                "program",
+                "--resource",
+                server.resource,
+                "--resume",
+                str(run),
+                "--json",
+                "--runs",
+                runs,
+            ]
+        )
+    finally:
+        server.stop()
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["devices"] == n - finished and result["finished_before"] == finished
+    assert result["converged_fraction"] > 0.97
+    # the devices finished before the cut were not pulsed again
+    after = wire.chip.devices.g_prog[0, :n].copy()
+    np.testing.assert_array_equal(after[cut_off.converged], before[cut_off.converged])
+    assert not np.array_equal(after[~cut_off.converged], before[~cut_off.converged])
