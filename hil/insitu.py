@@ -20,7 +20,6 @@ from .analog import AnalogNetwork
 from .events import Emitter, Listener, cancellable
 from .nn.network import Network
 from .nn.train import softmax_cross_entropy
-from .program import program_and_verify
 
 
 @dataclass(frozen=True)
@@ -63,19 +62,18 @@ class UpdateRule:
     width_max_ns: float = 200.0
     max_pulses: int = 4
     """At most this many pulses per device per update (the rest stays in χ)."""
-    g_range_uS: float = 10.0
-    """|W| = max|W0| maps to this conductance."""
-    refresh_above_uS: float = 12.0
-    """Refresh a pair when either device reads above this."""
+    g_range_uS: float | tuple[float, ...] = (16.0, 8.0)
+    """|W| = max|W0| maps to this conductance (one value, or one per weight layer)."""
+    refresh_above_uS: float = 25.0
+    """Refresh a pair when either device reads above this (and their difference is below)."""
+    refresh_common_uS: float = 3.0
+    """Refresh a pair when both devices read above this (conductance that only adds noise)."""
     refresh_every: int = 50
     """Check for pairs to refresh every this many batches."""
-    programming: str = "melt"
-    """Initial programming and refresh: "melt" (program-and-verify by melt-quench) or
-    "partial" (RESET, conditioning pulses, then closed-loop partial-SET steps)."""
     program_tolerance_uS: float = 0.3
     reset_amplitude_uA: float = 550.0
     reset_width_ns: float = 50.0
-    condition_pulses: int = 0
+    condition_pulses: int = 8
     condition_amplitude_uA: float = 45.0
     condition_width_ns: float = 10.0
     row_scaling: bool = True
@@ -101,6 +99,16 @@ def epoch_learning_rates(lr: float, epochs: int, schedule: str = "constant") -> 
     raise ValueError(f"unknown learning-rate schedule {schedule!r}")
 
 
+#: A device reading above this right after a RESET is stuck SET, µS.
+STUCK_SET_ABOVE_uS = 5.0
+#: A device still below this after 8 partial-SET pulses is stuck RESET, µS.
+STUCK_RESET_BELOW_uS = 0.5
+#: Programming steps aim at this fraction of the remaining gap.
+PROGRAM_AIM = 0.8
+#: At most this many partial-SET iterations when programming.
+PROGRAM_ITERATIONS = 40
+
+
 class InSituTrainer:
     """Trains ``network`` with its weight layers on ``chip`` (an ``AnalogNetwork`` binding)."""
 
@@ -116,8 +124,10 @@ class InSituTrainer:
         chip = analog.chip
         self.chip = chip
         # conductance scale: the initial weights' largest |w| at g_range
+        ranges = np.broadcast_to(self.rule.g_range_uS, len(analog.weights))
         self.analog.scales = [
-            self.rule.g_range_uS / max(float(np.abs(w).max()), 1e-12) for w in analog.weights
+            float(g) / max(float(np.abs(w).max()), 1e-12)
+            for g, w in zip(ranges, analog.weights, strict=True)
         ]
         self.chi = [np.zeros(w.shape, dtype=np.float64) for w in analog.weights]
         # per layer, index 0 = G+ and 1 = G−: address, estimated conductance, pulses since melt
@@ -172,49 +182,32 @@ class InSituTrainer:
 
     def _program_pairs(self, parts, tolerance_uS: float) -> None:
         """Program the pairs ``mask`` of layer k to ``target`` (2, *shape) for (k, mask,
-        target) in ``parts``: one pulse command and one read per tile per iteration."""
-        sides, layers, index, tile, address, target = [], [], [], [], [], []
-        for k, mask, tgt in parts:
-            i = np.nonzero(mask)
-            for side in (0, 1):
-                n = i[0].size
-                sides.append(np.full(n, side))
-                layers.append(np.full(n, k))
-                index.append(np.stack(i, axis=1))
-                tile.append(self.tiles[k][i])
-                address.append(self.addresses[k][side][i])
-                target.append(tgt[side][i])
-        sides = np.concatenate(sides)
-        layers = np.concatenate(layers)
-        index = np.concatenate(index)
-        tile = np.concatenate(tile)
-        address = np.concatenate(address)
-        target = np.concatenate(target)
-        if self.rule.programming == "melt":
-            result = program_and_verify(self.chip, tile, address, target, tolerance_uS=tolerance_uS)
-            # program_and_verify groups by tile: map its order back
-            order = np.lexsort((np.arange(tile.size), tile))
-            final = np.empty(tile.size)
-            final[order] = result.final_uS
-            pulses = np.zeros(tile.size, dtype=np.int64)
-            stuck = np.zeros(tile.size, dtype=bool)
-            stuck[order] = result.stuck
-        else:
-            final, pulses, stuck = self._program_partial(tile, address, target, tolerance_uS)
+        target) in ``parts``. Pairs with a stuck device are marked dead (no more updates)."""
+        layers = np.concatenate([np.full(int(mask.sum()), k) for k, mask, _ in parts])
+        index = np.concatenate([np.argwhere(mask) for _, mask, _ in parts])
+        tile = np.concatenate([self.tiles[k][mask] for k, mask, _ in parts])
+        address = np.concatenate([self.addresses[k][:, mask] for k, mask, _ in parts], axis=1)
+        target = np.concatenate([t[:, mask] for _, mask, t in parts], axis=1)
+        final, pulses, stuck = self._program_partial(tile, address, target, tolerance_uS)
         for k in np.unique(layers):
             here = layers == k
-            s, ij = sides[here], index[here]
-            self.g_est[k][s, ij[:, 0], ij[:, 1]] = final[here]
-            self.n_est[k][s, ij[:, 0], ij[:, 1]] = pulses[here]
-            dead = np.zeros(self.chi[k].shape, dtype=bool)
-            dead[ij[stuck[here], 0], ij[stuck[here], 1]] = True
-            self.live[k] &= ~dead
+            i, j = index[here, 0], index[here, 1]
+            self.g_est[k][:, i, j] = final[:, here]
+            self.n_est[k][:, i, j] = pulses[:, here]
+            dead = stuck[:, here].any(axis=0)
+            self.live[k][i[dead], j[dead]] = False
 
     def _program_partial(self, tile, address, target, tolerance_uS: float):
-        """RESET, condition, then partial-SET steps toward ``target`` with a read after each
-        (steps aimed short of the gap, so overshoot is rare). Returns (final µS, pulses since
-        RESET, stuck)."""
+        """Program pairs (``address`` and ``target`` (2, P), both devices of a pair on
+        ``tile``): RESET, conditioning pulses, then partial-SET steps with a read after each,
+        aimed short of the remaining gap so that overshoot is rare. A device that reads high
+        after the RESET is stuck SET: its partner is programmed to match it, so the pair
+        holds W ≈ 0. Returns (final µS, pulses since the RESET, stuck), each (2, P)."""
         rule = self.rule
+        pairs = tile.size
+        tile = np.concatenate([tile, tile])
+        address = address.ravel()
+        target = target.astype(np.float64).ravel()
         tiles = np.unique(tile)
         groups = [tile == t for t in tiles]
         for t, here in zip(tiles, groups, strict=True):
@@ -226,28 +219,31 @@ class InSituTrainer:
                 )
         pulses = np.full(tile.size, rule.condition_pulses, dtype=np.int64)
         read = self._read(tile, address, tiles, groups)
-        stuck = read > 5.0
-        for _ in range(40):
+        stuck = read > STUCK_SET_ABOVE_uS
+        partner = np.concatenate([stuck[pairs:], stuck[:pairs]])
+        target = np.where(partner & ~stuck, np.concatenate([read[pairs:], read[:pairs]]), target)
+        for _ in range(PROGRAM_ITERATIONS):
             gap = target - read
             active = (gap > tolerance_uS) & ~stuck
             if not active.any():
                 break
-            step = np.where(gap > 4.0, 0.75 * gap, 0.8 * gap)
-            strength = self.model.strength_for(step, read, pulses)
-            width = np.clip(
-                rule.set_width_ns * strength, rule.width_min_ns, rule.width_max_ns
-            ).astype(np.float32)
+            strength = self.model.strength_for(PROGRAM_AIM * gap, read, pulses)
+            width = np.clip(rule.set_width_ns * strength, rule.width_min_ns, rule.width_max_ns)
             for t, here in zip(tiles, groups, strict=True):
                 go = here & active
                 if go.any():
-                    self.chip.pulse(int(t), address[go], rule.set_amplitude_uA, width[go])
+                    self.chip.pulse(
+                        int(t), address[go], rule.set_amplitude_uA, width[go].astype(np.float32)
+                    )
             pulses[active] += 1
             new = self._read(tile, address, tiles, groups, active)
-            stuck |= active & (pulses > rule.condition_pulses + 8) & (new < 0.5)
+            # no response to many pulses: stuck RESET
+            stuck |= active & (pulses > rule.condition_pulses + 8) & (new < STUCK_RESET_BELOW_uS)
             read[active] = new[active]
-        return read, pulses, stuck
+        return read.reshape(2, pairs), pulses.reshape(2, pairs), stuck.reshape(2, pairs)
 
     def _read(self, tile, address, tiles, groups, mask=None) -> np.ndarray:
+        """One read per tile of the devices in ``mask`` (all); zeros elsewhere."""
         out = np.zeros(tile.size)
         for t, here in zip(tiles, groups, strict=True):
             go = here if mask is None else here & mask
@@ -367,10 +363,13 @@ class InSituTrainer:
                 here = tiles == tile
                 for side in (0, 1):
                     g[side][here] = self.chip.read(int(tile), self.addresses[k][side][here])
-            full = (g.max(axis=0) > rule.refresh_above_uS) & self.live[k]
+            difference = g[0] - g[1]
+            full = (g.max(axis=0) > rule.refresh_above_uS) & (
+                np.abs(difference) < rule.refresh_above_uS
+            ) | (g.min(axis=0) > rule.refresh_common_uS)
+            full &= self.live[k]
             if not full.any():
                 continue
-            difference = g[0] - g[1]
             target = np.stack([np.maximum(difference, 0), np.maximum(-difference, 0)])
             parts.append((k, full, target))
             refreshed += int(full.sum())
@@ -383,3 +382,58 @@ class InSituTrainer:
 def _row_max(a: np.ndarray) -> np.ndarray:
     rows = np.abs(a).max(axis=1, keepdims=True)
     return np.where(rows > 0, rows, 1.0)
+
+
+def train_on_chip(
+    chip,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    *,
+    hidden: int = 128,
+    epochs: int = 20,
+    lr: float = 0.2,
+    batch: int = 10,
+    seed: int = 0,
+    listeners: Iterable[Listener] = (),
+    rule: UpdateRule | None = None,
+    schedule: str = "linear",
+) -> dict:
+    """Train ``zoo.mlp(hidden)`` on ``data`` = (x_train, y_train, x_test, y_test) twice from
+    the same initial weights and with the same shuffles and learning-rate schedule: in
+    floating point (plain SGD, no momentum) and in situ on ``chip``. Returns fp_accuracy,
+    chip_accuracy (test), epochs, pulses_applied, elapsed_s, refreshed_pairs."""
+    from .nn.train import train
+    from .nn.zoo import mlp
+
+    started = time.perf_counter()
+    x_train, y_train, x_test, y_test = data
+    software = mlp(np.random.default_rng(seed), hidden=hidden)
+    shuffles = np.random.default_rng([seed, 1])
+    for rate in epoch_learning_rates(lr, epochs, schedule):
+        train(
+            software, x_train, y_train, epochs=1, lr=rate, batch=batch, rng=shuffles, momentum=0.0
+        )
+    fp_accuracy = software.accuracy(x_test, y_test)
+
+    network = mlp(np.random.default_rng(seed), hidden=hidden)
+    analog = AnalogNetwork(chip, network)
+    trainer = InSituTrainer(analog, rule)
+    trainer.program_initial_weights()
+    result = trainer.train(
+        x_train,
+        y_train,
+        epochs=epochs,
+        lr=lr,
+        batch=batch,
+        rng=np.random.default_rng([seed, 1]),
+        schedule=schedule,
+        listeners=listeners,
+    )
+    chip_accuracy = network.accuracy(x_test, y_test, matmul=trainer.matmul)
+    return {
+        "fp_accuracy": float(fp_accuracy),
+        "chip_accuracy": float(chip_accuracy),
+        "epochs": result.epochs,
+        "pulses_applied": result.pulses_applied,
+        "elapsed_s": time.perf_counter() - started,
+        "refreshed_pairs": result.refreshed_pairs,
+    }

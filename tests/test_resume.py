@@ -183,7 +183,7 @@ def test_program_and_verify_resumes_where_it_was_cut_off(tmp_path, capsys):
     chip.close()
     assert cut_off.status == "cancelled"
     before = wire.chip.devices.g_prog[0, :n].copy()
-    tiles, addresses, left_targets, finished = unfinished_from_run(store, run)
+    _tiles, addresses, _targets, finished = unfinished_from_run(store, run)
     assert (
         finished == int((cut_off.converged | cut_off.stuck).sum())
         and finished + addresses.size == n
