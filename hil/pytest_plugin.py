@@ -1,0 +1,370 @@
+"""pytest plugin: test lab scripts on the emulator, then run the same tests on a chip.
+
+Installed with pcm-hil and registered through the ``pytest11`` entry point (name ``pcm_hil``;
+``-p no:pcm_hil`` turns it off), so any project's tests can use its fixtures:
+
+- ``pcm_chip``: an open ``drivers.PcmChip`` on a fresh in-process emulated chip, closed after
+  the test;
+- ``pcm_resource``: the resource string of a fresh emulated chip served over TCP on 127.0.0.1
+  for the test (started and stopped by the fixture), for scripts that open a chip themselves;
+- ``pcm_emulator``: the ``emulator.EmulatedChip`` behind both, for assertions on device state;
+  None when the tests run on a chip;
+- ``pcm_clock``: a ``hil.clock.ChipClock`` on ``pcm_chip``.
+
+Within one test the fixtures share one emulated chip. It is seeded and shaped by the marker
+``@pytest.mark.pcm(seed=…, profile=…, tiles=…, rows=…, columns=…, real_time=…, faults=…)``
+(the closest marker wins key by key), then by ``--pcm-seed`` / ``--pcm-profile``, then by the
+defaults: profile ``tiny`` (2 tiles of 16×16), seed 0.
+
+``--pcm-resource RESOURCE`` runs the tests on that chip (or a served emulator) instead:
+``pcm_chip`` opens it, ``pcm_resource`` returns it, ``pcm_emulator`` is None and the pcm
+markers' emulator settings do not apply. Tests marked ``@pytest.mark.pcm_hardware`` run only
+then.
+
+``faults=`` hands its text to ``emulator.faults.FaultPlan.parse`` and serves the chip with that
+plan (``TcpServer(wire, faults=plan)``); ``pcm_chip`` then connects through the same server,
+so the driver meets the faults too. A pcm-hil without fault injection skips such tests, as
+does a run on a chip.
+
+Everything pcm-hil is imported only when a fixture runs: the plugin costs nothing in test
+runs that do not use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import pytest
+
+if TYPE_CHECKING:
+    from drivers import PcmChip
+    from emulator import EmulatedChip
+    from emulator.tcp import TcpServer
+    from emulator.wire import WireInterface
+    from hil.clock import ChipClock
+
+DEFAULT_PROFILE = "tiny"
+DEFAULT_SEED = 0
+DEFAULT_TIMEOUT_S = 10.0
+
+#: The keys of ``@pytest.mark.pcm`` and the type each takes.
+MARKER_KEYS: dict[str, type] = {
+    "seed": int,
+    "profile": str,
+    "tiles": int,
+    "rows": int,
+    "columns": int,
+    "real_time": bool,
+    "faults": str,
+}
+_GEOMETRY = ("tiles", "rows", "columns", "real_time")
+
+_PCM_MARKER = (
+    "pcm(seed=0, profile='tiny', tiles=None, rows=None, columns=None, real_time=False, "
+    "faults=None): the emulated chip behind pcm_chip, pcm_resource and pcm_emulator "
+    "(pcm-hil); ignored with --pcm-resource"
+)
+_HARDWARE_MARKER = "pcm_hardware: needs a chip; skipped unless --pcm-resource is given (pcm-hil)"
+
+
+# --- options, markers, collection ---------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pcm-hil", "pcm-hil chip fixtures (pcm_chip, pcm_resource, …)")
+    group.addoption(
+        "--pcm-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"seed of the emulated chips (default {DEFAULT_SEED}; a test's pcm marker wins)",
+    )
+    group.addoption(
+        "--pcm-profile",
+        default=None,
+        metavar="NAME",
+        help=f"profile of the emulated chips: tiny, small, default, hermes (default "
+        f"{DEFAULT_PROFILE}; a test's pcm marker wins)",
+    )
+    group.addoption(
+        "--pcm-resource",
+        default=None,
+        metavar="RESOURCE",
+        help="run on this chip or served emulator (e.g. TCPIP0::192.168.1.20::5025::SOCKET) "
+        "instead of an emulator per test; runs the pcm_hardware tests",
+    )
+    group.addoption(
+        "--pcm-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"I/O timeout of pcm_chip on --pcm-resource (default {DEFAULT_TIMEOUT_S:g} s)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _PCM_MARKER)
+    config.addinivalue_line("markers", _HARDWARE_MARKER)
+    resource = config.getoption("pcm_resource", None)
+    if resource is not None:
+        text = resource.strip()
+        if not text:
+            raise pytest.UsageError("--pcm-resource: empty resource string")
+        if text == "emulator" or text.startswith("emulator?"):
+            raise pytest.UsageError(
+                f"--pcm-resource {resource}: an in-process emulator is a new chip at every "
+                "open, so a test could not see what its script did. Leave --pcm-resource out "
+                "(each test gets an emulator; --pcm-profile/--pcm-seed set it up) or serve one: "
+                "pcm-hil emulator serve"
+            )
+    profile = config.getoption("pcm_profile", None)
+    if profile is not None:
+        _check_profile(profile, "--pcm-profile", pytest.UsageError)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    resource = config.getoption("pcm_resource", None)
+    if resource is not None:
+        return f"pcm-hil: tests run on {resource} (pcm_emulator is None, pcm_hardware tests run)"
+    seed, profile = config.getoption("pcm_seed", None), config.getoption("pcm_profile", None)
+    if seed is not None or profile is not None:
+        return (
+            f"pcm-hil: emulated chips of profile {profile or DEFAULT_PROFILE}, "
+            f"seed {DEFAULT_SEED if seed is None else seed}"
+        )
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("pcm_resource", None) is not None:
+        return
+    skip = pytest.mark.skip(reason="pcm_hardware: needs a chip; run with --pcm-resource RESOURCE")
+    for item in items:
+        if item.get_closest_marker("pcm_hardware") is not None:
+            item.add_marker(skip)
+
+
+# --- what a test asked for ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PcmSettings:
+    """The emulated chip one test gets: profile, seed, ChipConfig overrides, fault plan text."""
+
+    profile: str = DEFAULT_PROFILE
+    seed: int = DEFAULT_SEED
+    overrides: dict[str, Any] = field(default_factory=dict)
+    faults: str | None = None
+
+    @property
+    def resource(self) -> str:
+        """The ``emulator?…`` resource string that opens the same chip in-process."""
+        options: dict[str, Any] = {"profile": self.profile, "seed": self.seed}
+        for key, value in self.overrides.items():
+            options[key] = int(value) if isinstance(value, bool) else value
+        return "emulator?" + urlencode(options)
+
+
+def settings_for(node: pytest.Item) -> PcmSettings:
+    """The settings of a test: its pcm markers (the closest wins, key by key), then the
+    command line, then the defaults. A bad marker fails the test with a one-line reason."""
+    values: dict[str, Any] = {}
+    for marker in reversed(list(node.iter_markers("pcm"))):  # farthest first
+        if marker.args:
+            _bad(f"takes keywords only ({', '.join(MARKER_KEYS)}), not {marker.args!r}")
+        unknown = sorted(set(marker.kwargs) - set(MARKER_KEYS))
+        if unknown:
+            _bad(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(MARKER_KEYS)}")
+        values.update({k: v for k, v in marker.kwargs.items() if v is not None})
+    for key, value in values.items():
+        wanted = MARKER_KEYS[key]
+        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            _bad(f"{key}={value!r}: expected {wanted.__name__}")
+        if key in ("tiles", "rows", "columns") and value < 1:
+            _bad(f"{key}={value!r}: must be at least 1")
+    config = node.config
+    profile = values.get("profile") or config.getoption("pcm_profile", None) or DEFAULT_PROFILE
+    _check_profile(profile, "pcm marker: profile", None)
+    seed = values.get("seed")
+    if seed is None:
+        seed = config.getoption("pcm_seed", None)
+    return PcmSettings(
+        profile=profile,
+        seed=DEFAULT_SEED if seed is None else seed,
+        overrides={k: values[k] for k in _GEOMETRY if k in values},
+        faults=values.get("faults"),
+    )
+
+
+def _bad(message: str) -> None:
+    pytest.fail(f"@pytest.mark.pcm: {message}", pytrace=False)
+
+
+def _check_profile(profile: str, where: str, error: type[Exception] | None) -> None:
+    from emulator.chip import PROFILES
+
+    if profile not in PROFILES:
+        message = f"{where} {profile!r} is not a chip profile; known: {', '.join(PROFILES)}"
+        if error is None:
+            pytest.fail(message, pytrace=False)
+        raise error(message)
+
+
+def _fault_plan(text: str):
+    """``FaultPlan.parse(text)``, or skip the test when this pcm-hil has no fault injection."""
+    try:
+        module = importlib.import_module("emulator.faults")
+    except ModuleNotFoundError as error:
+        if error.name != "emulator.faults":
+            raise
+        module = None
+    plan_type = getattr(module, "FaultPlan", None)
+    if plan_type is None or not hasattr(plan_type, "parse"):
+        pytest.skip(
+            f"faults={text!r}: this pcm-hil has no fault injection (emulator.faults.FaultPlan); "
+            "update pcm-hil to run this test"
+        )
+    from emulator.tcp import TcpServer
+
+    if "faults" not in inspect.signature(TcpServer).parameters:
+        pytest.skip(
+            f"faults={text!r}: this pcm-hil's TcpServer takes no fault plan; "
+            "update pcm-hil to run this test"
+        )
+    try:
+        return plan_type.parse(text)
+    except (ValueError, TypeError, KeyError) as error:
+        pytest.fail(f"@pytest.mark.pcm: faults={text!r}: {error}", pytrace=False)
+
+
+# --- one test's chip ----------------------------------------------------------------------------
+
+
+class PcmBench:
+    """What one test's pcm fixtures share: an emulated chip (served over TCP once a fixture
+    needs a resource, or from the start when faults are asked for), or the chip named by
+    ``--pcm-resource``. Use ``PcmBench.emulated(settings)`` or ``PcmBench.on(resource)``."""
+
+    def __init__(self) -> None:
+        self.settings: PcmSettings | None = None
+        self.hardware: str | None = None
+        self.timeout_s = DEFAULT_TIMEOUT_S
+        self.emulator: EmulatedChip | None = None
+        self._wire: WireInterface | None = None
+        self._plan: Any = None
+        self._server: TcpServer | None = None
+
+    @classmethod
+    def emulated(cls, settings: PcmSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> PcmBench:
+        """A fresh emulated chip as ``settings`` say (skips the test if it asks for faults
+        this pcm-hil cannot inject)."""
+        from emulator import WireInterface, make_chip
+
+        bench = cls()
+        bench.settings, bench.timeout_s = settings, timeout_s
+        if settings.faults is not None:
+            bench._plan = _fault_plan(settings.faults)
+        bench.emulator = make_chip(settings.profile, settings.seed, **settings.overrides)
+        bench._wire = WireInterface(bench.emulator)
+        if bench._plan is not None:
+            bench._serve()
+        return bench
+
+    @classmethod
+    def on(cls, resource: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> PcmBench:
+        """The chip (or served emulator) at ``resource``."""
+        bench = cls()
+        bench.hardware, bench.timeout_s = resource, timeout_s
+        return bench
+
+    def resource(self) -> str:
+        """The chip's resource: ``--pcm-resource``, or the emulator served over TCP."""
+        if self.hardware is not None:
+            return self.hardware
+        return self._serve().resource
+
+    def open_chip(self) -> PcmChip:
+        """A driver on the chip: in-process on the emulator (over TCP when it has faults)."""
+        from drivers import PcmChip
+        from drivers.transports import InProcessTransport
+
+        if self.hardware is not None:
+            return PcmChip.open(self.hardware, timeout_s=self.timeout_s)
+        if self._plan is not None or self._wire is None or self.settings is None:
+            return PcmChip.open(self.resource(), timeout_s=self.timeout_s)
+        return PcmChip(InProcessTransport(self.settings.resource, self._wire))
+
+    def _serve(self) -> TcpServer:
+        if self._server is None:
+            from emulator.tcp import TcpServer
+
+            if self._wire is None:
+                raise RuntimeError("no emulated chip to serve")
+            extra = {} if self._plan is None else {"faults": self._plan}
+            self._server = TcpServer(self._wire, host="127.0.0.1", **extra).start()
+        return self._server
+
+    def close(self) -> None:
+        """Stop the server, if one was started."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def _pcm_bench(request: pytest.FixtureRequest):
+    config = request.config
+    hardware = config.getoption("pcm_resource", None)
+    if hardware is not None:
+        if any(m.kwargs.get("faults") for m in request.node.iter_markers("pcm")):
+            pytest.skip(f"fault injection needs the emulator; this run is on {hardware}")
+        bench = PcmBench.on(hardware.strip(), config.getoption("pcm_timeout"))
+    else:
+        bench = PcmBench.emulated(settings_for(request.node), config.getoption("pcm_timeout"))
+    try:
+        yield bench
+    finally:
+        bench.close()
+
+
+@pytest.fixture
+def pcm_emulator(_pcm_bench: PcmBench) -> EmulatedChip | None:
+    """The ``emulator.EmulatedChip`` behind ``pcm_chip`` and ``pcm_resource``, for assertions
+    on device state (``pcm_emulator.devices.g_prog``, ``.read_tile(t)``, ``.now()`` …);
+    None when the tests run on a chip (``--pcm-resource``)."""
+    return _pcm_bench.emulator
+
+
+@pytest.fixture
+def pcm_chip(_pcm_bench: PcmBench):
+    """An open ``drivers.PcmChip``: in-process on this test's emulated chip (see the ``pcm``
+    marker), or on ``--pcm-resource``. Closed after the test."""
+    chip = _pcm_bench.open_chip()
+    try:
+        yield chip
+    finally:
+        chip.close()
+
+
+@pytest.fixture
+def pcm_resource(_pcm_bench: PcmBench) -> str:
+    """A resource string for ``PcmChip.open``: this test's emulated chip served over TCP on
+    127.0.0.1 (``TCPIP0::127.0.0.1::PORT::SOCKET``, stopped after the test), or
+    ``--pcm-resource``. One client at a time, as on a chip."""
+    return _pcm_bench.resource()
+
+
+@pytest.fixture
+def pcm_clock(pcm_chip: PcmChip) -> ChipClock:
+    """A ``hil.clock.ChipClock`` on ``pcm_chip``: ``wait(s)`` advances the emulator's virtual
+    clock at once and waits ``s`` of real time on a real-time chip."""
+    from hil.clock import ChipClock
+
+    return ChipClock(pcm_chip)
