@@ -104,7 +104,9 @@ class PcmChip:
             transport.close()
             raise
         if isinstance(transport, InProcessTransport):  # the same emulated chip, not a new one
-            chip._reopen = lambda: InProcessTransport(transport.resource, transport.wire)
+            chip._reopen = lambda: InProcessTransport(
+                transport.resource, transport.wire, transport.faults
+            )
         else:
             chip._reopen = lambda: open_transport(resource, timeout_s, visa_library)
         return chip

@@ -6,6 +6,11 @@ One client controls the chip at a time. A connection made while another is open 
 closed. A client that
 drops mid-message leaves no half-applied command: a message executes only once its
 terminating LF has arrived, and a partial message is discarded with the connection.
+
+With a ``FaultPlan`` (``emulator.faults``) the server misbehaves on purpose: late replies,
+dropped connections, damaged blocks, injected errors, temperature excursions and resets, each
+at a set message of every connection; and the plan's device faults are applied to the chip
+when the server is constructed. Every fault that fires is recorded in ``fault_events``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 import socket
 import threading
 
+from protocols.codec import MessageFramer
 from protocols.errors import CHIP_BUSY, ERRORS, ErrorEntry
 
+from .faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
 from .wire import WireInterface
 
 RECEIVE_BYTES = 1 << 20
@@ -24,10 +31,21 @@ class TcpServer:
     """A background TCP server for one wire interface. Binds 127.0.0.1 unless told."""
 
     def __init__(
-        self, wire: WireInterface, host: str = "127.0.0.1", port: int = 0, busy_wait_s: float = 1.0
+        self,
+        wire: WireInterface,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        busy_wait_s: float = 1.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.wire = wire
         self.busy_wait_s = busy_wait_s
+        self.faults = faults if faults else None
+        """The fault plan (None: a well-behaved chip)."""
+        self.fault_events: list[FaultEvent] = []
+        """Every fault that fired, in order (appended from the connection threads)."""
+        if self.faults is not None:
+            self.faults.apply_to_chip(wire.chip)
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(0.2)
         self.host, self.port = self._listener.getsockname()[:2]
@@ -64,13 +82,15 @@ class TcpServer:
 
     def _admit(self, connection: socket.socket) -> None:
         """Serve the connection once the chip is free, or refuse it after busy_wait_s."""
+        number = 0
         with self._idle:
             free = self._idle.wait_for(lambda: self._client is None, timeout=self.busy_wait_s)
             if free:
                 self._client = connection
                 self.connections += 1
+                number = self.connections
         if free:
-            self._serve_client(connection)
+            self._serve_client(connection, number)
         else:
             self._refuse(connection)
 
@@ -83,8 +103,11 @@ class TcpServer:
         finally:
             connection.close()
 
-    def _serve_client(self, connection: socket.socket) -> None:
+    def _serve_client(self, connection: socket.socket, number: int = 0) -> None:
         framer = self.wire.new_framer()
+        session = None
+        if self.faults is not None and self.faults.connection_faults:
+            session = self.faults.session(self.wire, number, self.fault_events.append)
         try:
             connection.settimeout(0.2)
             while not self._stop.is_set():
@@ -94,6 +117,10 @@ class TcpServer:
                     continue
                 if not data:
                     break
+                if session is not None:
+                    if not self._feed_faulty(connection, session, framer, data):
+                        break
+                    continue
                 reply = self.wire.feed(framer, data)
                 if reply:
                     connection.sendall(reply)
@@ -104,6 +131,27 @@ class TcpServer:
             with self._idle:
                 self._client = None
                 self._idle.notify_all()
+
+    def _feed_faulty(
+        self,
+        connection: socket.socket,
+        session: FaultSession,
+        framer: MessageFramer,
+        data: bytes,
+    ) -> bool:
+        """Process received bytes under the fault plan, one message at a time; False when
+        the connection is to end (dropped by a fault, or its client left during a delay)."""
+        for outcome in session.feed(framer, data):
+            if outcome.delay_s and not wait_for_client(
+                connection, outcome.delay_s, self._stop.is_set
+            ):
+                return False
+            if outcome.reply:
+                connection.sendall(outcome.reply)
+            if outcome.close:
+                hang_up(connection)
+                return False
+        return True
 
     def stop(self) -> None:
         self._stop.set()

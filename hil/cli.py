@@ -240,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rows", type=int)
     serve.add_argument("--columns", type=int)
     serve.add_argument("--real-time", action="store_true", help="wall-clock time, not virtual")
+    serve.add_argument(
+        "--faults",
+        default="",
+        metavar="PLAN",
+        help="inject faults (TCP only, except the device faults stuck_fraction and "
+        "drift_factor): comma-separated key=value, e.g. 'drop_after=100,delay_s=2,delay_from=5'; "
+        "keys: delay_s, delay_from, drop_after, drop_mid_block, corrupt_block, corrupt_bytes, "
+        "truncate_block, error_reply=MSG:CODE, temperature_excursion=MSGS:KELVIN, reset_after, "
+        "stuck_fraction, drift_factor, seed; counts are messages (or block replies) per "
+        "connection, see emulator/faults.py",
+    )
     return parser
 
 
@@ -547,7 +558,14 @@ def _duration(seconds: float) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from emulator import WireInterface, make_chip
+    from emulator.faults import FaultPlan
 
+    faults = FaultPlan.parse(args.faults)
+    if args.serial and faults.connection_faults:
+        raise ValueError(
+            "connection faults need the TCP server; with --serial only stuck_fraction and "
+            "drift_factor apply"
+        )
     overrides = {
         key: getattr(args, key)
         for key in ("tiles", "rows", "columns")
@@ -560,11 +578,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.serial:
         from emulator.pty import PtyServer
 
+        faults.apply_to_chip(chip)
         server = PtyServer(wire)
     else:
         from emulator.tcp import TcpServer
 
-        server = TcpServer(wire, host=args.host, port=args.port)
+        server = TcpServer(wire, host=args.host, port=args.port, faults=faults)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
@@ -576,13 +595,25 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if faults:
+        print(f"injecting faults: {faults}", file=sys.stderr, flush=True)
+    events = getattr(server, "fault_events", [])
+    reported = 0
+
+    def report() -> None:  # each fault that fired, once, on stderr
+        nonlocal reported
+        for event in events[reported:]:
+            print(event, file=sys.stderr, flush=True)
+        reported = len(events)
+
     try:
         while not stop.wait(0.5):
-            pass
+            report()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+        report()
     return 0
 
 
