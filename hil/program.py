@@ -379,15 +379,15 @@ def program_and_verify(
             busy = False
             for group, state in zip(groups, states, strict=True):
                 busy |= _iterate(chip, group, strategy, state, tolerance_uS, clock)
-            converged = sum(int(g.converged.sum()) for g in groups)
-            emitter.step(
-                iteration=iteration,
-                converged=converged,
-                stuck=sum(int(g.stuck.sum()) for g in groups),
-                devices=int(targets.size),
-                read_uS=np.concatenate([g.last_read for g in groups]),
-                done=np.concatenate([g.converged | g.stuck for g in groups]),
-            )
+            if emitter.listeners:  # the per-device arrays only for someone who listens
+                emitter.step(
+                    iteration=iteration,
+                    converged=sum(int(g.converged.sum()) for g in groups),
+                    stuck=sum(int(g.stuck.sum()) for g in groups),
+                    devices=int(targets.size),
+                    read_uS=np.concatenate([g.last_read for g in groups]),
+                    done=np.concatenate([g.converged | g.stuck for g in groups]),
+                )
             if not busy:
                 break
         final = [_read(chip, group, np.arange(group.addresses.size)) for group in groups]
