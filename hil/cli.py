@@ -46,6 +46,16 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bench",
+        metavar="SMU_RESOURCE,PULSE_RESOURCE",
+        default=None,
+        help="run on discrete devices on a bench (SMU + pulse generator, e.g. the two "
+        "resources 'pcm-hil emulator bench' prints) instead of a chip; see hil/bench.py",
+    )
+
+
 def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "program", help="program-and-verify devices to target levels over 0…g_max"
     )
     _add_resource(program)
+    _add_bench(program)
     _add_output(program)
     _add_devices(program, tiles="0")
     program.add_argument("--levels", type=int, default=16, help="target levels (default 16)")
@@ -120,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "drift", help="program levels, read at log-spaced times, fit the drift exponent ν"
     )
     _add_resource(drift)
+    _add_bench(drift)
     _add_output(drift)
     _add_devices(drift, tiles="0", devices=4096)
     drift.add_argument("--levels", type=int, default=8, help="target levels (default 8)")
@@ -152,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--reads", type=int, default=20)
     for parser_ in (curve, accumulation, noise):
         _add_resource(parser_)
+        _add_bench(parser_)
         _add_output(parser_)
         parser_.add_argument("--tile", default="0", help="tile to use (default 0)")
         parser_.add_argument("--devices", type=int, default=1024, help="devices (default 1024)")
@@ -251,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
         "stuck_fraction, drift_factor, seed; counts are messages (or block replies) per "
         "connection, see emulator/faults.py",
     )
+    bench = emulator_commands.add_parser(
+        "bench",
+        help="serve an emulated bench: an SMU (with the switch matrix) and a pulse generator, "
+        "each on its own TCP port, wired to the same emulated PCM devices; prints two lines, "
+        "'SMU <resource>' then 'PULSE <resource>' (see emulator/bench.py)",
+    )
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--devices", type=int, default=16, help="devices on the switch (16)")
+    bench.add_argument("--smu-port", type=int, default=5100, help="SMU port (0: any free)")
+    bench.add_argument("--pulse-port", type=int, default=5101, help="pulse generator port")
+    bench.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     return parser
 
 
@@ -303,10 +327,20 @@ def _report(args: argparse.Namespace, run, render) -> int:
 def _procedure(args: argparse.Namespace, run, render) -> int:
     """A command that runs a procedure on one chip."""
 
+    bench = getattr(args, "bench", None)
+    if bench:
+        args.resource = f"bench:{bench}"  # what the run records
+
     def on_chip(listeners, store, run_id):
-        with PcmChip.open(
-            args.resource, timeout_s=args.timeout, visa_library=args.visa_library
-        ) as chip:
+        if bench:
+            from .bench import BenchTarget
+
+            opened = BenchTarget.open(bench, timeout_s=args.timeout, visa_library=args.visa_library)
+        else:
+            opened = PcmChip.open(
+                args.resource, timeout_s=args.timeout, visa_library=args.visa_library
+            )
+        with opened as chip:
             store.describe_chip(run_id, asdict(chip.identity), chip.config.protocol_version)
             for listener in listeners:
                 if hasattr(listener, "set_run"):  # the dashboard: show the chip it runs on
@@ -557,6 +591,11 @@ def _duration(seconds: float) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.emulator_command == "bench":
+        from emulator.bench import serve_forever
+
+        serve_forever(args.devices, args.seed, args.host, args.smu_port, args.pulse_port)
+        return 0
     from emulator import WireInterface, make_chip
     from emulator.faults import FaultPlan
 
