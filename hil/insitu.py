@@ -50,7 +50,7 @@ class StepModel:
 class UpdateRule:
     """How weight updates become pulses."""
 
-    epsilon_uS: float = 0.75
+    epsilon_uS: float | tuple[float, ...] = 0.75
     """Device granularity: the conductance change one partial-SET pulse stands for."""
     set_amplitude_uA: float = 90.0
     set_width_ns: float = 50.0
@@ -58,6 +58,7 @@ class UpdateRule:
     compensate: bool = True
     """Stretch or shorten each pulse so its expected step is ε, from the device's estimated
     conductance and pulse count (else every pulse is the reference pulse)."""
+    epsilon_grow_above_uS: float = float("inf")
     width_min_ns: float = 10.0
     width_max_ns: float = 200.0
     max_pulses: int = 4
@@ -125,6 +126,9 @@ class InSituTrainer:
         self.chip = chip
         # conductance scale: the initial weights' largest |w| at g_range
         ranges = np.broadcast_to(self.rule.g_range_uS, len(analog.weights))
+        self.epsilon = [
+            float(e) for e in np.broadcast_to(self.rule.epsilon_uS, len(analog.weights))
+        ]
         self.analog.scales = [
             float(g) / max(float(np.abs(w).max()), 1e-12)
             for g, w in zip(ranges, analog.weights, strict=True)
@@ -316,19 +320,20 @@ class InSituTrainer:
         rule = self.rule
         for k, chi in enumerate(self.chi):
             chi[~self.live[k]] = 0.0
-            count = np.minimum(np.floor(np.abs(chi) / rule.epsilon_uS), rule.max_pulses).astype(
-                np.int64
-            )
-            if not count.any():
-                continue
             side = (chi < 0).astype(np.int64)
             tiles = self.tiles[k]
             g, n = self.g_est[k], self.n_est[k]
+            epsilon = self.epsilon[k] * np.maximum(
+                1.0, np.take_along_axis(g, side[None], 0)[0] / rule.epsilon_grow_above_uS
+            )
+            count = np.minimum(np.floor(np.abs(chi) / epsilon), rule.max_pulses).astype(np.int64)
+            if not count.any():
+                continue
             for round_ in range(1, int(count.max()) + 1):
                 i, j = np.nonzero(count >= round_)
                 s = side[i, j]
                 if rule.compensate:
-                    strength = self.model.strength_for(rule.epsilon_uS, g[s, i, j], n[s, i, j])
+                    strength = self.model.strength_for(epsilon[i, j], g[s, i, j], n[s, i, j])
                     width = np.clip(
                         rule.set_width_ns * strength, rule.width_min_ns, rule.width_max_ns
                     )
@@ -347,7 +352,7 @@ class InSituTrainer:
                 g[s, i, j] += self.model.mean(g[s, i, j], n[s, i, j], width / rule.set_width_ns)
                 n[s, i, j] += 1
                 self.pulses_applied += int(i.size)
-            chi -= np.sign(chi) * count * rule.epsilon_uS
+            chi -= np.sign(chi) * count * epsilon
 
     def refresh(self) -> int:
         """Read every pair (one read per tile per layer); reprogram those with a device above
