@@ -946,7 +946,9 @@ def test_mvm_matches_quantized_product(seed, transposed):
     assert dac_step == pytest.approx(v_max / 127)
     exact = q_in @ (g.T if transposed else g)
     full_scale = chip.config.mvm_output_max_uA
-    assert full_scale == pytest.approx(chip.config.adc_full_scale_fraction * rows * M.g_max_uS * v_max)
+    assert full_scale == pytest.approx(
+        chip.config.adc_full_scale_fraction * rows * M.g_max_uS * v_max
+    )
     expected, adc_step = quantize_ref(exact, full_scale, chip.config.adc_bits)
     # within one ADC step of the quantized ideal product (rounding ties may differ)
     assert np.max(np.abs(out - expected)) <= adc_step * 1.001
