@@ -1,0 +1,222 @@
+"""In-situ mixed-precision training: χ bookkeeping and refresh on a stub chip that records its
+pulses, and training on an in-process emulated chip (small profile, digits subset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from drivers import PcmChip
+from drivers.transports import InProcessTransport
+from emulator import WireInterface, make_chip
+from hil.analog import AnalogNetwork
+from hil.insitu import InSituTrainer, StepModel, UpdateRule, train_on_chip
+from hil.nn.data import load_digits_split
+from hil.nn.zoo import mlp
+
+
+@dataclass(frozen=True)
+class StubConfig:
+    tiles: int = 4
+    rows: int = 64
+    columns: int = 64
+    mvm_input_max_V: float = 0.2
+    mvm_output_max_uA: float = 9.6
+    g_max_uS: float = 25.0
+
+    @property
+    def devices_per_tile(self) -> int:
+        return self.rows * self.columns
+
+
+class StubChip:
+    """Ideal, noiseless devices that record every pulse command: a pulse at ≥ 200 µA RESETs
+    to 0.1 µS, one at 40…200 µA adds exactly the step model's mean step."""
+
+    def __init__(self) -> None:
+        self.config = StubConfig()
+        shape = (self.config.tiles, self.config.rows * self.config.columns)
+        self.g = np.full(shape, 0.1)
+        self.n = np.zeros(shape, dtype=np.int64)
+        self.pulses: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.model = StepModel()
+
+    def pulse(self, tile, addresses, amplitude_uA, width_ns) -> None:
+        addresses = np.asarray(addresses, dtype=np.int64)
+        assert np.unique(addresses).size == addresses.size, "one pulse per device per command"
+        amplitude = np.broadcast_to(np.asarray(amplitude_uA, dtype=np.float64), addresses.shape)
+        width = np.broadcast_to(np.asarray(width_ns, dtype=np.float64), addresses.shape)
+        self.pulses.append((int(tile), addresses.copy(), amplitude.copy(), width.copy()))
+        melt = addresses[amplitude >= 200]
+        self.g[tile, melt], self.n[tile, melt] = 0.1, 0
+        partial = (amplitude >= 40) & (amplitude < 200)
+        where = addresses[partial]
+        strength = (amplitude[partial] - 40) / 50 * width[partial] / 50
+        step = self.model.mean(self.g[tile, where], self.n[tile, where], strength)
+        self.g[tile, where] += step
+        self.n[tile, where] += 1
+
+    def read(self, tile, addresses) -> np.ndarray:
+        return self.g[tile, np.asarray(addresses, dtype=np.int64)].copy()
+
+
+def stub_trainer(rule: UpdateRule | None = None) -> tuple[StubChip, InSituTrainer]:
+    chip = StubChip()
+    # hidden 64: the first layer spans two tiles (32 outputs per 64-column tile)
+    analog = AnalogNetwork(chip, mlp(np.random.default_rng(0), hidden=64))
+    return chip, InSituTrainer(analog, rule)
+
+
+def test_chi_becomes_whole_pulses_on_the_matching_device():
+    chip, trainer = stub_trainer()
+    rule = trainer.rule
+    eps = rule.epsilon_uS
+    rng = np.random.default_rng(1)
+    shape = trainer.chi[0].shape
+    # whole multiples 0…6 of ε plus a fraction well away from the rounding boundaries
+    multiples = rng.integers(0, 7, size=shape)
+    chi = rng.choice([-1.0, 1.0], size=shape) * (multiples + rng.uniform(0.05, 0.95, shape)) * eps
+    trainer.chi[0][...] = chi
+    trainer.chi[1][...] = 0.2 * eps  # below ε: nothing happens, χ is kept
+    trainer.apply_pulses()
+
+    expected = np.minimum(multiples, rule.max_pulses)
+    np.testing.assert_allclose(trainer.chi[0], chi - np.sign(chi) * expected * eps, atol=1e-12)
+    np.testing.assert_array_equal(trainer.chi[1], 0.2 * eps)
+    assert trainer.pulses_applied == expected.sum()
+
+    # count the pulses each device got
+    got = np.zeros_like(chip.g, dtype=np.int64)
+    for tile, addresses, amplitude, width in chip.pulses:
+        np.add.at(got[tile], addresses, 1)
+        np.testing.assert_array_equal(amplitude, rule.set_amplitude_uA)
+        assert ((width >= rule.width_min_ns) & (width <= rule.width_max_ns)).all()
+    tiles, plus, minus = trainer.tiles[0], trainer.addresses[0][0], trainer.addresses[0][1]
+    np.testing.assert_array_equal(got[tiles, plus], np.where(chi > 0, expected, 0))
+    np.testing.assert_array_equal(got[tiles, minus], np.where(chi < 0, expected, 0))
+    assert got.sum() == expected.sum()  # nothing else was pulsed
+
+    # one batched command per tile per round
+    rounds = rule.max_pulses
+    assert len(np.unique(tiles)) == 2
+    assert [p[0] for p in chip.pulses] == [0, 1] * rounds
+
+
+def test_pulses_are_stretched_so_each_expected_step_is_epsilon():
+    chip, trainer = stub_trainer()
+    eps = trainer.rule.epsilon_uS
+    tiles, plus = trainer.tiles[0], trainer.addresses[0][0]
+    trainer.g_est[0][0][...] = chip.g[tiles, plus] = 6.0  # high devices need longer pulses
+    trainer.n_est[0][0][...] = chip.n[tiles, plus] = 20
+    trainer.chi[0][...] = 1.5 * eps
+    trainer.apply_pulses()
+    np.testing.assert_allclose(chip.g[tiles, plus], 6.0 + eps, rtol=1e-6)
+    np.testing.assert_allclose(trainer.g_est[0][0], 6.0 + eps, rtol=1e-6)
+
+
+def test_refresh_reprograms_the_pairs_above_the_thresholds():
+    chip, trainer = stub_trainer()
+    trainer.program_initial_weights()
+    rule = trainer.rule
+    tiles, plus, minus = trainer.tiles[1], trainer.addresses[1][0], trainer.addresses[1][1]
+    # pair (0, 0): both devices high; (1, 0): one near saturation; (2, 0): below both
+    cases = {(0, 0): (5.0, 4.0), (1, 0): (26.0, 3.5), (2, 0): (2.5, 0.2)}
+    for (i, j), (g_plus, g_minus) in cases.items():
+        chip.g[tiles[i, j], plus[i, j]] = g_plus
+        chip.g[tiles[i, j], minus[i, j]] = g_minus
+    before = chip.g.copy()
+    chip.pulses.clear()
+
+    assert trainer.refresh() == 2
+    assert trainer.refreshed_pairs == 2
+    for (i, j), (g_plus, g_minus) in cases.items():
+        new_plus, new_minus = chip.g[tiles[i, j], plus[i, j]], chip.g[tiles[i, j], minus[i, j]]
+        if (i, j) == (2, 0):
+            assert (new_plus, new_minus) == (g_plus, g_minus)  # left alone
+        else:
+            # RESET both, the difference back on G+ (G− at its RESET and conditioning level)
+            assert new_minus < 0.5
+            assert abs((new_plus - new_minus) - (g_plus - g_minus)) < 0.5
+    # the other pairs were read but not pulsed
+    pulsed = np.zeros_like(chip.g, dtype=bool)
+    for tile, addresses, _, _ in chip.pulses:
+        pulsed[tile, addresses] = True
+    assert pulsed.sum() == 4
+    np.testing.assert_array_equal(chip.g[~pulsed], before[~pulsed])
+    # every command batches a tile's devices: RESET, conditioning, programming rounds
+    assert len(chip.pulses) >= 1 + rule.condition_pulses
+
+
+def test_refresh_on_the_emulator_moves_a_pair_off_its_common_conductance():
+    chip = PcmChip(InProcessTransport("emulator", WireInterface(make_chip("small", seed=3))))
+    trainer = InSituTrainer(AnalogNetwork(chip, mlp(np.random.default_rng(3), hidden=32)))
+    trainer.program_initial_weights()
+    tiles, addresses = trainer.tiles[1], trainer.addresses[1]
+    live = trainer.live[1][:8, 0]
+    rows = np.flatnonzero(live)[:4]
+    tile = int(tiles[0, 0])
+    both = np.concatenate([addresses[0][rows, 0], addresses[1][rows, 0]])
+    for _ in range(6):  # raise both devices of these pairs well above 3 µS
+        chip.pulse(tile, both, 90.0, 200.0)
+    g_plus, g_minus = chip.read(tile, both[: rows.size]), chip.read(tile, both[rows.size :])
+    assert (np.minimum(g_plus, g_minus) > trainer.rule.refresh_common_uS).all()
+
+    assert trainer.refresh() >= rows.size
+    after_plus = chip.read(tile, both[: rows.size])
+    after_minus = chip.read(tile, both[rows.size :])
+    assert (np.minimum(after_plus, after_minus) < 1.5).all()
+    # the difference survives, within programming and read noise
+    np.testing.assert_allclose(after_plus - after_minus, g_plus - g_minus, atol=2.5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x_train, y_train, x_test, y_test = load_digits_split(seed=0)
+    return x_train[:600], y_train[:600], x_test, y_test
+
+
+def test_training_on_the_emulator_improves_accuracy_clearly(digits):
+    x_train, y_train, x_test, y_test = digits
+    chip = PcmChip.open("emulator?profile=small&seed=5")
+    network = mlp(np.random.default_rng(5), hidden=32)
+    trainer = InSituTrainer(AnalogNetwork(chip, network))
+    trainer.program_initial_weights()
+    before = network.accuracy(x_test, y_test, matmul=trainer.matmul)
+    result = trainer.train(
+        x_train, y_train, epochs=6, lr=0.2, rng=np.random.default_rng(5), schedule="linear"
+    )
+    after = network.accuracy(x_test, y_test, matmul=trainer.matmul)
+    assert before < 0.3
+    assert after > 0.85
+    assert result.pulses_applied > 1000
+    assert result.status == "completed"
+
+
+def test_train_on_chip_lands_near_software_and_is_deterministic(digits):
+    def run() -> dict:
+        chip = PcmChip.open("emulator?profile=small&seed=7")
+        events = []
+        result = train_on_chip(
+            chip, digits, hidden=32, epochs=6, lr=0.2, batch=10, seed=7, listeners=[events.append]
+        )
+        assert [e.kind for e in events] == ["start"] + ["step"] * 6 + ["end"]
+        return result
+
+    first = run()
+    assert set(first) == {
+        "fp_accuracy",
+        "chip_accuracy",
+        "epochs",
+        "pulses_applied",
+        "elapsed_s",
+        "refreshed_pairs",
+    }
+    assert first["epochs"] == 6
+    assert first["fp_accuracy"] > 0.9
+    assert first["chip_accuracy"] > first["fp_accuracy"] - 0.05
+    second = run()
+    first.pop("elapsed_s")
+    second.pop("elapsed_s")
+    assert first == second
