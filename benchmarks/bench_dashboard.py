@@ -23,9 +23,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drivers import PcmChip
-from hil.dashboard import DashboardState, LiveDashboard, render_text
-from hil.program import level_targets, program_and_verify
+from pcm_hil.drivers import PcmChip
+from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, render_text
 
 
 def plan(chip, tiles: int):

@@ -20,11 +20,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drivers import PcmChip
-from hil.analog import AnalogNetwork
-from hil.inference import TIMES_S, drift_experiment
-from hil.nn.data import load_digits_split
-from hil.recipes import NOISE_ETA, trained
+from pcm_hil.analog.inference import TIMES_S, drift_experiment
+from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.analog.recipes import NOISE_ETA, trained
+from pcm_hil.drivers import PcmChip
+from pcm_hil.nn.data import load_digits_split
 
 
 def float32_copy(network):
@@ -50,7 +50,7 @@ def images_per_s(run, images: int, repeats: int = 3) -> float:
 
 def served_emulator():
     process = subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", "emulator", "serve", "--port", "0"],
+        [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -22,10 +22,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drivers import PcmChip
-from drivers.transports import InProcessTransport
-from emulator import WireInterface, make_chip
-from hil.program import level_targets, program_and_verify
+from pcm_hil.drivers import PcmChip
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.procedures.program import level_targets, program_and_verify
 
 ROWS = COLUMNS = 256
 
@@ -114,7 +114,7 @@ def over_tcp(tiles: int, seed: int) -> dict:
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "pcm_hil.cli",
             "emulator",
             "serve",
             "--port",

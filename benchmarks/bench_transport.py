@@ -7,7 +7,7 @@ Run it from the repository root::
     python benchmarks/bench_transport.py --quick    # shorter runs, noisier figures
 
 Both servers run in processes of their own, as a chip or a served emulator does for a lab
-script: the emulator as ``python -m hil.cli emulator serve --port 0`` (its ``TcpServer``), and
+script: the emulator as ``python -m pcm_hil.cli emulator serve --port 0`` (its ``TcpServer``), and
 a *canned-reply* server, this script started again in a hidden ``--serve-canned`` mode, that
 answers each request line with exactly the bytes the emulator sends for it (taken from a real
 ``WireInterface`` here and handed to it), without parsing anything. Both bind 127.0.0.1, are
@@ -70,10 +70,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from drivers.chip import PcmChip
-from drivers.errors import ChipBusyError
-from drivers.transports import SocketTransport, VisaTransport
-from emulator import WireInterface, make_chip
+from pcm_hil.drivers.chip import PcmChip
+from pcm_hil.drivers.errors import ChipBusyError
+from pcm_hil.drivers.transports import SocketTransport, VisaTransport
+from pcm_hil.emulator import WireInterface, make_chip
 
 TILES, ROWS, COLUMNS = 16, 256, 256
 CHIP_OPTIONS = {"tiles": TILES, "rows": ROWS, "columns": COLUMNS}
@@ -338,7 +338,7 @@ class ServerProcess:
 
 def start_emulator(cpus: frozenset[int] | None) -> ServerProcess:
     """The emulator's TcpServer, as ``hil.cli emulator serve`` runs it."""
-    argv = [sys.executable, "-m", "hil.cli", "emulator", "serve", "--port", "0"]
+    argv = [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--port", "0"]
     argv += ["--tiles", str(TILES), "--rows", str(ROWS), "--columns", str(COLUMNS), "--seed", "0"]
     return ServerProcess("emulator", argv, cpus)
 

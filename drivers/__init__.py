@@ -1,7 +1,7 @@
 """Drivers: the PCM test-chip driver over VISA, raw serial or the in-process emulator."""
 
-from .chip import ChipConfiguration, Identity, PcmChip
-from .errors import (
+from pcm_hil.drivers.chip import ChipConfiguration, Identity, PcmChip
+from pcm_hil.drivers.errors import (
     ChipBusyError,
     ChipDisconnectedError,
     ChipError,

@@ -15,11 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from protocols import COMMANDS, PROTOCOL_VERSION
-from protocols.codec import MessageFramer, encode_command, is_error_entry, parse_reply, split_units
-from protocols.errors import ErrorEntry, ScpiError
-
-from .errors import (
+from pcm_hil.drivers.errors import (
     ChipBusyError,
     ChipError,
     ChipTimeoutError,
@@ -27,7 +23,16 @@ from .errors import (
     TransportError,
     chip_error,
 )
-from .transports import InProcessTransport, Transport, open_transport
+from pcm_hil.drivers.transports import InProcessTransport, Transport, open_transport
+from pcm_hil.protocols import COMMANDS, PROTOCOL_VERSION
+from pcm_hil.protocols.codec import (
+    MessageFramer,
+    encode_command,
+    is_error_entry,
+    parse_reply,
+    split_units,
+)
+from pcm_hil.protocols.errors import ErrorEntry, ScpiError
 
 _ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
 

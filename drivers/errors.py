@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from protocols.errors import CHIP_BUSY, ERRORS, PULSE_OUTSIDE_LIMITS
+from pcm_hil.protocols.errors import CHIP_BUSY, ERRORS, PULSE_OUTSIDE_LIMITS
 
 
 class PcmHilError(Exception):

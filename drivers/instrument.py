@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from .errors import (
+from pcm_hil.drivers.errors import (
     ChipDisconnectedError,
     ChipTimeoutError,
     PcmHilError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .instrument import (
+from pcm_hil.drivers.instrument import (
     Instrument,
     InstrumentRangeError,
     InstrumentTransport,

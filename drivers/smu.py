@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .instrument import (
+from pcm_hil.drivers.instrument import (
     Instrument,
     InstrumentReplyError,
     Property,

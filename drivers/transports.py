@@ -17,10 +17,15 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl
 
-from .errors import ChipDisconnectedError, ChipTimeoutError, ResourceError, TransportError
+from pcm_hil.drivers.errors import (
+    ChipDisconnectedError,
+    ChipTimeoutError,
+    ResourceError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
-    from emulator.faults import FaultPlan
+    from pcm_hil.emulator.faults import FaultPlan
 
 _VISA = re.compile(r"^(TCPIP\d*|ASRL|GPIB\d*|USB\d*|VXI\d*|PXI\d*|VICP\d*)", re.IGNORECASE)
 _SERIAL_URL = re.compile(r"^(socket|rfc2217|loop|spy|alt|hwgrep)://", re.IGNORECASE)
@@ -397,7 +402,9 @@ def open_transport(
     """
     text = resource.strip()
     if text == "emulator" or text.startswith("emulator?"):
-        from emulator.wire import WireInterface  # only when asked for: drivers need no emulator
+        from pcm_hil.emulator.wire import (
+            WireInterface,  # only when asked for: drivers need no emulator
+        )
 
         return InProcessTransport(
             text, WireInterface(make_emulated_chip(parse_emulator_options(text)))
@@ -431,8 +438,8 @@ def open_transport(
 def make_emulated_chip(options: dict[str, str]):
     """An in-process emulated chip from resource options: profile, seed, tiles, rows, columns,
     real_time."""
-    from emulator import make_chip
-    from emulator.chip import DEFAULT_PROFILE
+    from pcm_hil.emulator import make_chip
+    from pcm_hil.emulator.chip import DEFAULT_PROFILE
 
     known = {"profile", "seed", "tiles", "rows", "columns", "real_time"}
     unknown = set(options) - known

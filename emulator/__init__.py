@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import DEFAULT_MODEL, PcmModel
-from .chip import DEFAULT_PROFILE, PROFILES, ChipConfig, EmulatedChip
-from .wire import WireInterface
+from pcm_hil.emulator.calibration import DEFAULT_MODEL, PcmModel
+from pcm_hil.emulator.chip import DEFAULT_PROFILE, PROFILES, ChipConfig, EmulatedChip
+from pcm_hil.emulator.wire import WireInterface
 
 
 def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides) -> EmulatedChip:

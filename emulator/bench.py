@@ -54,10 +54,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocols.errors import ESR_OPERATION_COMPLETE, esr_bit
-
-from .calibration import DEFAULT_MODEL, PcmModel
-from .chip import FIRMWARE_VERSION, ChipConfig, EmulatedChip
+from pcm_hil.emulator.calibration import DEFAULT_MODEL, PcmModel
+from pcm_hil.emulator.chip import FIRMWARE_VERSION, ChipConfig, EmulatedChip
+from pcm_hil.protocols.errors import ESR_OPERATION_COMPLETE, esr_bit
 
 #: Resistor in series with the pulse generator's output, Ω [choice: 1 kΩ turns volts into
 #: milliamps, 1 V → 1000 µA, so the chip's 600 µA safe current is a 0.6 V high level; the

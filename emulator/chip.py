@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from .calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
-from .clock import RealTimeClock, VirtualClock
-from .crossbar import Converters, multiply
-from .devices import PcmDevices
+from pcm_hil.emulator.calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
+from pcm_hil.emulator.clock import RealTimeClock, VirtualClock
+from pcm_hil.emulator.crossbar import Converters, multiply
+from pcm_hil.emulator.devices import PcmDevices
 
 FIRMWARE_VERSION = "0.1.0"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import K_B_EV_PER_K, PcmModel
+from pcm_hil.emulator.calibration import K_B_EV_PER_K, PcmModel
 
 NOT_STUCK, STUCK_SET, STUCK_RESET = 0, 1, 2
 

@@ -36,15 +36,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from protocols.blocks import parse_header
-from protocols.codec import MessageFramer
-from protocols.errors import ERRORS, ScpiError
-
-from .devices import NOT_STUCK, STUCK_RESET, STUCK_SET, drift_exponent_stats, read_noise_q
+from pcm_hil.emulator.devices import (
+    NOT_STUCK,
+    STUCK_RESET,
+    STUCK_SET,
+    drift_exponent_stats,
+    read_noise_q,
+)
+from pcm_hil.protocols.blocks import parse_header
+from pcm_hil.protocols.codec import MessageFramer
+from pcm_hil.protocols.errors import ERRORS, ScpiError
 
 if TYPE_CHECKING:
-    from .chip import EmulatedChip
-    from .wire import WireInterface
+    from pcm_hil.emulator.chip import EmulatedChip
+    from pcm_hil.emulator.wire import WireInterface
 
 #: The detail text of an error entry pushed by ``error_reply``.
 INJECTED_DETAIL = "injected fault"

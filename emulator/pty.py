@@ -12,7 +12,7 @@ import termios
 import threading
 import tty
 
-from .wire import WireInterface
+from pcm_hil.emulator.wire import WireInterface
 
 
 class PtyServer:

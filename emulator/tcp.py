@@ -18,11 +18,10 @@ from __future__ import annotations
 import socket
 import threading
 
-from protocols.codec import MessageFramer
-from protocols.errors import CHIP_BUSY, ERRORS, ErrorEntry
-
-from .faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
-from .wire import WireInterface
+from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
+from pcm_hil.emulator.wire import WireInterface
+from pcm_hil.protocols.codec import MessageFramer
+from pcm_hil.protocols.errors import CHIP_BUSY, ERRORS, ErrorEntry
 
 RECEIVE_BYTES = 1 << 20
 

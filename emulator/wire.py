@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from protocols import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
-from protocols.codec import MessageFramer, format_reply, parse_message
-from protocols.errors import (
+from pcm_hil.emulator.chip import EmulatedChip
+from pcm_hil.protocols import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
+from pcm_hil.protocols.codec import MessageFramer, format_reply, parse_message
+from pcm_hil.protocols.errors import (
     ESR_OPERATION_COMPLETE,
     EXECUTION_ERROR,
     VIRTUAL_CLOCK_UNAVAILABLE,
@@ -25,9 +26,7 @@ from protocols.errors import (
     ScpiError,
     esr_bit,
 )
-from protocols.table import CommandTable
-
-from .chip import EmulatedChip
+from pcm_hil.protocols.table import CommandTable
 
 STB_ERROR_AVAILABLE = 0x04
 STB_EVENT_SUMMARY = 0x20

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from .clock import ChipClock
-from .drift import log_times, measure_drift
-from .events import Emitter, Listener, cancellable
-from .inference import DAY_S, drift_experiment
-from .nn.data import load_digits_split
-from .program import level_targets, program_and_verify
-from .recipes import NOISE_ETA, trained
+from pcm_hil.analog.inference import DAY_S, drift_experiment
+from pcm_hil.analog.recipes import NOISE_ETA, trained
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.nn.data import load_digits_split
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.targets.clock import ChipClock
 
 
 def run_demo(

@@ -3,8 +3,8 @@
 Imports nothing else of pcm-hil; both the emulator (chip side) and the drivers use it.
 """
 
-from .commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
-from .errors import ERRORS, ErrorEntry, ErrorQueue, ScpiError
+from pcm_hil.protocols.commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
+from pcm_hil.protocols.errors import ERRORS, ErrorEntry, ErrorQueue, ScpiError
 
 __all__ = [
     "COMMANDS",

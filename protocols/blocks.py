@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BLOCK_DATA_ERROR, INVALID_BLOCK_DATA, TOO_MUCH_DATA, ScpiError
+from pcm_hil.protocols.errors import BLOCK_DATA_ERROR, INVALID_BLOCK_DATA, TOO_MUCH_DATA, ScpiError
 
 #: Largest block the chip accepts or sends, in bytes (a whole 64×256×256 chip of float32 is
 #: 16 MiB; addresses and amplitudes for it are no larger).

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .blocks import (
+from pcm_hil.protocols.blocks import (
     MAX_BLOCK_BYTES,
     IncompleteBlock,
     decode_array,
@@ -26,7 +26,7 @@ from .blocks import (
     encode_array,
     parse_header,
 )
-from .errors import (
+from pcm_hil.protocols.errors import (
     BLOCK_NOT_ALLOWED,
     DATA_OUT_OF_RANGE,
     DATA_TYPE_ERROR,
@@ -43,7 +43,7 @@ from .errors import (
     ScpiError,
     parse_error_entry,
 )
-from .table import Arg, Command, CommandTable, Limits, Reply, resolve
+from pcm_hil.protocols.table import Arg, Command, CommandTable, Limits, Reply, resolve
 
 #: Longest run of non-block bytes accepted in one message (headers, numbers, separators).
 MAX_TEXT_BYTES = 4096

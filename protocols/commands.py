@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import (
+from pcm_hil.protocols.errors import (
     DATA_OUT_OF_RANGE,
     DUPLICATE_ADDRESS,
     LENGTH_MISMATCH,
     PULSE_OUTSIDE_LIMITS,
     VIRTUAL_CLOCK_UNAVAILABLE,
 )
-from .table import Arg, Command, CommandTable, Length, Reply
+from pcm_hil.protocols.table import Arg, Command, CommandTable, Length, Reply
 
 #: Protocol version, MAJOR.MINOR. A driver refuses a chip whose MAJOR differs from its own;
 #: MINOR grows when commands are added without changing existing ones.

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .blocks import MAX_BLOCK_BYTES
-from .codec import MAX_TEXT_BYTES
-from .commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
-from .errors import ERRORS
-from .table import Arg, Command
+from pcm_hil.protocols.blocks import MAX_BLOCK_BYTES
+from pcm_hil.protocols.codec import MAX_TEXT_BYTES
+from pcm_hil.protocols.commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
+from pcm_hil.protocols.errors import ERRORS
+from pcm_hil.protocols.table import Arg, Command
 
 SPEC_PATH = Path(__file__).with_name("SPEC.md")
 

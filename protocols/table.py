@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import DATA_OUT_OF_RANGE, LENGTH_MISMATCH, ScpiError
+from pcm_hil.protocols.errors import DATA_OUT_OF_RANGE, LENGTH_MISMATCH, ScpiError
 
 ArgKind = Literal["int", "float", "bool", "enum", "block"]
 ReplyKind = Literal["none", "int", "float", "text", "enum", "ints", "floats", "error", "block"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emulator import WireInterface, make_chip
-from emulator.pty import PtyServer
-from emulator.tcp import TcpServer
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.pty import PtyServer
+from pcm_hil.emulator.tcp import TcpServer
 
 SEED = 1234
 

@@ -12,22 +12,22 @@ import time
 import numpy as np
 import pytest
 
-from drivers import PcmChip, PulseLimitError
-from drivers.instrument import InstrumentError
-from drivers.pulse_generator import PulseGenerator
-from drivers.smu import SourceMeter
-from emulator.bench import EmulatedBench
-from emulator.chip import ChipConfig, EmulatedChip
-from hil.bench import BenchTarget
-from hil.characterize import programming_curve
-from hil.chip_protocol import Chip
-from hil.clock import ChipClock
-from hil.drift import log_times, measure_drift
-from hil.program import level_targets, program_and_verify
+from pcm_hil.drivers import PcmChip, PulseLimitError
+from pcm_hil.drivers.instrument import InstrumentError
+from pcm_hil.drivers.pulse_generator import PulseGenerator
+from pcm_hil.drivers.smu import SourceMeter
+from pcm_hil.emulator.bench import EmulatedBench
+from pcm_hil.emulator.chip import ChipConfig, EmulatedChip
+from pcm_hil.procedures.characterize import programming_curve
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.targets.bench import BenchTarget
+from pcm_hil.targets.clock import ChipClock
+from pcm_hil.targets.protocol import Chip
 
 DEVICES = 16
 SEED = 1234
-CLI = (sys.executable, "-m", "hil.cli")
+CLI = (sys.executable, "-m", "pcm_hil.cli")
 PORTS = ("--smu-port", "0", "--pulse-port", "0")  # any free ports
 
 

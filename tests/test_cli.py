@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from drivers import PcmChip
-from hil.cli import main
+from pcm_hil.cli.main import main
+from pcm_hil.drivers import PcmChip
 
 
 def test_tour_json_shows_programming_and_drift(capsys):
@@ -70,7 +70,7 @@ def test_emulator_serve_prints_resource_and_serves():
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "pcm_hil.cli",
             "emulator",
             "serve",
             "--port",
@@ -97,7 +97,7 @@ def test_emulator_serve_prints_resource_and_serves():
 
 def test_emulator_serve_serial_prints_resource():
     process = subprocess.Popen(
-        [sys.executable, "-m", "hil.cli", "emulator", "serve", "--serial", "--profile", "tiny"],
+        [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--serial", "--profile", "tiny"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-import drivers.chip
-from emulator import WireInterface, make_chip
-from protocols import COMMANDS, spec
-from protocols.table import CommandTable
+import pcm_hil.drivers.chip as chip
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.protocols import COMMANDS, spec
+from pcm_hil.protocols.table import CommandTable
 
 
 def test_written_spec_is_generated_from_the_table():
@@ -41,7 +41,7 @@ def test_every_command_has_an_emulator_handler_and_wrong_tables_fail_at_start():
 
 
 def test_every_command_is_reachable_from_the_driver():
-    source = inspect.getsource(drivers.chip)
+    source = inspect.getsource(chip)
     missing = [c.handler for c in COMMANDS if f'"{c.handler}"' not in source]
     assert missing == []
 

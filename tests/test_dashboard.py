@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from drivers import PcmChip
-from hil.characterize import programming_curve
-from hil.clock import ChipClock
-from hil.dashboard import DashboardState, LiveDashboard, attach, render, render_text
-from hil.drift import log_times, measure_drift
-from hil.events import Event
-from hil.program import level_targets, program_and_verify
-from hil.runs import Recorder, RunStore
+from pcm_hil.documents.events import Event
+from pcm_hil.drivers import PcmChip
+from pcm_hil.procedures.characterize import programming_curve
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.targets.clock import ChipClock
+from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, attach, render, render_text
 
 RESOURCE = "emulator?profile=small&seed=1"
 SIZES = ((80, 24), (160, 48))
@@ -408,7 +408,7 @@ def test_a_drawing_error_never_stops_the_procedure(program_run, monkeypatch):
     def broken(*_):
         raise ValueError("cannot draw")
 
-    monkeypatch.setattr("hil.dashboard._build", broken)
+    monkeypatch.setattr("pcm_hil.ui.dashboard._build", broken)
     for event in events:
         dashboard(event)  # does not raise
     assert dashboard.error == "ValueError: cannot draw"
@@ -489,9 +489,9 @@ WRITER = """
 import sys, time
 from dataclasses import asdict, replace
 import numpy as np
-from drivers import PcmChip
-from hil.program import level_targets, program_and_verify
-from hil.runs import Recorder, RunStore
+from pcm_hil.drivers import PcmChip
+from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.records.store import Recorder, RunStore
 
 store = RunStore(sys.argv[1])
 chip = PcmChip.open("{resource}")
@@ -553,8 +553,8 @@ def _attach_in_thread(path, run_id, console, state):
 
 TMUX_ATTACH = """
 import sys
-from hil.dashboard import attach
-from hil.runs import RunStore
+from pcm_hil.ui.dashboard import attach
+from pcm_hil.records.store import RunStore
 
 with RunStore(sys.argv[1]) as store:
     info = attach(store, int(sys.argv[2]), refresh_s=0.1)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hil.runs import RunStore
+from pcm_hil.records.store import RunStore
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -22,7 +22,7 @@ def test_demo_runs_and_is_recorded(tmp_path):
     store_path = tmp_path / "runs.sqlite"
     env = dict(os.environ, PCM_HIL_RUNS=str(store_path), COLUMNS="100")
     done = subprocess.run(
-        [sys.executable, "-m", "hil.cli", "demo", "--chips", "1"],
+        [sys.executable, "-m", "pcm_hil.cli", "demo", "--chips", "1"],
         capture_output=True,
         text=True,
         timeout=300,

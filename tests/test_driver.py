@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers import (
+from pcm_hil.drivers import (
     ChipBusyError,
     ChipDisconnectedError,
     ChipError,
@@ -15,10 +15,10 @@ from drivers import (
     PulseLimitError,
     ResourceError,
 )
-from emulator import WireInterface, make_chip
-from emulator.pty import PtyServer
-from emulator.tcp import TcpServer
-from protocols import errors
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.pty import PtyServer
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.protocols import errors
 
 from .conftest import SEED
 
@@ -32,7 +32,7 @@ def served(request):
     wire = WireInterface(chip)
     kind = request.param
     if kind == "in-process":
-        from drivers.transports import InProcessTransport
+        from pcm_hil.drivers.transports import InProcessTransport
 
         driver = PcmChip(InProcessTransport("emulator", wire))
         yield driver, chip
@@ -241,9 +241,9 @@ def test_disconnect_raises_typed_error(tiny_chip, library):
 
 
 def test_incompatible_major_version_refused(monkeypatch):
-    import emulator.wire
+    import pcm_hil.emulator.wire as wire
 
-    monkeypatch.setattr(emulator.wire, "PROTOCOL_VERSION", "2.0")
+    monkeypatch.setattr(wire, "PROTOCOL_VERSION", "2.0")
     with pytest.raises(ProtocolVersionError, match=r"speaks protocol 2\.0"):
         PcmChip.open("emulator?profile=tiny")
 

@@ -23,9 +23,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from emulator import DEFAULT_MODEL, ChipConfig, EmulatedChip, make_chip
-from emulator.calibration import K_B_EV_PER_K
-from emulator.devices import (
+from pcm_hil.emulator import DEFAULT_MODEL, ChipConfig, EmulatedChip, make_chip
+from pcm_hil.emulator.calibration import K_B_EV_PER_K
+from pcm_hil.emulator.devices import (
     NOT_STUCK,
     STUCK_RESET,
     STUCK_SET,

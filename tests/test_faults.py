@@ -36,7 +36,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from drivers import (
+from pcm_hil.documents.events import Event
+from pcm_hil.drivers import (
     ChipDisconnectedError,
     ChipError,
     ChipTimeoutError,
@@ -44,14 +45,13 @@ from drivers import (
     PulseLimitError,
     TransportError,
 )
-from drivers.transports import InProcessTransport
-from emulator import EmulatedChip, WireInterface, make_chip
-from emulator.devices import NOT_STUCK, STUCK_RESET, STUCK_SET
-from emulator.faults import INJECTED_DETAIL, FaultPlan
-from emulator.tcp import TcpServer
-from hil.events import Event
-from hil.program import program_and_verify
-from protocols.errors import ScpiError
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import EmulatedChip, WireInterface, make_chip
+from pcm_hil.emulator.devices import NOT_STUCK, STUCK_RESET, STUCK_SET
+from pcm_hil.emulator.faults import INJECTED_DETAIL, FaultPlan
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.procedures.program import program_and_verify
+from pcm_hil.protocols.errors import ScpiError
 
 SEED = 77
 TIMEOUT_S = 0.5  # the driver's I/O timeout
@@ -576,7 +576,7 @@ def test_cli_serve_with_faults():
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "pcm_hil.cli",
             "emulator",
             "serve",
             "--port",
@@ -614,7 +614,7 @@ def test_cli_serve_with_faults():
     ],
 )
 def test_cli_refuses_bad_faults(argv, message, capsys):
-    from hil.cli import main
+    from pcm_hil.cli.main import main
 
     assert main(["emulator", "serve", "--port", "0", *argv]) == 1
     assert message in capsys.readouterr().err

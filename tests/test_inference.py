@@ -8,19 +8,19 @@ import json
 import numpy as np
 import pytest
 
-from drivers import PcmChip
-from drivers.transports import InProcessTransport
-from emulator import WireInterface, make_chip
-from emulator.calibration import DEFAULT_MODEL
-from hil.analog import AnalogNetwork
-from hil.cli import main
-from hil.clock import ChipClock
-from hil.inference import drift_experiment
-from hil.mapping import conductance_targets, place_layers
-from hil.nn.data import synthetic_blobs
-from hil.nn.layers import BatchNorm, Dense, ReLU
-from hil.nn.network import Network
-from hil.nn.train import train
+from pcm_hil.analog.inference import drift_experiment
+from pcm_hil.analog.mapping import conductance_targets, place_layers
+from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.cli.main import main
+from pcm_hil.drivers import PcmChip
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.calibration import DEFAULT_MODEL
+from pcm_hil.nn.data import synthetic_blobs
+from pcm_hil.nn.layers import BatchNorm, Dense, ReLU
+from pcm_hil.nn.network import Network
+from pcm_hil.nn.train import train
+from pcm_hil.targets.clock import ChipClock
 
 QUIET = DEFAULT_MODEL.with_overrides(
     read_noise_q_scale=1e-9,

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from drivers import PcmChip
-from drivers.transports import InProcessTransport
-from emulator import WireInterface, make_chip
-from hil.analog import AnalogNetwork
-from hil.insitu import InSituTrainer, StepModel, UpdateRule, train_on_chip
-from hil.nn.data import load_digits_split
-from hil.nn.zoo import mlp
+from pcm_hil.analog.insitu import InSituTrainer, StepModel, UpdateRule, train_on_chip
+from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.drivers import PcmChip
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.nn.data import load_digits_split
+from pcm_hil.nn.zoo import mlp
 
 
 @dataclass(frozen=True)

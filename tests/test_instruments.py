@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from drivers import sims
-from drivers.errors import ChipDisconnectedError, ChipTimeoutError, PcmHilError
-from drivers.instrument import (
+from pcm_hil.drivers import sims
+from pcm_hil.drivers.errors import ChipDisconnectedError, ChipTimeoutError, PcmHilError
+from pcm_hil.drivers.instrument import (
     Instrument,
     InstrumentDisconnectedError,
     InstrumentError,
@@ -30,8 +30,8 @@ from drivers.instrument import (
     in_range,
     one_of,
 )
-from drivers.pulse_generator import PulseGenerator
-from drivers.smu import SourceMeter
+from pcm_hil.drivers.pulse_generator import PulseGenerator
+from pcm_hil.drivers.smu import SourceMeter
 
 OK = '0,"No error"'
 ERR = ":SYST:ERR?"

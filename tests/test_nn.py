@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hil.nn import (
+from pcm_hil.nn import (
     BatchNorm,
     Context,
     Conv2D,
@@ -24,7 +24,7 @@ from hil.nn import (
     synthetic_blobs,
     train,
 )
-from hil.nn.layers import im2col
+from pcm_hil.nn.layers import im2col
 
 SEED = 20240607
 

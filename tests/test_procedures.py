@@ -8,28 +8,27 @@ import math
 import numpy as np
 import pytest
 
-from drivers import PcmChip
-from drivers.transports import InProcessTransport
-from emulator import WireInterface, make_chip
-from emulator.calibration import DEFAULT_MODEL
-from emulator.devices import (
+from pcm_hil.drivers import PcmChip
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.calibration import DEFAULT_MODEL
+from pcm_hil.emulator.devices import (
     NOT_STUCK,
     STUCK_RESET,
     STUCK_SET,
     drift_exponent_stats,
     read_noise_relative_std,
 )
-from emulator.tcp import TcpServer
-from hil.characterize import accumulation_curve, programming_curve, read_noise
-from hil.clock import ChipClock
-from hil.drift import fit_drift, log_times, measure_drift
-from hil.program import (
-    AmplitudeSearch,
-    PartialSetSteps,
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
+from pcm_hil.procedures.drift import fit_drift, log_times, measure_drift
+from pcm_hil.procedures.program import (
     level_targets,
     program_and_verify,
     published_programming_sigma,
 )
+from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
+from pcm_hil.targets.clock import ChipClock
 
 
 def open_chip(profile="small", seed=7, **overrides):

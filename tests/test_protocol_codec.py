@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from protocols import COMMANDS
-from protocols.blocks import (
+from pcm_hil.protocols import COMMANDS
+from pcm_hil.protocols.blocks import (
     MAX_BLOCK_BYTES,
     IncompleteBlock,
     decode_array,
@@ -19,7 +19,7 @@ from protocols.blocks import (
     encode_block,
     parse_header,
 )
-from protocols.codec import (
+from pcm_hil.protocols.codec import (
     MessageFramer,
     encode_command,
     format_reply,
@@ -27,8 +27,8 @@ from protocols.codec import (
     parse_reply,
     split_units,
 )
-from protocols.errors import ErrorEntry, ErrorQueue, ScpiError, parse_error_entry
-from protocols.table import resolve
+from pcm_hil.protocols.errors import ErrorEntry, ErrorQueue, ScpiError, parse_error_entry
+from pcm_hil.protocols.table import resolve
 
 LIMITS = {
     "tiles": 4,
@@ -190,7 +190,7 @@ def test_short_long_and_optional_forms(header):
 
 
 def test_header_table_has_no_overlaps():
-    from protocols.table import CommandTable, spellings
+    from pcm_hil.protocols.table import CommandTable, spellings
 
     seen = {}
     for command in COMMANDS:

@@ -1,22 +1,20 @@
-"""The pytest plugin (hil/pytest_plugin.py), as a user meets it: the example of docs/testing.md
+"""The pytest plugin (hil/testing/plugin.py), as a user meets it: the example of docs/testing.md
 run by pytest in a folder outside the repository, on the emulator and on a served chip; and
 the markers, options and fault-injection hook checked with pytester."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emulator import WireInterface, make_chip
-from emulator.tcp import TcpServer
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.tcp import TcpServer
 
 pytest_plugins = ["pytester"]
 
@@ -85,7 +83,7 @@ def test_marker_sets_seed_and_geometry(pytester: pytest.Pytester):
         """
         import numpy as np
         import pytest
-        from emulator import make_chip
+        from pcm_hil.emulator import make_chip
 
         pytestmark = pytest.mark.pcm(profile="small", seed=5)
 
@@ -139,7 +137,7 @@ def test_defaults_and_fixtures_share_one_chip(pytester: pytest.Pytester):
         """
         import numpy as np
         import pytest
-        from drivers import ChipDisconnectedError, PcmChip
+        from pcm_hil.drivers import ChipDisconnectedError, PcmChip
 
         served = []
 
@@ -239,46 +237,24 @@ def test_faulty(pcm_chip, pcm_resource, pcm_emulator):
 """
 
 
-def test_faults_skipped_without_fault_injection(pytester: pytest.Pytester, monkeypatch):
-    monkeypatch.setitem(sys.modules, "emulator.faults", None)  # as if not installed
-    pytester.makepyfile(FAULTS_TEST)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
-    result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*faults='drop-after 3': this pcm-hil has no fault injection*"])
-
-
-def test_faults_handed_to_the_server(pytester: pytest.Pytester, monkeypatch):
-    """With emulator.faults.FaultPlan and TcpServer(faults=...) present, the marker's text
-    is parsed and the plan reaches the server that pcm_chip and pcm_resource use."""
-    plans = []
-
-    class FaultPlan:
-        @classmethod
-        def parse(cls, text):
-            if text == "nonsense":
-                raise ValueError("unknown fault 'nonsense'")
-            return ("plan", text)
-
-    class FaultyServer(TcpServer):
-        def __init__(self, wire, host="127.0.0.1", port=0, busy_wait_s=1.0, faults=None):
-            super().__init__(wire, host, port, busy_wait_s)
-            plans.append(faults)
-
-    module = types.ModuleType("emulator.faults")
-    module.FaultPlan = FaultPlan
-    monkeypatch.setitem(sys.modules, "emulator.faults", module)
-    monkeypatch.setattr("emulator.tcp.TcpServer", FaultyServer)
+def test_fault_plans_bad_and_on_a_chip(pytester: pytest.Pytester):
+    """A plan that does not parse fails its test with one line naming the fault; on a chip
+    (``--pcm-resource``) every test asking for faults is skipped, with the reason."""
     pytester.makepyfile(
         FAULTS_TEST
         + """
-@pytest.mark.pcm(faults="nonsense")
+@pytest.mark.pcm(faults="nonsense=1")
 def test_bad_plan(pcm_chip): pass
 """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*faults='nonsense': unknown fault 'nonsense'*"])
-    assert plans == [("plan", "drop-after 3")]
+    result.assert_outcomes(errors=2)  # "drop-after 3" is no key=value either
+    result.stdout.fnmatch_lines(
+        [
+            "*faults='drop-after 3': fault 'drop-after 3' is not key=value*",
+            "*faults='nonsense=1': unknown fault 'nonsense'*",
+        ]
+    )
 
     with TcpServer(WireInterface(make_chip("tiny"))) as server:
         result = pytester.runpytest(
@@ -289,16 +265,13 @@ def test_bad_plan(pcm_chip): pass
 
 
 def test_real_fault_plan_reaches_the_emulator(pytester: pytest.Pytester):
-    """With this pcm-hil's own fault injection: device faults show in pcm_emulator and
-    connection faults hit a script that opens pcm_resource."""
-    faults = pytest.importorskip("emulator.faults", reason="this pcm-hil has no fault injection")
-    if not hasattr(faults, "FaultPlan") or "faults" not in inspect.signature(TcpServer).parameters:
-        pytest.skip("this pcm-hil's TcpServer takes no fault plan")
+    """Device faults show in pcm_emulator and connection faults hit a script that opens
+    pcm_resource."""
     pytester.makepyfile(
         """
         import numpy as np
         import pytest
-        from drivers import ChipDisconnectedError, PcmChip
+        from pcm_hil.drivers import ChipDisconnectedError, PcmChip
 
         @pytest.mark.pcm(faults="stuck_fraction=0.5,seed=1")
         def test_device_faults(pcm_chip, pcm_emulator):

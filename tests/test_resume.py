@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivers import ChipDisconnectedError, PcmChip
-from drivers.transports import InProcessTransport
-from emulator import WireInterface, make_chip
-from emulator.tcp import TcpServer
-from hil.clock import ChipClock
-from hil.drift import log_times, measure_drift, progress_from_run
-from hil.runs import Recorder, RunStore
+from pcm_hil.drivers import ChipDisconnectedError, PcmChip
+from pcm_hil.drivers.transports import InProcessTransport
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.procedures.drift import log_times, measure_drift, progress_from_run
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.targets.clock import ChipClock
 
 SEED = 21
 TIMES = log_times(1.0, 365 * 86400.0, 16)
@@ -111,7 +111,7 @@ def test_cli_drift_resume(tmp_path, capsys):
     """`pcm-hil drift --resume RUN` against the served chip a cut-off run was measuring."""
     import json
 
-    from hil.cli import main
+    from pcm_hil.cli.main import main
 
     addresses, targets = plan()
     wire = WireInterface(make_chip("small", SEED))
@@ -160,7 +160,7 @@ def test_cli_drift_resume(tmp_path, capsys):
 def test_program_and_verify_resumes_where_it_was_cut_off(tmp_path, capsys):
     import json
 
-    from hil.cli import main
+    from pcm_hil.cli.main import main
 
     runs = str(tmp_path / "runs.sqlite")
     wire = WireInterface(make_chip("small", 5))
@@ -172,7 +172,7 @@ def test_program_and_verify_resumes_where_it_was_cut_off(tmp_path, capsys):
         if event.procedure == "program" and event.kind == "step" and event.done == 3:
             raise KeyboardInterrupt
 
-    from hil.program import level_targets, program_and_verify, unfinished_from_run
+    from pcm_hil.procedures.program import level_targets, program_and_verify, unfinished_from_run
 
     n = 4096
     targets = level_targets(8, 25.0)[np.arange(n) % 8]

@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from drivers import ChipDisconnectedError, PcmChip
-from emulator import WireInterface, make_chip
-from emulator.tcp import TcpServer
-from hil.cli import main
-from hil.clock import ChipClock
-from hil.drift import log_times, measure_drift
-from hil.runs import Recorder, RunStore
+from pcm_hil.cli.main import main
+from pcm_hil.drivers import ChipDisconnectedError, PcmChip
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.targets.clock import ChipClock
 
 
 def wait_for(condition, timeout_s=60.0, what="condition"):
@@ -39,7 +39,7 @@ def test_sigkill_mid_run_keeps_every_completed_step(tmp_path):
         [
             sys.executable,
             "-m",
-            "hil.cli",
+            "pcm_hil.cli",
             "drift",
             "--quiet",
             "--runs",

@@ -20,14 +20,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from emulator import WireInterface, make_chip
-from emulator.chip import EmulatedChip
-from emulator.pty import PtyServer
-from emulator.tcp import TcpServer
-from protocols import COMMANDS
-from protocols.blocks import MAX_BLOCK_BYTES
-from protocols.codec import MAX_TEXT_BYTES, MessageFramer
-from protocols.errors import (
+from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.chip import EmulatedChip
+from pcm_hil.emulator.pty import PtyServer
+from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.protocols import COMMANDS
+from pcm_hil.protocols.blocks import MAX_BLOCK_BYTES
+from pcm_hil.protocols.codec import MAX_TEXT_BYTES, MessageFramer
+from pcm_hil.protocols.errors import (
     BLOCK_DATA_ERROR,
     BLOCK_NOT_ALLOWED,
     DATA_OUT_OF_RANGE,

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
-from drivers import PcmChip
-from hil.cli import main
-from hil.insitu import train_on_chip
-from hil.nn.data import load_digits_split, synthetic_blobs
+from pcm_hil.analog.insitu import train_on_chip
+from pcm_hil.cli.main import main
+from pcm_hil.drivers import PcmChip
+from pcm_hil.nn.data import load_digits_split, synthetic_blobs
 
 
 def blobs(seed=0):

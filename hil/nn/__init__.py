@@ -4,11 +4,11 @@ Every Dense/Conv2D product goes through ``Network.forward(matmul=...)`` and
 ``Network.backward(matmul_t=...)`` hooks; see ``hil.nn.network``.
 """
 
-from .data import load_digits_split, synthetic_blobs
-from .layers import BatchNorm, Context, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
-from .network import MatmulHook, Network, perturb_weight, recalibrate_batchnorm
-from .train import softmax_cross_entropy, train
-from .zoo import mlp, small_cnn
+from pcm_hil.nn.data import load_digits_split, synthetic_blobs
+from pcm_hil.nn.layers import BatchNorm, Context, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+from pcm_hil.nn.network import MatmulHook, Network, perturb_weight, recalibrate_batchnorm
+from pcm_hil.nn.train import softmax_cross_entropy, train
+from pcm_hil.nn.zoo import mlp, small_cnn
 
 __all__ = [
     "BatchNorm",

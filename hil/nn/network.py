@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .layers import BatchNorm, Context, Conv2D, Dense, Layer
+from pcm_hil.nn.layers import BatchNorm, Context, Conv2D, Dense, Layer
 
 MatmulHook = Callable[[int, np.ndarray], np.ndarray]
 """``hook(k, x2d)`` → ``x2d @ W_k`` (forward) or ``hook(k, g2d)`` → ``g2d @ W_k.T`` (backward)."""

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from .network import MatmulHook, Network
+from pcm_hil.nn.network import MatmulHook, Network
 
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

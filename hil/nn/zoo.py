@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from .network import Network
+from pcm_hil.nn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
+from pcm_hil.nn.network import Network
 
 
 def mlp(rng: np.random.Generator, hidden: int = 64) -> Network:

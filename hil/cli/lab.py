@@ -10,13 +10,16 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drivers import ChipConfiguration
-
-from .characterize import accumulation_curve, programming_curve, read_noise
-from .clock import ChipClock
-from .drift import log_times, measure_drift
-from .events import Listener
-from .program import AmplitudeSearch, PartialSetSteps, level_targets, program_and_verify
+from pcm_hil.documents.events import Listener
+from pcm_hil.drivers import ChipConfiguration
+from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.program import (
+    level_targets,
+    program_and_verify,
+)
+from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
+from pcm_hil.targets.clock import ChipClock
 
 STRATEGIES = {"amplitude": AmplitudeSearch, "partial-set": PartialSetSteps}
 
@@ -60,8 +63,8 @@ def assign_levels(count: int, levels: int, g_max_uS: float) -> np.ndarray:
 def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
     finished = 0
     if args.resume is not None:
-        from .program import unfinished_from_run
-        from .runs import RunStore
+        from pcm_hil.procedures.program import unfinished_from_run
+        from pcm_hil.records.store import RunStore
 
         with RunStore(args.runs) as store:
             tiles, addresses, targets, finished = unfinished_from_run(store, args.resume)
@@ -86,8 +89,8 @@ def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> di
 
 def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
     if args.resume is not None:
-        from .drift import progress_from_run
-        from .runs import RunStore
+        from pcm_hil.procedures.drift import progress_from_run
+        from pcm_hil.records.store import RunStore
 
         with RunStore(args.runs) as store:
             progress = progress_from_run(store, args.resume)
@@ -228,8 +231,8 @@ def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed:
     """``open_chip(i)``: the i-th chip of an experiment. On the embedded emulator chip i is a
     fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew (the
     ``shared`` open chip, if given: one client at a time)."""
-    from drivers import PcmChip
-    from drivers.transports import parse_emulator_options
+    from pcm_hil.drivers import PcmChip
+    from pcm_hil.drivers.transports import parse_emulator_options
 
     def open_chip(index: int):
         if resource == "emulator" or resource.startswith("emulator?"):
@@ -245,9 +248,9 @@ def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed:
 
 
 def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
-    from .inference import drift_experiment
-    from .nn.data import load_digits_split
-    from .recipes import NOISE_ETA, trained
+    from pcm_hil.analog.inference import drift_experiment
+    from pcm_hil.analog.recipes import NOISE_ETA, trained
+    from pcm_hil.nn.data import load_digits_split
 
     data = load_digits_split(seed=args.data_seed)
     plain = trained(args.network, data, seed=args.seed)
@@ -308,7 +311,7 @@ def _duration(seconds: float) -> str:
 
 
 def demo(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
-    from .demo import run_demo
+    from pcm_hil.demo import run_demo
 
     opener = chip_opener(args.resource, args.timeout, args.visa_library, 0, shared=chip)
     return run_demo(chip, opener, network=args.network, chips=args.chips, listeners=listeners)
@@ -350,8 +353,8 @@ def render_demo(summary: dict, console: Console) -> None:
 
 
 def train(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
-    from .insitu import train_on_chip
-    from .nn.data import load_digits_split
+    from pcm_hil.analog.insitu import train_on_chip
+    from pcm_hil.nn.data import load_digits_split
 
     options = {
         k: getattr(args, k)

@@ -23,8 +23,7 @@ then.
 
 ``faults=`` hands its text to ``emulator.faults.FaultPlan.parse`` and serves the chip with that
 plan (``TcpServer(wire, faults=plan)``); ``pcm_chip`` then connects through the same server,
-so the driver meets the faults too. A pcm-hil without fault injection skips such tests, as
-does a run on a chip.
+so the driver meets the faults too. A run on a chip (``--pcm-resource``) skips such tests.
 
 Everything pcm-hil is imported only when a fixture runs: the plugin costs nothing in test
 runs that do not use it.
@@ -32,8 +31,6 @@ runs that do not use it.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -41,11 +38,11 @@ from urllib.parse import urlencode
 import pytest
 
 if TYPE_CHECKING:
-    from drivers import PcmChip
-    from emulator import EmulatedChip
-    from emulator.tcp import TcpServer
-    from emulator.wire import WireInterface
-    from hil.clock import ChipClock
+    from pcm_hil.drivers import PcmChip
+    from pcm_hil.emulator import EmulatedChip
+    from pcm_hil.emulator.tcp import TcpServer
+    from pcm_hil.emulator.wire import WireInterface
+    from pcm_hil.targets.clock import ChipClock
 
 DEFAULT_PROFILE = "tiny"
 DEFAULT_SEED = 0
@@ -205,7 +202,7 @@ def _bad(message: str) -> None:
 
 
 def _check_profile(profile: str, where: str, error: type[Exception] | None) -> None:
-    from emulator.chip import PROFILES
+    from pcm_hil.emulator.chip import PROFILES
 
     if profile not in PROFILES:
         message = f"{where} {profile!r} is not a chip profile; known: {', '.join(PROFILES)}"
@@ -215,28 +212,11 @@ def _check_profile(profile: str, where: str, error: type[Exception] | None) -> N
 
 
 def _fault_plan(text: str):
-    """``FaultPlan.parse(text)``, or skip the test when this pcm-hil has no fault injection."""
-    try:
-        module = importlib.import_module("emulator.faults")
-    except ModuleNotFoundError as error:
-        if error.name != "emulator.faults":
-            raise
-        module = None
-    plan_type = getattr(module, "FaultPlan", None)
-    if plan_type is None or not hasattr(plan_type, "parse"):
-        pytest.skip(
-            f"faults={text!r}: this pcm-hil has no fault injection (emulator.faults.FaultPlan); "
-            "update pcm-hil to run this test"
-        )
-    from emulator.tcp import TcpServer
+    """``FaultPlan.parse(text)``; a bad plan fails the test with a one-line reason."""
+    from pcm_hil.emulator.faults import FaultPlan
 
-    if "faults" not in inspect.signature(TcpServer).parameters:
-        pytest.skip(
-            f"faults={text!r}: this pcm-hil's TcpServer takes no fault plan; "
-            "update pcm-hil to run this test"
-        )
     try:
-        return plan_type.parse(text)
+        return FaultPlan.parse(text)
     except (ValueError, TypeError, KeyError) as error:
         pytest.fail(f"@pytest.mark.pcm: faults={text!r}: {error}", pytrace=False)
 
@@ -260,9 +240,8 @@ class PcmBench:
 
     @classmethod
     def emulated(cls, settings: PcmSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> PcmBench:
-        """A fresh emulated chip as ``settings`` say (skips the test if it asks for faults
-        this pcm-hil cannot inject)."""
-        from emulator import WireInterface, make_chip
+        """A fresh emulated chip as ``settings`` say."""
+        from pcm_hil.emulator import WireInterface, make_chip
 
         bench = cls()
         bench.settings, bench.timeout_s = settings, timeout_s
@@ -289,8 +268,8 @@ class PcmBench:
 
     def open_chip(self) -> PcmChip:
         """A driver on the chip: in-process on the emulator (over TCP when it has faults)."""
-        from drivers import PcmChip
-        from drivers.transports import InProcessTransport
+        from pcm_hil.drivers import PcmChip
+        from pcm_hil.drivers.transports import InProcessTransport
 
         if self.hardware is not None:
             return PcmChip.open(self.hardware, timeout_s=self.timeout_s)
@@ -300,12 +279,11 @@ class PcmBench:
 
     def _serve(self) -> TcpServer:
         if self._server is None:
-            from emulator.tcp import TcpServer
+            from pcm_hil.emulator.tcp import TcpServer
 
             if self._wire is None:
                 raise RuntimeError("no emulated chip to serve")
-            extra = {} if self._plan is None else {"faults": self._plan}
-            self._server = TcpServer(self._wire, host="127.0.0.1", **extra).start()
+            self._server = TcpServer(self._wire, host="127.0.0.1", faults=self._plan).start()
         return self._server
 
     def close(self) -> None:
@@ -365,6 +343,6 @@ def pcm_resource(_pcm_bench: PcmBench) -> str:
 def pcm_clock(pcm_chip: PcmChip) -> ChipClock:
     """A ``hil.clock.ChipClock`` on ``pcm_chip``: ``wait(s)`` advances the emulator's virtual
     clock at once and waits ``s`` of real time on a real-time chip."""
-    from hil.clock import ChipClock
+    from pcm_hil.targets.clock import ChipClock
 
     return ChipClock(pcm_chip)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .analog import AnalogNetwork
-from .clock import ChipClock
-from .events import Emitter, Listener, cancellable
-from .nn.network import Network, recalibrate_batchnorm
+from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.nn.network import Network, recalibrate_batchnorm
+from pcm_hil.targets.clock import ChipClock
 
 DAY_S = 86400.0
 #: 1 s, 1 hour, 1 day, 1 month (30 days), 1 year after programming.

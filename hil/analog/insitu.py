@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analog import AnalogNetwork
-from .events import Emitter, Listener, cancellable
-from .nn.network import Network
-from .nn.train import softmax_cross_entropy
+from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.nn.network import Network
+from pcm_hil.nn.train import softmax_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -488,8 +488,8 @@ def train_on_chip(
     Returns ``fp_accuracy`` and ``chip_accuracy`` (test, 0…1; the chip's through its MVM),
     ``epochs``, ``pulses_applied``, ``elapsed_s`` (both runs) and ``refreshed_pairs``.
     """
-    from .nn.train import train
-    from .nn.zoo import mlp
+    from pcm_hil.nn.train import train
+    from pcm_hil.nn.zoo import mlp
 
     started = time.perf_counter()
     x_train, y_train, x_test, y_test = data

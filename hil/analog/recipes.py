@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nn.network import Network
-from .nn.train import train
-from .nn.zoo import mlp, small_cnn
+from pcm_hil.nn.network import Network
+from pcm_hil.nn.train import train
+from pcm_hil.nn.zoo import mlp, small_cnn
 
 #: Relative weight noise of noise-aware training. Joshi et al. 2020 used η ≈ 3.8% for
 #: ResNets; these small networks keep their accuracy on the chip better with more [choice,

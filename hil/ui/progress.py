@@ -12,7 +12,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .events import Event
+from pcm_hil.documents.events import Event
 
 
 class ProgressBar:

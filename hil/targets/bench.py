@@ -33,14 +33,14 @@ from typing import Protocol
 
 import numpy as np
 
-from drivers.chip import Identity
-from drivers.errors import ChipError, PulseLimitError
-from drivers.instrument import InstrumentTimeoutError
-from drivers.pulse_generator import PulseGenerator
-from drivers.smu import SourceMeter
-from emulator.bench import SERIES_RESISTANCE_OHM
-from emulator.calibration import DEFAULT_MODEL
-from emulator.chip import ChipConfig
+from pcm_hil.drivers.chip import Identity
+from pcm_hil.drivers.errors import ChipError, PulseLimitError
+from pcm_hil.drivers.instrument import InstrumentTimeoutError
+from pcm_hil.drivers.pulse_generator import PulseGenerator
+from pcm_hil.drivers.smu import SourceMeter
+from pcm_hil.emulator.bench import SERIES_RESISTANCE_OHM
+from pcm_hil.emulator.calibration import DEFAULT_MODEL
+from pcm_hil.emulator.chip import ChipConfig
 
 #: The PCM technology's defaults, the same as the chip's (``emulator.chip.ChipConfig``).
 _CHIP = ChipConfig()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .chip_protocol import Timed
+from pcm_hil.targets.protocol import Timed
 
 
 class ChipClock:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runs import RunStore
+from pcm_hil.records.store import RunStore
 
 FORMATS = ("npz", "csv", "hdf5")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .events import Event
+from pcm_hil.documents.events import Event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

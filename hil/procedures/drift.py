@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chip_protocol import Chip
-from .clock import ChipClock
-from .events import Emitter, Listener, cancellable
-from .program import ProgramResult, Strategy, program_and_verify
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.procedures.program import ProgramResult, program_and_verify
+from pcm_hil.procedures.strategies import Strategy
+from pcm_hil.targets.clock import ChipClock
+from pcm_hil.targets.protocol import Chip
 
 YEAR_S = 365 * 86400.0
 

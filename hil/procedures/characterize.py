@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chip_protocol import Chip
-from .events import Emitter, Listener, cancellable
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.targets.protocol import Chip
 
 
 @dataclass

@@ -52,8 +52,8 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-from .events import Event
-from .runs import RunInfo, RunStore
+from pcm_hil.documents.events import Event
+from pcm_hil.records.store import RunInfo, RunStore
 
 __all__ = [
     "DashboardState",
@@ -483,7 +483,7 @@ def _emulator_shape(resource: str | None) -> tuple[int, int] | None:
         part.split("=", 1) for part in resource.partition("?")[2].split("&") if "=" in part
     )
     try:
-        from emulator import PROFILES
+        from pcm_hil.emulator import PROFILES
 
         config = PROFILES[query.get("profile", "default")]
         return int(query.get("rows", config.rows)), int(query.get("columns", config.columns))

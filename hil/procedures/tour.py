@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chip_protocol import Chip
-from .clock import ChipClock
+from pcm_hil.targets.clock import ChipClock
+from pcm_hil.targets.protocol import Chip
 
 #: Read times after programming, s: t0 (20 s), 1 hour, 1 day, 1 month, 1 year.
 DRIFT_TIMES_S = (20.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)

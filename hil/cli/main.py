@@ -17,13 +17,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from drivers import PcmChip, PcmHilError
-
-from . import lab
-from .clock import ChipClock
-from .progress import ProgressBar
-from .runs import Recorder, RunStore
-from .tour import run_tour
+from pcm_hil.cli import lab
+from pcm_hil.drivers import PcmChip, PcmHilError
+from pcm_hil.procedures.tour import run_tour
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.targets.clock import ChipClock
+from pcm_hil.ui.progress import ProgressBar
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -333,7 +332,7 @@ def _procedure(args: argparse.Namespace, run, render) -> int:
 
     def on_chip(listeners, store, run_id):
         if bench:
-            from .bench import BenchTarget
+            from pcm_hil.targets.bench import BenchTarget
 
             opened = BenchTarget.open(bench, timeout_s=args.timeout, visa_library=args.visa_library)
         else:
@@ -389,7 +388,7 @@ def _recorded(args: argparse.Namespace, body, render) -> int:
 
 def _display(args: argparse.Namespace, info=None):
     if args.dashboard or (args.command == "demo" and not args.no_dashboard):
-        from .dashboard import LiveDashboard
+        from pcm_hil.ui.dashboard import LiveDashboard
 
         dashboard = LiveDashboard()
         dashboard.set_run(info, args.resource)
@@ -468,7 +467,7 @@ def _runs(args: argparse.Namespace) -> int:
                 table.add_row(str(e.seq), e.kind, e.procedure, f"{e.done}/{e.total}", shown)
             console.print(table)
             return 0
-        from .export import export_run
+        from pcm_hil.records.export import export_run
 
         path = export_run(store, args.id, args.format, args.output)
         print(path)
@@ -476,7 +475,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from .dashboard import attach
+    from pcm_hil.ui.dashboard import attach
 
     with RunStore(args.runs) as store:
         if store.latest() is None:
@@ -592,12 +591,12 @@ def _duration(seconds: float) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     if args.emulator_command == "bench":
-        from emulator.bench import serve_forever
+        from pcm_hil.emulator.bench import serve_forever
 
         serve_forever(args.devices, args.seed, args.host, args.smu_port, args.pulse_port)
         return 0
-    from emulator import WireInterface, make_chip
-    from emulator.faults import FaultPlan
+    from pcm_hil.emulator import WireInterface, make_chip
+    from pcm_hil.emulator.faults import FaultPlan
 
     faults = FaultPlan.parse(args.faults)
     if args.serial and faults.connection_faults:
@@ -615,12 +614,12 @@ def _serve(args: argparse.Namespace) -> int:
     chip = make_chip(args.profile, args.seed, **overrides)
     wire = WireInterface(chip)
     if args.serial:
-        from emulator.pty import PtyServer
+        from pcm_hil.emulator.pty import PtyServer
 
         faults.apply_to_chip(chip)
         server = PtyServer(wire)
     else:
-        from emulator.tcp import TcpServer
+        from pcm_hil.emulator.tcp import TcpServer
 
         server = TcpServer(wire, host=args.host, port=args.port, faults=faults)
     stop = threading.Event()

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .events import Listener
-from .mapping import Block, conductance_targets, place_layers
-from .program import ProgramResult, program_and_verify
+from pcm_hil.analog.mapping import Block, conductance_targets, place_layers
+from pcm_hil.documents.events import Listener
+from pcm_hil.procedures.program import ProgramResult, program_and_verify
 
 #: Most bytes of input voltages sent in one MVM command.
 MVM_CHUNK_BYTES = 8 * 1024 * 1024

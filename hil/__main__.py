@@ -1,0 +1,5 @@
+"""``python -m pcm_hil``: the ``pcm-hil`` command."""
+
+from pcm_hil.cli.main import main
+
+raise SystemExit(main())
