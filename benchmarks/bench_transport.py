@@ -72,8 +72,10 @@ import numpy as np
 
 from pcm_hil.drivers.chip import PcmChip
 from pcm_hil.drivers.errors import ChipBusyError
-from pcm_hil.drivers.transports import SocketTransport, VisaTransport
+from pcm_hil.drivers.transports.tcp import SocketTransport
+from pcm_hil.drivers.transports.visa import VisaTransport
 from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.servers.tcp import TcpServer
 
 TILES, ROWS, COLUMNS = 16, 256, 256
 CHIP_OPTIONS = {"tiles": TILES, "rows": ROWS, "columns": COLUMNS}
@@ -337,7 +339,7 @@ class ServerProcess:
 
 
 def start_emulator(cpus: frozenset[int] | None) -> ServerProcess:
-    """The emulator's TcpServer, as ``hil.cli emulator serve`` runs it."""
+    """The emulator's TcpServer, as ``pcm-hil emulator serve`` runs it."""
     argv = [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--port", "0"]
     argv += ["--tiles", str(TILES), "--rows", str(ROWS), "--columns", str(COLUMNS), "--seed", "0"]
     return ServerProcess("emulator", argv, cpus)
@@ -376,88 +378,40 @@ def canned_replies(lines: list[bytes]) -> dict[bytes, bytes]:
     return {line: wire.feed(framer, line + b"\n") for line in lines}
 
 
-class CannedReplyServer:
+class CannedDevice:
     """Answers every request line from a table of canned replies: no parsing, no chip work.
+    Served by the emulator's own ``TcpServer`` (several clients, one thread each).
 
     Lines not in the table (the driver's opening handshake) go to a real ``WireInterface``,
     so that ``PcmChip.open`` works against it too; ``BENCH:FALLBACKS?`` answers how many
     lines went there. Only LF-terminated lines without binary blocks are understood, which is
-    all the benchmark sends. Runs in the ``--serve-canned`` process, one thread per client.
+    all the benchmark sends. Runs in the ``--serve-canned`` process.
     """
+
+    exclusive = False
 
     def __init__(self, replies: dict[bytes, bytes]) -> None:
         self.replies = replies
         self._fallback = WireInterface(make_chip("small", 0, **CHIP_OPTIONS))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.host, self.port = self._listener.getsockname()[:2]
-        self._stop = threading.Event()
-        self._connections: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._accept_loop, name="canned-accept", daemon=True)
         self.fallback_lines = 0
 
-    @property
-    def resource(self) -> str:
-        return f"TCPIP0::{self.host}::{self.port}::SOCKET"
+    def new_framer(self) -> list:
+        """A connection's state: [the partial line, the fallback chip's framer]."""
+        return [b"", self._fallback.new_framer()]
 
-    def start(self) -> CannedReplyServer:
-        self._accept.start()
-        return self
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _peer = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._connections.append(connection)
-            thread = threading.Thread(
-                target=self._serve, args=(connection,), name="canned-client", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, connection: socket.socket) -> None:
-        framer = self._fallback.new_framer()
-        pending = b""
-        try:
-            while True:
-                data = connection.recv(1 << 16)
-                if not data:
-                    break
-                *lines, pending = (pending + data).split(b"\n")
-                out = []
-                for line in lines:
-                    reply = self.replies.get(line)
-                    if reply is None:
-                        if line == FALLBACKS_LINE:
-                            reply = b"%d\n" % self.fallback_lines
-                        else:
-                            self.fallback_lines += 1
-                            reply = self._fallback.feed(framer, line + b"\n")
-                    out.append(reply)
-                if out:
-                    connection.sendall(b"".join(out))
-        except OSError:
-            pass
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for connection in self._connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._accept.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def feed(self, framer: list, data: bytes) -> bytes:
+        *lines, framer[0] = (framer[0] + data).split(b"\n")
+        out = []
+        for line in lines:
+            reply = self.replies.get(line)
+            if reply is None:
+                if line == FALLBACKS_LINE:
+                    reply = b"%d\n" % self.fallback_lines
+                else:
+                    self.fallback_lines += 1
+                    reply = self._fallback.feed(framer[1], line + b"\n")
+            out.append(reply)
+        return b"".join(out)
 
 
 def serve_canned() -> int:
@@ -474,7 +428,7 @@ def serve_canned() -> int:
         sys.stdin.buffer.read()
         stop.set()
 
-    server = CannedReplyServer(replies).start()
+    server = TcpServer(CannedDevice(replies)).start()
     threading.Thread(target=watch_stdin, name="canned-stdin", daemon=True).start()
     print(server.resource, flush=True)
     try:

@@ -1,6 +1,7 @@
-"""Drivers: the PCM test-chip driver over VISA, raw serial or the in-process emulator."""
+"""Drivers: the PCM test-chip driver and the bench-instrument drivers, over any transport
+(VISA, raw socket, pyserial, or one a package registers, such as the in-process emulator)."""
 
-from pcm_hil.drivers.chip import ChipConfiguration, Identity, PcmChip
+from pcm_hil.drivers.chip import PcmChip
 from pcm_hil.drivers.errors import (
     ChipBusyError,
     ChipDisconnectedError,
@@ -12,12 +13,14 @@ from pcm_hil.drivers.errors import (
     ResourceError,
     TransportError,
 )
+from pcm_hil.protocols.chip import ChipInfo
+from pcm_hil.protocols.common import Identity
 
 __all__ = [
     "ChipBusyError",
-    "ChipConfiguration",
     "ChipDisconnectedError",
     "ChipError",
+    "ChipInfo",
     "ChipTimeoutError",
     "Identity",
     "PcmChip",

@@ -10,7 +10,6 @@ reads the error queue in the same round trip and raises ``ChipError`` with the c
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -23,58 +22,14 @@ from pcm_hil.drivers.errors import (
     TransportError,
     chip_error,
 )
-from pcm_hil.drivers.transports import InProcessTransport, Transport, open_transport
-from pcm_hil.protocols import COMMANDS, PROTOCOL_VERSION
-from pcm_hil.protocols.codec import (
-    MessageFramer,
-    encode_command,
-    is_error_entry,
-    parse_reply,
-    split_units,
-)
+from pcm_hil.drivers.transports import Transport, open_transport
+from pcm_hil.protocols.chip import COMMANDS, CONFIGURATION, PROTOCOL_VERSION, ChipInfo
+from pcm_hil.protocols.codec import encode_command, is_error_entry, parse_reply, split_units
+from pcm_hil.protocols.common import Identity
 from pcm_hil.protocols.errors import ErrorEntry, ScpiError
+from pcm_hil.protocols.framing import MessageFramer
 
 _ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
-
-
-@dataclass(frozen=True)
-class Identity:
-    manufacturer: str
-    model: str
-    serial: str
-    firmware: str
-
-
-@dataclass(frozen=True)
-class ChipConfiguration:
-    """What the chip reports of itself when the driver opens it."""
-
-    identity: Identity
-    protocol_version: str
-    tiles: int
-    rows: int
-    columns: int
-    g_max_uS: float
-    pulse_amplitude_max_uA: float
-    pulse_width_min_ns: float
-    pulse_width_max_ns: float
-    temperature_min_K: float
-    temperature_max_K: float
-    read_voltage_V: float
-    dac_bits: int
-    adc_bits: int
-    mvm_input_max_V: float
-    mvm_output_max_uA: float
-
-    @property
-    def devices_per_tile(self) -> int:
-        return self.rows * self.columns
-
-    def limits(self) -> dict[str, float]:
-        """The limits the command table's ranges refer to."""
-        values = asdict(self)
-        values["devices_per_tile"] = self.devices_per_tile
-        return {k: v for k, v in values.items() if isinstance(v, (int, float))}
 
 
 class PcmChip:
@@ -108,12 +63,10 @@ class PcmChip:
         except BaseException:
             transport.close()
             raise
-        if isinstance(transport, InProcessTransport):  # the same emulated chip, not a new one
-            chip._reopen = lambda: InProcessTransport(
-                transport.resource, transport.wire, transport.faults
-            )
-        else:
-            chip._reopen = lambda: open_transport(resource, timeout_s, visa_library)
+        # a transport that can open itself again (the in-process emulator: the same chip,
+        # not a new one) says how; any other is opened anew from its resource
+        reopen = getattr(transport, "reopen", None)
+        chip._reopen = reopen or (lambda: open_transport(resource, timeout_s, visa_library))
         return chip
 
     def reconnect(self) -> None:
@@ -149,7 +102,9 @@ class PcmChip:
             )
         self._limits = self.config.limits()
 
-    def _handshake(self, check_version: bool) -> ChipConfiguration:
+    def _handshake(self, check_version: bool) -> ChipInfo:
+        """Identify the chip, clear its status and read what it reports of itself: every
+        configuration query, matched to ``ChipInfo`` by its reply row's field names."""
         identity = self._identify()
         self._call("clear_status")
         version = self._call("protocol_version")
@@ -158,29 +113,9 @@ class PcmChip:
                 f"{self.resource} speaks protocol {version}; this driver speaks {PROTOCOL_VERSION} "
                 "(major versions must match): update pcm-hil or the chip firmware"
             )
-        tiles, rows, columns = self._call("geometry")
-        amplitude_max, width_min, width_max = self._call("pulse_limits")
-        temperature_min, temperature_max = self._call("temperature_limits")
-        dac_bits, adc_bits = self._call("mvm_resolution")
-        input_max, output_max = self._call("mvm_range")
-        return ChipConfiguration(
-            identity=identity,
-            protocol_version=version,
-            tiles=tiles,
-            rows=rows,
-            columns=columns,
-            g_max_uS=self._call("g_max"),
-            pulse_amplitude_max_uA=amplitude_max,
-            pulse_width_min_ns=width_min,
-            pulse_width_max_ns=width_max,
-            temperature_min_K=temperature_min,
-            temperature_max_K=temperature_max,
-            read_voltage_V=self._call("read_voltage"),
-            dac_bits=dac_bits,
-            adc_bits=adc_bits,
-            mvm_input_max_V=input_max,
-            mvm_output_max_uA=output_max,
-        )
+        replies = {"protocol_version": version}
+        replies.update({handler: self._call(handler) for handler in CONFIGURATION[1:]})
+        return ChipInfo.from_replies(identity, replies)
 
     def _identify(self) -> Identity:
         """*IDN?, read by hand: a busy TCP server answers any first query with error 105."""
@@ -188,13 +123,13 @@ class PcmChip:
         message = self._read_message()
         entry = is_error_entry(message)
         if entry is not None:
-            raise chip_error(entry.code, _detail(entry), command="*IDN?")
-        fields = message.decode("ascii", "replace").strip().split(",")
-        if len(fields) != 4:
+            raise chip_error(entry.code, entry.detail, command="*IDN?")
+        try:
+            return Identity.parse(message.decode("ascii", "replace"))
+        except ValueError:
             raise TransportError(
                 f"{self.resource} answered *IDN? with {message[:80]!r}: not a PCM test chip"
-            )
-        return Identity(*(f.strip() for f in fields))
+            ) from None
 
     # --- the one path every command takes -----------------------------------------------------------
 
@@ -232,7 +167,7 @@ class PcmChip:
     def _raise(self, entry: ErrorEntry, command: str) -> None:
         """Drain the rest of the queue (so the next command starts clean) and raise."""
         others = self.errors()
-        error = chip_error(entry.code, _detail(entry), command=command)
+        error = chip_error(entry.code, entry.detail, command=command)
         error.further = others
         raise error
 
@@ -423,15 +358,10 @@ class PcmChip:
         return f"<PcmChip {self.resource} {c.identity.model} {c.tiles}×{c.rows}×{c.columns}>"
 
 
-def _detail(entry: ErrorEntry) -> str:
-    _message, _sep, detail = entry.text.partition(";")
-    return detail
-
-
 __all__ = [
     "ChipBusyError",
-    "ChipConfiguration",
     "ChipError",
+    "ChipInfo",
     "ChipTimeoutError",
     "Identity",
     "PcmChip",

@@ -1,28 +1,33 @@
-"""Typed exceptions of the drivers. Chip errors carry the protocol's code and message."""
+"""Typed exceptions of the drivers. Chip errors carry the protocol's code and message.
+
+The transport errors (``ResourceError``, ``TransportError``, ``ChipTimeoutError``,
+``ChipDisconnectedError``) and the base ``PcmHilError`` belong to the byte-link contract
+(``pcm_hil.protocols.transport``) and are re-exported here.
+"""
 
 from __future__ import annotations
 
-from pcm_hil.protocols.errors import CHIP_BUSY, ERRORS, PULSE_OUTSIDE_LIMITS
+from pcm_hil.protocols.chip import CHIP_BUSY, COMMANDS, PULSE_OUTSIDE_LIMITS
+from pcm_hil.protocols.transport import (
+    ChipDisconnectedError,
+    ChipTimeoutError,
+    PcmHilError,
+    ResourceError,
+    TransportError,
+)
 
-
-class PcmHilError(Exception):
-    """Base of every error the drivers raise."""
-
-
-class ResourceError(PcmHilError, ValueError):
-    """A resource string that names no transport we can open."""
-
-
-class TransportError(PcmHilError):
-    """The transport failed: see the subclasses."""
-
-
-class ChipTimeoutError(TransportError, TimeoutError):
-    """No (complete) reply within the timeout."""
-
-
-class ChipDisconnectedError(TransportError, ConnectionError):
-    """The connection to the chip is gone."""
+__all__ = [
+    "ChipBusyError",
+    "ChipDisconnectedError",
+    "ChipError",
+    "ChipTimeoutError",
+    "PcmHilError",
+    "ProtocolVersionError",
+    "PulseLimitError",
+    "ResourceError",
+    "TransportError",
+    "chip_error",
+]
 
 
 class ProtocolVersionError(PcmHilError):
@@ -37,7 +42,7 @@ class ChipError(PcmHilError):
         self, code: int, detail: str = "", *, command: str = "", sent: bool = True
     ) -> None:
         self.code = code
-        self.message = ERRORS.get(code, "Unknown error")
+        self.message = COMMANDS.errors.get(code, "Unknown error")
         self.detail = detail
         self.command = command
         self.sent = sent

@@ -1,36 +1,41 @@
-"""Declarative SCPI bench-instrument drivers (the PyMeasure way): one ``Property`` per setting.
+"""Bench-instrument drivers on the instruments' own command tables: one ``Property`` per
+setting, derived from its rows.
 
-A property is one declaration — get command, set command, docstring, validator with its
-range, unit — used as a class attribute of an ``Instrument``::
+An instrument class names its table (``pcm_hil.protocols.smu.SMU_COMMANDS`` …) and declares
+each setting by the handler of its rows — ``set_<name>`` sets it, ``<name>`` reads it back::
 
-    class Smu(Instrument):
-        nplc = Property(":SENS:CURR:NPLC?", ":SENS:CURR:NPLC {}", "Integration time in power-line
-                        cycles.", in_range(0.01, 10))
+    class SourceMeter(Instrument):
+        table = SMU_COMMANDS
+        nplc = Property("nplc")
 
-Reading the attribute queries the get command and parses the reply; assigning validates the
-value first (a bad value raises ``InstrumentRangeError`` and nothing is sent), writes the set
-command and then reads the error queue (``:SYST:ERR?`` until ``0,"No error"``), so an error
-the instrument reports raises ``InstrumentError`` at the assignment that caused it.
-
-Commands may name fields the instrument fills in (``{ch}`` for a channel, see
-``Instrument.command_fields``); ``{}`` is where a set command's value goes.
+The command each sends, its range, its unit and its docstring come from the table, which the
+emulated bench serves too, so driver and instrument cannot drift apart. Reading the
+attribute queries and parses the reply by the query row; assigning checks the value by the
+setting row — type, choices, range (bounds naming a limit take the instrument's
+``limits()``) — and a bad value raises ``InstrumentRangeError`` with nothing sent; then it
+writes the command and reads the error queue (``:SYST:ERR?`` until ``0,"No error"``), so an
+error the instrument reports raises ``InstrumentError`` at the assignment that caused it.
+``send``/``ask`` do the same for any row by handler; ``write``/``query`` send raw text.
 
 Instruments open through pyvisa (pyvisa-py, ``"@py"``, by default; ``"@sim"`` or
-``"<definitions.yaml>@sim"`` for pyvisa-sim, see ``drivers.sims``) or take an injected
-transport with ``write(str)`` and ``query(str) -> str`` — for scripted-wire tests.
-Timeouts and lost connections raise ``InstrumentTimeoutError`` / ``InstrumentDisconnectedError``,
-subclasses of the chip driver's ``ChipTimeoutError`` / ``ChipDisconnectedError``.
+``"<definitions.yaml>@sim"`` for pyvisa-sim, see ``pcm_hil.drivers.sims``) or take an
+injected transport with ``write(str)`` and ``query(str) -> str`` — for scripted-wire tests.
+Timeouts and lost connections raise ``InstrumentTimeoutError`` /
+``InstrumentDisconnectedError``, subclasses of ``ChipTimeoutError`` / ``ChipDisconnectedError``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from pcm_hil.drivers.errors import (
+from pcm_hil.protocols.codec import encode_command, parse_reply
+from pcm_hil.protocols.common import ERROR_NEXT
+from pcm_hil.protocols.errors import DATA_OUT_OF_RANGE, ScpiError
+from pcm_hil.protocols.table import Arg, Command, CommandTable
+from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
     ChipTimeoutError,
     PcmHilError,
@@ -46,19 +51,14 @@ __all__ = [
     "InstrumentReplyError",
     "InstrumentTimeoutError",
     "InstrumentTransport",
-    "Limit",
     "Property",
     "VisaInstrumentTransport",
-    "boolean",
-    "in_range",
-    "limit",
-    "one_of",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The error-queue query and the reply that ends it.
-ERROR_QUERY = ":SYST:ERR?"
+#: The error-queue query, as the bench drivers send it (the common row, with a leading colon).
+ERROR_QUERY = ":" + ERROR_NEXT.short_form
 #: More errors than any instrument queues (the 2400 keeps 10, the 81110A 30): past this many
 #: non-zero replies in a row the queue is not emptying and the check stops.
 _MAX_ERRORS = 64
@@ -118,274 +118,99 @@ class InstrumentDisconnectedError(ChipDisconnectedError):
     """The connection to the instrument is gone (or the instrument was closed)."""
 
 
-# --- validators -------------------------------------------------------------------------
-
-
-def _number_text(value: float) -> str:
-    """A float for the wire: 12 significant digits (no ``0.30000000000000004``), SCPI NR3."""
-    return format(value, ".12g")
-
-
-class Limit:
-    """A range bound read from the instrument at validation time: ``limit("voltage_limit_V")``
-    is the instrument's attribute of that name (a class default a subclass or an instance
-    may lower), ``-limit(...)`` its negative."""
-
-    def __init__(self, attribute: str, sign: float = 1.0) -> None:
-        self.attribute = attribute
-        self.sign = sign
-
-    def __neg__(self) -> Limit:
-        return Limit(self.attribute, -self.sign)
-
-    def resolve(self, instrument: Any) -> float:
-        return self.sign * float(getattr(instrument, self.attribute))
-
-    def __repr__(self) -> str:
-        return f"{'-' if self.sign < 0 else ''}{self.attribute}"
-
-
-def limit(attribute: str) -> Limit:
-    """A bound of ``in_range`` taken from the instrument's attribute ``attribute``."""
-    return Limit(attribute)
-
-
-def _bound(bound: float | Limit, instrument: Any) -> float:
-    return bound.resolve(instrument) if isinstance(bound, Limit) else float(bound)
-
-
-class _Refused(ValueError):
-    """A validator's refusal; the Property turns it (any ValueError) into an
-    InstrumentRangeError naming the instrument and the setting."""
-
-
-class InRange:
-    """A number within [low, high] (inclusive). Bounds are numbers or ``limit(...)``."""
-
-    def __init__(self, low: float | Limit, high: float | Limit) -> None:
-        self.low = low
-        self.high = high
-
-    def allowed(self, instrument: Any = None, unit: str = "") -> str:
-        """The range as text; bounds from the instrument when one is given."""
-
-        def text(bound: float | Limit) -> str:
-            if isinstance(bound, Limit) and instrument is None:
-                return repr(bound)
-            return format(_bound(bound, instrument), "g")
-
-        return f"{text(self.low)}…{text(self.high)}{' ' + unit if unit else ''}"
-
-    def __call__(self, value: Any, instrument: Any = None, unit: str = "") -> float:
-        try:
-            if isinstance(value, (bool, str, bytes)):  # float("1") and float(True) would pass
-                raise TypeError
-            number = float(value)  # int, float, numpy scalars
-        except (TypeError, ValueError):
-            raise _Refused(f"not a number (allowed: {self.allowed(instrument, unit)})") from None
-        if not math.isfinite(number):
-            raise _Refused(f"not a finite number (allowed: {self.allowed(instrument, unit)})")
-        low, high = _bound(self.low, instrument), _bound(self.high, instrument)
-        if not low <= number <= high:
-            raise _Refused(f"outside the allowed range {self.allowed(instrument, unit)}")
-        return number
-
-    def to_wire(self, value: float) -> str:
-        return _number_text(value)
-
-    def __repr__(self) -> str:
-        return f"in_range({self.low!r}, {self.high!r})"
-
-
-def in_range(low: float | Limit, high: float | Limit) -> InRange:
-    """Validator: a finite number from ``low`` to ``high`` inclusive."""
-    return InRange(low, high)
-
-
-class OneOf:
-    """One of a few choices. String choices match case-insensitively and are sent as declared;
-    replies match a choice exactly or as its SCPI long form (``VOLTAGE`` → ``VOLT``)."""
-
-    def __init__(self, *choices: Any) -> None:
-        if not choices:
-            raise ValueError("one_of needs at least one choice")
-        self.choices = choices
-
-    def allowed(self, instrument: Any = None, unit: str = "") -> str:
-        return "one of " + ", ".join(str(c) for c in self.choices)
-
-    def __call__(self, value: Any, instrument: Any = None, unit: str = "") -> Any:
-        for choice in self.choices:
-            if isinstance(choice, str):
-                if isinstance(value, str) and value.strip().upper() == choice.upper():
-                    return choice
-            elif not isinstance(value, (bool, str)) and value == choice:
-                return choice
-        raise _Refused(f"not {self.allowed()}")
-
-    def to_wire(self, value: Any) -> str:
-        return str(value)
-
-    def parse(self, reply: str) -> Any:
-        text = reply.strip().strip("\"'").upper()
-        for choice in self.choices:
-            if str(choice).upper() == text:
-                return choice
-        try:  # numeric choices: "+1.000E+00" is 1
-            number = float(text)
-        except ValueError:
-            prefixed = [c for c in self.choices if text.startswith(str(c).upper())]
-            if len(prefixed) == 1:
-                return prefixed[0]
-        else:
-            for choice in self.choices:
-                if not isinstance(choice, str) and number == choice:
-                    return choice
-        raise InstrumentReplyError(f"reply {reply!r} is not {self.allowed()}")
-
-    def __repr__(self) -> str:
-        return f"one_of({', '.join(repr(c) for c in self.choices)})"
-
-
-def one_of(*choices: Any) -> OneOf:
-    """Validator: one of ``choices``."""
-    return OneOf(*choices)
-
-
-class Boolean:
-    """True/False, sent as ``ON``/``OFF``; replies ``1``/``0`` or ``ON``/``OFF``."""
-
-    _TRUE = frozenset({"1", "ON"})
-    _FALSE = frozenset({"0", "OFF"})
-
-    def allowed(self, instrument: Any = None, unit: str = "") -> str:
-        return "True or False (ON/OFF)"
-
-    def __call__(self, value: Any, instrument: Any = None, unit: str = "") -> bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().upper() in self._TRUE | self._FALSE:
-            return value.strip().upper() in self._TRUE
-        raise _Refused(f"not {self.allowed()}")
-
-    def to_wire(self, value: bool) -> str:
-        return "ON" if value else "OFF"
-
-    def parse(self, reply: str) -> bool:
-        text = reply.strip().upper()
-        if text in self._TRUE:
-            return True
-        if text in self._FALSE:
-            return False
-        try:
-            return bool(float(text))  # "+1.000E+00"
-        except ValueError:
-            raise InstrumentReplyError(f"reply {reply!r} is not a boolean") from None
-
-    def __repr__(self) -> str:
-        return "boolean"
-
-
-#: Validator: a boolean setting (ON/OFF on the wire).
-boolean = Boolean()
-
-
-class Validator(Protocol):
-    """Checks a value and returns it as it will be sent, or raises ValueError with the
-    allowed range in its reason; ``to_wire`` is the value's text in the command."""
-
-    def __call__(self, value: Any, instrument: Any = None, unit: str = "") -> Any: ...
-
-    def to_wire(self, value: Any) -> str: ...
-
-    def allowed(self, instrument: Any = None, unit: str = "") -> str: ...
-
-
 # --- the property -----------------------------------------------------------------------
 
 
+def allowed_text(arg: Arg, limits: Any, unit: str = "") -> str:
+    """What ``arg`` accepts, for messages and docstrings: ``-10…10 V``, ``one of VOLT, CURR``."""
+    if arg.kind == "bool":
+        return "True or False (ON/OFF)"
+    if arg.choices:
+        return "one of " + ", ".join(_short(c) if arg.kind == "enum" else c for c in arg.choices)
+    if arg.minimum is None and arg.maximum is None:
+        return f"any {arg.kind}"
+    low, high = arg.bounds(limits)
+    return f"{low:g}…{high:g}{' ' + unit if unit else ''}"
+
+
+def _short(mnemonic: str) -> str:
+    return "".join(c for c in mnemonic if not c.islower()) or mnemonic
+
+
 class Property:
-    """One instrument setting: get command, set command, docstring, validator, unit, parser.
+    """One instrument setting, from its rows in the instrument's table: ``set_<handler>``
+    (one argument) sets it, ``<handler>`` reads it back. ``get=False`` or ``set=False`` for a
+    write-only or read-only setting."""
 
-    ``get``/``set`` may be None for write-only/read-only settings. ``parse`` turns the reply
-    text into a value: ``float`` by default — where the validator has its own parser
-    (``one_of``, ``boolean``) and ``parse`` is left at ``float``, the validator's is used.
-    """
-
-    def __init__(
-        self,
-        get: str | None,
-        set: str | None,  # the API's name (PyMeasure's get/set command pair)
-        doc: str,
-        validator: Validator,
-        unit: str = "",
-        parse: Callable[[str], Any] = float,
-    ) -> None:
-        if get is None and set is None:
-            raise ValueError("a Property needs a get command, a set command or both")
-        self.get = get
-        self.set = set
-        self.doc = doc
-        self.validator = validator
-        self.unit = unit
-        if parse is float and hasattr(validator, "parse"):
-            parse = validator.parse
-        self.parse = parse
+    def __init__(self, handler: str, *, get: bool = True, set: bool = True) -> None:
+        if not (get or set):
+            raise ValueError("a Property needs a query, a setting or both")
+        self.handler = handler
+        self._get, self._set = get, set
         self.name = ""
         self.owner: type | None = None
-        wire = ", ".join(
-            f"{kind} ``{command}``" for kind, command in (("get", get), ("set", set)) if command
-        )
-        self.__doc__ = f"{doc}\n\nAllowed: {validator.allowed(None, unit)}. Wire: {wire}."
+        self.query_row: Command | None = None
+        self.setting_row: Command | None = None
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
         self.owner = owner
+        table: CommandTable = owner.table  # type: ignore[attr-defined]
+        self.query_row = table.by_handler(self.handler) if self._get else None
+        self.setting_row = table.by_handler(f"set_{self.handler}") if self._set else None
+        if self.setting_row is not None and len(self.setting_row.args) != 1:
+            raise TypeError(f"{self.setting_row.header}: a Property sets one argument")
+        row = self.setting_row or self.query_row
+        assert row is not None
+        self.doc = row.doc
+        self.unit = self.arg.unit if self.arg is not None else self.query_row.reply.unit  # type: ignore[union-attr]
+        wire = ", ".join(
+            f"{kind} ``{command}``"
+            for kind, command in (("get", self.get), ("set", self.set))
+            if command
+        )
+        allowed = (
+            allowed_text(self.arg, owner.default_limits(), self.unit) if self.arg else "read only"
+        )  # type: ignore[attr-defined]
+        self.__doc__ = f"{self.doc}\n\nAllowed: {allowed}. Wire: {wire}."
+
+    @property
+    def arg(self) -> Arg | None:
+        """The setting's argument (its kind, range and unit), None if read-only."""
+        return self.setting_row.args[0] if self.setting_row is not None else None
+
+    @property
+    def get(self) -> str | None:
+        """The query as sent, ``{ch}`` where the channel goes."""
+        return self.query_row.send_form("{ch}") if self.query_row is not None else None
+
+    @property
+    def set(self) -> str | None:
+        """The setting as sent, ``{}`` where the value goes."""
+        return self.setting_row.send_form("{ch}") + " {}" if self.setting_row is not None else None
 
     def __repr__(self) -> str:
-        return f"Property({self.get!r}, {self.set!r}, {self.validator!r}, unit={self.unit!r})"
+        return f"Property({self.handler!r}: {self.get!r}, {self.set!r}, unit={self.unit!r})"
 
     # reading
 
     def __get__(self, instrument: Instrument | None, owner: type | None = None) -> Any:
         if instrument is None:
             return self
-        if self.get is None:
+        if self.query_row is None:
             raise AttributeError(f"{self.name} is write-only")
-        command = self.get.format(**instrument.command_fields())
-        reply = instrument.query(command)
-        try:
-            return self.parse(reply)
-        except (TypeError, ValueError) as error:  # InstrumentReplyError is a ValueError
-            raise InstrumentReplyError(
-                f"{instrument.name}: reply {reply!r} to {command!r} is not a {self.name} ({error})"
-            ) from error
+        return instrument.ask(self.handler, _as=self.name)
 
     # writing
 
-    def validate(self, instrument: Instrument, value: Any) -> Any:
-        """The value as it will be sent, or InstrumentRangeError; sends nothing."""
-        try:
-            return self.validator(value, instrument, self.unit)
-        except ValueError as refused:  # _Refused, or a custom validator's ValueError
-            allowed = self.validator.allowed(instrument, self.unit)
-            raise InstrumentRangeError(
-                f"{instrument.name}: {self.name} = {value!r} refused (not sent): {refused}",
-                name=self.name,
-                value=value,
-                allowed=allowed,
-            ) from None
-
     def command(self, instrument: Instrument, value: Any) -> str:
-        """The set command for ``value`` after every check (validator and the instrument's
+        """The set command for ``value`` after every check (the table's and the instrument's
         cross-setting check); sends nothing but the queries a cross check needs."""
-        if self.set is None:
+        if self.setting_row is None:
             raise AttributeError(f"{self.name} is read-only")
-        checked = self.validate(instrument, value)
-        instrument.check_setting(self.name, checked)
-        return self.set.format(self.validator.to_wire(checked), **instrument.command_fields())
+        text = instrument.encode(self.setting_row, {self.arg.name: value}, _as=self.name)  # type: ignore[union-attr]
+        instrument.check_setting(self.name, value)
+        return text
 
     def __set__(self, instrument: Instrument, value: Any) -> None:
         with instrument.lock:
@@ -482,6 +307,13 @@ class Instrument:
 
     #: Label in messages (the model, "2400 SMU" …); the class name if empty.
     label: ClassVar[str] = ""
+    #: The instrument's command table: what it understands, how it writes.
+    table: ClassVar[CommandTable]
+    #: The limit names the table's bounds use -> the attribute of this class holding each
+    #: (a class default a subclass, or an instance guarding a fragile device, may lower).
+    limit_attributes: ClassVar[dict[str, str]] = {}
+    #: The numeric suffix (channel) where a command's spelling has one; None: none sent.
+    suffix: int | None = None
 
     def __init__(
         self,
@@ -516,12 +348,64 @@ class Instrument:
                     found[key] = value
         return found
 
-    def command_fields(self) -> dict[str, Any]:
-        """Fields filled into commands besides the value (``{ch}`` …). None here."""
-        return {}
+    @classmethod
+    def default_limits(cls) -> dict[str, float]:
+        """The limits the table's bounds name, from the class defaults."""
+        return {name: float(getattr(cls, attr)) for name, attr in cls.limit_attributes.items()}
+
+    def limits(self) -> dict[str, float]:
+        """The limits the table's bounds name, from this instrument's attributes."""
+        return {name: float(getattr(self, attr)) for name, attr in self.limit_attributes.items()}
+
+    def encode(self, row: Command, values: dict[str, Any], *, _as: str = "") -> str:
+        """The command text for ``row`` with ``values``, after every check the table makes;
+        InstrumentRangeError (nothing sent) when one fails. ``_as`` names the setting in
+        the message (default: the row's handler)."""
+        name = _as or row.handler
+        limits = self.limits()
+        try:
+            data = encode_command(
+                row, values, limits, suffix=self.suffix, dialect=self.table.dialect
+            )
+        except ScpiError as error:
+            (value,) = values.values() if len(values) == 1 else (values,)
+            arg = row.args[0] if len(row.args) == 1 else None
+            allowed = allowed_text(arg, limits, arg.unit) if arg else error.detail
+            reason = (
+                f"outside the allowed range {allowed}"
+                if error.code == DATA_OUT_OF_RANGE
+                else f"{error.detail.split('=', 1)[-1]} (allowed: {allowed})"
+            )
+            raise InstrumentRangeError(
+                f"{self.name}: {name} = {value!r} refused (not sent): {reason}",
+                name=name,
+                value=value,
+                allowed=allowed,
+            ) from None
+        return data.decode("ascii")
+
+    def send(self, handler: str, **values: Any) -> None:
+        """The command of row ``handler`` with ``values`` (checked first; nothing sent if a
+        check fails), then the error queue: InstrumentError if the instrument refused it."""
+        command = self.encode(self.table.by_handler(handler), values)
+        with self.lock:
+            self.write(command)
+            self.check_errors(command=command)
+
+    def ask(self, handler: str, *, _as: str = "", **values: Any) -> Any:
+        """The reply of query row ``handler`` with ``values``, parsed by the row."""
+        row = self.table.by_handler(handler)
+        command = self.encode(row, values, _as=_as)
+        reply = self.query(command)
+        try:
+            return parse_reply(row.reply, reply.encode("ascii", "replace"))
+        except (TypeError, ValueError) as error:
+            raise InstrumentReplyError(
+                f"{self.name}: reply {reply!r} to {command!r} is not a {_as or handler} ({error})"
+            ) from error
 
     def check_setting(self, name: str, value: Any) -> None:
-        """Cross-setting checks before ``name`` is set to ``value`` (already validated): raise
+        """Cross-setting checks before ``name`` is set to ``value`` (already checked): raise
         InstrumentRangeError to refuse. Nothing here; subclasses add theirs."""
 
     # the wire

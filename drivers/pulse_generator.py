@@ -3,30 +3,23 @@
 For programming a PCM device on a probe station: levels, width and edges of the pulse,
 ``arm_source = "MAN"`` and ``trigger()`` for one pulse. Voltages in V, times in s. Channel
 commands carry the channel number (``:VOLT1:HIGH``); ``period_s`` and ``arm_source`` are
-shared by both channels.
+shared by both channels. Every setting comes from the generator's command table
+(``pcm_hil.protocols.pulse_generator``), the one the emulated bench serves.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pcm_hil.drivers.instrument import (
     Instrument,
     InstrumentRangeError,
     InstrumentTransport,
     Property,
-    boolean,
-    in_range,
-    one_of,
 )
+from pcm_hil.protocols.pulse_generator import PULSE_GENERATOR_COMMANDS
 
 __all__ = ["PulseGenerator"]
-
-#: The level window the driver allows, V (the output modules' widest, into high impedance;
-#: the instrument's own checks, read from its error queue, have the last word).
-LEVEL_V = (-10.0, 10.0)
-#: The transition times the driver allows, s (the same: the widest window of the modules).
-EDGE_S = (0.8e-9, 0.2)
 
 
 class PulseGenerator(Instrument):
@@ -34,66 +27,31 @@ class PulseGenerator(Instrument):
 
     The high level must stay above the low level: setting one queries the other and a
     setting that would cross it is refused before sending. ``set_levels`` sets both in the
-    order that never crosses.
+    order that never crosses. ``high_level_max_V``/``low_level_max_V`` bound the levels (the
+    output modules' widest window, ±10 V into high impedance; the instrument's own checks,
+    read from its error queue, have the last word).
     """
 
     label = "81110A pulse generator"
+    table = PULSE_GENERATOR_COMMANDS
+    limit_attributes: ClassVar[dict[str, str]] = {
+        "high_level_max_V": "high_level_max_V",
+        "low_level_max_V": "low_level_max_V",
+        "channels": "channels",
+    }
 
-    high_level_V = Property(
-        ":VOLT{ch}:HIGH?",
-        ":VOLT{ch}:HIGH {}",
-        "The pulse's high level, V (above the low level).",
-        in_range(*LEVEL_V),
-        unit="V",
-    )
-    low_level_V = Property(
-        ":VOLT{ch}:LOW?",
-        ":VOLT{ch}:LOW {}",
-        "The pulse's low (base) level, V (below the high level).",
-        in_range(*LEVEL_V),
-        unit="V",
-    )
-    width_s = Property(
-        ":PULS:WIDT{ch}?",
-        ":PULS:WIDT{ch} {}",
-        "The pulse width, s.",
-        in_range(1e-9, 1.0),
-        unit="s",
-    )
-    period_s = Property(
-        ":PULS:PER?",
-        ":PULS:PER {}",
-        "The pulse period (both channels), s.",
-        in_range(1e-8, 1e3),
-        unit="s",
-    )
-    leading_edge_s = Property(
-        ":PULS:TRAN{ch}:LEAD?",
-        ":PULS:TRAN{ch}:LEAD {}",
-        "The leading-edge transition time, s.",
-        in_range(*EDGE_S),
-        unit="s",
-    )
-    trailing_edge_s = Property(
-        ":PULS:TRAN{ch}:TRA?",
-        ":PULS:TRAN{ch}:TRA {}",
-        "The trailing-edge transition time, s.",
-        in_range(*EDGE_S),
-        unit="s",
-    )
-    output_enabled = Property(
-        ":OUTP{ch}?",
-        ":OUTP{ch} {}",
-        "Whether the channel's output is on.",
-        boolean,
-    )
-    arm_source = Property(
-        ":ARM:SOUR?",
-        ":ARM:SOUR {}",
-        "What starts pulses: MAN (trigger() or the front panel), IMM (free running), "
-        "EXT (the external input).",
-        one_of("MAN", "IMM", "EXT"),
-    )
+    high_level_max_V: float = 10.0
+    low_level_max_V: float = 10.0
+    channels: int = 2
+
+    high_level_V = Property("high_level")
+    low_level_V = Property("low_level")
+    width_s = Property("width")
+    period_s = Property("period")
+    leading_edge_s = Property("leading_edge")
+    trailing_edge_s = Property("trailing_edge")
+    output_enabled = Property("output")
+    arm_source = Property("arm_source")
 
     def __init__(
         self,
@@ -107,6 +65,7 @@ class PulseGenerator(Instrument):
         if channel not in (1, 2) or isinstance(channel, bool):
             raise ValueError(f"channel must be 1 or 2, not {channel!r}")
         self.channel = channel
+        self.suffix = channel
         super().__init__(
             resource, visa_library=visa_library, timeout_s=timeout_s, transport=transport
         )
@@ -114,9 +73,6 @@ class PulseGenerator(Instrument):
     @property
     def name(self) -> str:
         return f"{super().name} channel {self.channel}"
-
-    def command_fields(self) -> dict[str, Any]:
-        return {"ch": self.channel}
 
     def check_setting(self, name: str, value: Any) -> None:
         """High level above low level: the other level is read from the instrument."""
@@ -144,8 +100,8 @@ class PulseGenerator(Instrument):
     def set_levels(self, high_V: float, low_V: float) -> None:
         """Set both levels, in the order that keeps high above low at every step."""
         properties = self.properties()
-        properties["high_level_V"].validate(self, high_V)
-        properties["low_level_V"].validate(self, low_V)
+        self.encode(properties["high_level_V"].setting_row, {"volts": high_V}, _as="high_level_V")
+        self.encode(properties["low_level_V"].setting_row, {"volts": low_V}, _as="low_level_V")
         if not high_V > low_V:
             raise InstrumentRangeError(
                 f"{self.name}: levels {high_V:g} V / {low_V:g} V refused (not sent): the high"
@@ -166,6 +122,4 @@ class PulseGenerator(Instrument):
         """``*TRG``: one pulse (burst) with ``arm_source`` MAN. The error check after it is
         also a round trip: when it returns the generator has taken the trigger, so a read on
         another instrument comes after the pulse."""
-        with self.lock:
-            self.write("*TRG")
-            self.check_errors(command="*TRG")
+        self.send("trigger")

@@ -2,21 +2,16 @@
 
 For reading a PCM device on a probe station: ``configure_current_read(0.2, 1e-4, 1)``, then
 ``output_enabled = True`` and ``measure()`` → (volts, amps). Voltages in V, currents in A.
+Every setting comes from the SMU's command table (``pcm_hil.protocols.smu``), the one the
+emulated bench serves.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from pcm_hil.drivers.instrument import (
-    Instrument,
-    InstrumentReplyError,
-    Property,
-    boolean,
-    in_range,
-    limit,
-    one_of,
-)
+from pcm_hil.drivers.instrument import Instrument, InstrumentReplyError, Property
+from pcm_hil.protocols.smu import SMU_COMMANDS
 
 __all__ = ["SourceMeter"]
 
@@ -24,51 +19,28 @@ __all__ = ["SourceMeter"]
 class SourceMeter(Instrument):
     """A 2400-class SMU. ``voltage_limit_V`` bounds ``source_voltage_V`` (±210 V, the 2400's
     range): a subclass for a smaller model, or an instance guarding a fragile device, may
-    lower it (``smu.voltage_limit_V = 2.0``) and larger levels are refused before sending."""
+    lower it (``smu.voltage_limit_V = 2.0``) and larger levels are refused before sending.
+    ``switch_channels`` bounds ``route`` (the switch matrix's channel count)."""
 
     label = "2400 SMU"
+    table = SMU_COMMANDS
+    limit_attributes: ClassVar[dict[str, str]] = {
+        "source_voltage_max_V": "voltage_limit_V",
+        "channels": "switch_channels",
+    }
 
     #: The largest source voltage magnitude the driver sends, V.
-    voltage_limit_V: ClassVar[float] = 210.0
+    voltage_limit_V: float = 210.0
+    #: Channels of the switch matrix on the SMU (1: no switch).
+    switch_channels: int = 1
 
-    source_function = Property(
-        ":SOUR:FUNC?",
-        ":SOUR:FUNC {}",
-        "What the SMU sources: VOLT (voltage) or CURR (current).",
-        one_of("VOLT", "CURR"),
-    )
-    source_voltage_V = Property(
-        ":SOUR:VOLT:LEV?",
-        ":SOUR:VOLT:LEV {}",
-        "The source voltage level, V (within ±voltage_limit_V).",
-        in_range(-limit("voltage_limit_V"), limit("voltage_limit_V")),
-        unit="V",
-    )
-    compliance_current_A = Property(
-        ":SENS:CURR:PROT?",
-        ":SENS:CURR:PROT {}",
-        "The current compliance (limit) while sourcing voltage, A.",
-        in_range(1e-9, 1.05),
-        unit="A",
-    )
-    current_range_auto = Property(
-        ":SENS:CURR:RANG:AUTO?",
-        ":SENS:CURR:RANG:AUTO {}",
-        "Whether the current measurement range follows the reading.",
-        boolean,
-    )
-    nplc = Property(
-        ":SENS:CURR:NPLC?",
-        ":SENS:CURR:NPLC {}",
-        "The current measurement's integration time, in power-line cycles.",
-        in_range(0.01, 10),
-    )
-    output_enabled = Property(
-        ":OUTP?",
-        ":OUTP {}",
-        "Whether the output is on (sourcing).",
-        boolean,
-    )
+    source_function = Property("source_function")
+    source_voltage_V = Property("source_voltage")
+    compliance_current_A = Property("compliance_current")
+    current_range_auto = Property("current_range_auto")
+    current_range_A = Property("current_range")
+    nplc = Property("nplc")
+    output_enabled = Property("output")
 
     def configure_current_read(self, voltage_V: float, compliance_A: float, nplc: float) -> None:
         """Set up a current read at a fixed voltage: source voltage, sense current (auto
@@ -77,13 +49,14 @@ class SourceMeter(Instrument):
         followed by an error check, and the compliance is set before the level."""
         with self.lock:
             properties = self.properties()
+            table = self.table
             commands = [
                 properties["source_function"].command(self, "VOLT"),
-                ":SENS:FUNC 'CURR'",
+                self.encode(table.by_handler("set_sense_function"), {"functions": "CURR"}),
                 properties["compliance_current_A"].command(self, compliance_A),
                 properties["current_range_auto"].command(self, True),
                 properties["nplc"].command(self, nplc),
-                ":FORM:ELEM VOLT,CURR",
+                self.encode(table.by_handler("set_elements"), {"elements": ("VOLT", "CURR")}),
                 properties["source_voltage_V"].command(self, voltage_V),
             ]
             for command in commands:
@@ -93,15 +66,21 @@ class SourceMeter(Instrument):
     def measure(self) -> tuple[float, float]:
         """One reading (``:READ?``): (volts, amps). Needs ``configure_current_read`` (the
         "VOLT,CURR" elements) and the output on."""
-        reply = self.query(":READ?")
-        fields = reply.split(",")
-        try:
-            if len(fields) != 2:
-                raise ValueError
-            volts, amps = (float(field) for field in fields)
-        except ValueError:
+        values = self.ask("read")
+        if len(values) != 2:
             raise InstrumentReplyError(
-                f"{self.name}: reply {reply!r} to :READ? is not 'volts,amps'"
+                f"{self.name}: reply {values!r} to :READ? is not 'volts,amps'"
                 " (were the elements set to VOLT,CURR?)"
-            ) from None
+            )
+        volts, amps = values
         return volts, amps
+
+    def route(self, channel: int) -> None:
+        """Close switch channel ``channel`` (1…``switch_channels``), opening the one closed
+        before; checked before sending, then the error queue."""
+        self.send("route_close", channels=(channel,))
+
+    def disconnect_all(self) -> None:
+        """Open every switch channel: pulses then reach nothing, a reading measures an open
+        circuit."""
+        self.send("route_open_all")

@@ -1,35 +1,25 @@
-"""A PCM test chip in software, and the reference implementation of the chip protocol.
+"""The PCM test chip (and a probe-station bench) in software, serving the same protocol.
 
 Layers: ``calibration`` (constants with sources) → ``devices`` (vectorized physics) →
-``crossbar`` (MVM) → ``chip`` (tiles, clock, temperature) → ``wire`` (the protocol) →
-``tcp`` / ``pty`` servers (and the driver's in-process transport).
+``crossbar`` (MVM) → ``chip`` (tiles, clock, temperature) → ``wire`` (the chip's command
+table on the SCPI core) → ``servers`` (TCP, pty, in process). ``resource`` parses the
+``emulator?…`` resource; ``faults`` misbehaves on purpose; ``bench`` is an SMU, a pulse
+generator and a switch wired to the same device physics.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from pcm_hil.emulator.calibration import DEFAULT_MODEL, PcmModel
-from pcm_hil.emulator.chip import DEFAULT_PROFILE, PROFILES, ChipConfig, EmulatedChip
+from pcm_hil.emulator.chip import PROFILES, ChipConfig, EmulatedChip, make_chip
+from pcm_hil.emulator.resource import EmulatorOptions
 from pcm_hil.emulator.wire import WireInterface
-
-
-def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides) -> EmulatedChip:
-    """An emulated chip of a named profile, seeded; ``overrides`` change ChipConfig fields."""
-    try:
-        config = PROFILES[profile]
-    except KeyError:
-        raise ValueError(
-            f"unknown chip profile {profile!r}; known: {', '.join(PROFILES)}"
-        ) from None
-    return EmulatedChip(config.with_overrides(**overrides), np.random.default_rng(seed))
-
 
 __all__ = [
     "DEFAULT_MODEL",
     "PROFILES",
     "ChipConfig",
     "EmulatedChip",
+    "EmulatorOptions",
     "PcmModel",
     "WireInterface",
     "make_chip",

@@ -14,6 +14,8 @@ from pcm_hil.emulator.calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
 from pcm_hil.emulator.clock import RealTimeClock, VirtualClock
 from pcm_hil.emulator.crossbar import Converters, multiply
 from pcm_hil.emulator.devices import PcmDevices
+from pcm_hil.protocols.chip import PROTOCOL_VERSION, ChipInfo
+from pcm_hil.protocols.common import Identity
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -63,20 +65,6 @@ class ChipConfig:
     def mvm_output_max_uA(self) -> float:
         return self.adc_full_scale_fraction * self.rows * self.model.g_max_uS * self.read_voltage_V
 
-    def limits(self) -> dict[str, float]:
-        """The limits the command table's ranges refer to."""
-        return {
-            "tiles": self.tiles,
-            "rows": self.rows,
-            "columns": self.columns,
-            "devices_per_tile": self.devices_per_tile,
-            "pulse_amplitude_max_uA": self.pulse_amplitude_max_uA,
-            "pulse_width_min_ns": self.pulse_width_min_ns,
-            "pulse_width_max_ns": self.pulse_width_max_ns,
-            "temperature_min_K": self.temperature_min_K,
-            "temperature_max_K": self.temperature_max_K,
-        }
-
     def with_overrides(self, **overrides) -> ChipConfig:
         """A copy with fields changed; unknown names are refused."""
         known = {f.name for f in fields(self)}
@@ -117,6 +105,9 @@ class EmulatedChip:
             self.config.read_voltage_V,
             self.config.mvm_output_max_uA,
         )
+        self.device_faults: tuple[float, float, int] | None = None
+        """(stuck fraction, drift factor, seed) of the device faults applied, if any
+        (``faults.FaultPlan.apply_to_chip``)."""
         self._temperature_K = self.config.ambient_K
         self._equivalent_s = 0.0
         self._synced_at = self.clock.now()
@@ -124,11 +115,30 @@ class EmulatedChip:
     # --- identity and configuration --------------------------------------------------------------
 
     @property
-    def identity(self) -> tuple[str, str, str, str]:
-        return ("PCM-HIL", "PCM-EMULATOR", self.config.serial, FIRMWARE_VERSION)
+    def identity(self) -> Identity:
+        return Identity("PCM-HIL", "PCM-EMULATOR", self.config.serial, FIRMWARE_VERSION)
 
-    def limits(self) -> dict[str, float]:
-        return self.config.limits()
+    def info(self) -> ChipInfo:
+        """What the chip reports of itself over the protocol (``CHIP:…?`` and the rest)."""
+        c = self.config
+        return ChipInfo(
+            identity=self.identity,
+            protocol_version=PROTOCOL_VERSION,
+            tiles=c.tiles,
+            rows=c.rows,
+            columns=c.columns,
+            g_max_uS=c.model.g_max_uS,
+            pulse_amplitude_max_uA=c.pulse_amplitude_max_uA,
+            pulse_width_min_ns=c.pulse_width_min_ns,
+            pulse_width_max_ns=c.pulse_width_max_ns,
+            temperature_min_K=c.temperature_min_K,
+            temperature_max_K=c.temperature_max_K,
+            read_voltage_V=c.read_voltage_V,
+            dac_bits=c.dac_bits,
+            adc_bits=c.adc_bits,
+            mvm_input_max_V=self.converters.input_max_V,
+            mvm_output_max_uA=self.converters.output_max_uA,
+        )
 
     # --- time and temperature -------------------------------------------------------------------
 
@@ -170,6 +180,18 @@ class EmulatedChip:
     def reset_settings(self) -> None:
         """*RST: settings to power-on defaults; device states are non-volatile."""
         self.set_temperature(self.config.ambient_K)
+
+    # --- device faults ------------------------------------------------------------------------
+
+    def scale_drift(self, factor: float) -> None:
+        """Fast-drifting devices: every ν, and the model's ν distribution, times ``factor``."""
+        self.devices.scale_drift(factor)
+        self.config = replace(self.config, model=self.devices.model)
+
+    def make_stuck(self, fraction: float, rng: np.random.Generator) -> None:
+        """Each device not yet stuck becomes stuck with probability ``fraction`` (draws from
+        ``rng``), stuck-SET or stuck-RESET in the model's proportion."""
+        self.devices.make_stuck(fraction, rng, self.equivalent_time())
 
     # --- programming, reading, MVM -----------------------------------------------------------------
 
@@ -219,3 +241,15 @@ class EmulatedChip:
             self.rng,
             transposed,
         )
+
+
+def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides) -> EmulatedChip:
+    """An emulated chip of a named profile, seeded; ``overrides`` change ChipConfig fields
+    (ValueError for an unknown profile or field)."""
+    try:
+        config = PROFILES[profile]
+    except KeyError:
+        raise ValueError(
+            f"unknown chip profile {profile!r}; known: {', '.join(PROFILES)}"
+        ) from None
+    return EmulatedChip(config.with_overrides(**overrides), np.random.default_rng(seed))

@@ -259,6 +259,45 @@ class PcmDevices:
             np.float32
         )
 
+    # --- faults ---------------------------------------------------------------------------------
+
+    def scale_drift(self, factor: float) -> None:
+        """Multiply every ν by ``factor``, and the model's ν distribution with it: μ_ν and σ_ν
+        (their slopes, offsets and clip bounds) scale by ``factor``, so every later draw
+        |μ + σ·z| is ``factor`` times what it would have been."""
+        names = [
+            f"nu_{stat}_{part}"
+            for stat in ("mean", "std")
+            for part in ("slope", "offset", "low", "high")
+        ]
+        self.model = self.model.with_overrides(
+            **{name: getattr(self.model, name) * factor for name in names}
+        )
+        with np.errstate(over="ignore"):
+            self.nu *= np.float32(factor)
+
+    def make_stuck(self, fraction: float, rng: np.random.Generator, now_eq_s: float) -> None:
+        """Make each not-stuck device stuck with probability ``fraction``: stuck-SET or
+        stuck-RESET in the proportion of the model's stuck fractions (half and half if it has
+        none), each at its own crystalline or RESET conductance from ``now_eq_s`` on."""
+        m = self.model
+        new = (self.stuck == NOT_STUCK) & (rng.random(self.shape) < fraction)
+        total = m.stuck_set_fraction + m.stuck_reset_fraction
+        set_share = m.stuck_set_fraction / total if total > 0 else 0.5
+        to_set = new & (rng.random(self.shape) < set_share)
+        to_reset = new & ~to_set
+        self.stuck[to_set] = STUCK_SET
+        self.stuck[to_reset] = STUCK_RESET
+        self.g_prog[to_set] = self.g_crystalline[to_set]
+        self.g_prog[to_reset] = self.g_reset[to_reset]
+        self.n_set[new] = 0
+        self.t_prog[new] = now_eq_s
+        self.nu[to_set] = 0.0
+        g = self.g_prog[to_reset]
+        mean, std = drift_exponent_stats(m, g)
+        self.nu[to_reset] = np.abs(mean + std * rng.standard_normal(g.shape, dtype=np.float32))
+        self.q_s[new] = read_noise_q(m, self.g_prog[new])
+
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of the programmed state (for checks that a rejected command changed nothing)."""
         return {

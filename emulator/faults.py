@@ -31,21 +31,15 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pcm_hil.emulator.devices import (
-    NOT_STUCK,
-    STUCK_RESET,
-    STUCK_SET,
-    drift_exponent_stats,
-    read_noise_q,
-)
 from pcm_hil.protocols.blocks import parse_header
-from pcm_hil.protocols.codec import MessageFramer
-from pcm_hil.protocols.errors import ERRORS, ScpiError
+from pcm_hil.protocols.chip import COMMANDS
+from pcm_hil.protocols.errors import ScpiError
+from pcm_hil.protocols.framing import MessageFramer
 
 if TYPE_CHECKING:
     from pcm_hil.emulator.chip import EmulatedChip
@@ -88,7 +82,7 @@ class FaultPlan:
     then the LF: the block is shorter than its header says."""
     error_reply: tuple[int, int] | None = None
     """``(message, code)``: just before that message executes, push ``code`` (any code of
-    ``protocols.errors.ERRORS`` but 0, e.g. -200 or a device code such as 101) onto the
+    the chip's table (``pcm_hil.protocols.chip.COMMANDS.errors``) but 0, e.g. -200 or a device code such as 101) onto the
     chip's error queue, with the detail ``"injected fault"``. The message itself executes
     normally; the error is read by the next ``SYST:ERR?``."""
     temperature_excursion: tuple[int, float] | None = None
@@ -138,10 +132,10 @@ class FaultPlan:
         if self.error_reply is not None:
             message, code = _pair("error_reply", self.error_reply)
             count("error_reply message", message, 1)
-            if code == 0 or code not in ERRORS:
+            if code == 0 or code not in COMMANDS.errors:
                 raise ValueError(
                     f"fault error_reply code {code} is not an error code of the protocol "
-                    f"(known: {', '.join(str(c) for c in ERRORS if c)})"
+                    f"(known: {', '.join(str(c) for c in COMMANDS.errors if c)})"
                 )
             object.__setattr__(self, "error_reply", (int(message), int(code)))
         if self.temperature_excursion is not None:
@@ -240,16 +234,16 @@ class FaultPlan:
         if not self.device_faults:
             return
         mine = (self.stuck_fraction, self.drift_factor, self.seed)
-        applied = getattr(chip, "_pcm_hil_device_faults", None)
+        applied = chip.device_faults
         if applied is not None:
             if applied == mine:
                 return
             raise ValueError("other device faults were already applied to this chip")
         if self.drift_factor != 1.0:
-            _scale_drift(chip, self.drift_factor)
+            chip.scale_drift(self.drift_factor)
         if self.stuck_fraction > 0:
-            _add_stuck(chip, self.stuck_fraction, np.random.default_rng(self.seed))
-        chip._pcm_hil_device_faults = mine
+            chip.make_stuck(self.stuck_fraction, np.random.default_rng(self.seed))
+        chip.device_faults = mine
 
     def session(
         self,
@@ -467,59 +461,6 @@ def wait_for_client(
             # input waiting (kept for later): a close behind it cannot be seen; keep waiting
             time.sleep(min(max(deadline - time.monotonic(), 0.0), 0.05))
     return True
-
-
-# --- device faults -------------------------------------------------------------------------------
-
-
-def _scale_drift(chip: EmulatedChip, factor: float) -> None:
-    """Multiply every ν by ``factor``, and the model's ν distribution with it: μ_ν and σ_ν
-    (their slopes, offsets and clip bounds) scale by ``factor``, so every later draw
-    |μ + σ·z| is ``factor`` times what it would have been."""
-    model = chip.devices.model
-    scaled = model.with_overrides(
-        **{
-            name: getattr(model, name) * factor
-            for name in (
-                "nu_mean_slope",
-                "nu_mean_offset",
-                "nu_mean_low",
-                "nu_mean_high",
-                "nu_std_slope",
-                "nu_std_offset",
-                "nu_std_low",
-                "nu_std_high",
-            )
-        }
-    )
-    with np.errstate(over="ignore"):
-        chip.devices.nu *= np.float32(factor)
-    chip.devices.model = scaled
-    chip.config = replace(chip.config, model=scaled)
-
-
-def _add_stuck(chip: EmulatedChip, fraction: float, rng: np.random.Generator) -> None:
-    """Make each not-stuck device stuck with probability ``fraction``."""
-    devices = chip.devices
-    model = devices.model
-    shape = devices.shape
-    new = (devices.stuck == NOT_STUCK) & (rng.random(shape) < fraction)
-    total = model.stuck_set_fraction + model.stuck_reset_fraction
-    set_share = model.stuck_set_fraction / total if total > 0 else 0.5
-    to_set = new & (rng.random(shape) < set_share)
-    to_reset = new & ~to_set
-    now = chip.equivalent_time()
-    devices.stuck[to_set] = STUCK_SET
-    devices.stuck[to_reset] = STUCK_RESET
-    devices.g_prog[to_set] = devices.g_crystalline[to_set]
-    devices.g_prog[to_reset] = devices.g_reset[to_reset]
-    devices.n_set[new] = 0
-    devices.t_prog[new] = now
-    devices.nu[to_set] = 0.0
-    g = devices.g_prog[to_reset]
-    mean, std = drift_exponent_stats(model, g)
-    devices.nu[to_reset] = np.abs(mean + std * rng.standard_normal(g.shape, dtype=np.float32))
-    devices.q_s[new] = read_noise_q(model, devices.g_prog[new])
 
 
 __all__ = ["INJECTED_DETAIL", "FaultEvent", "FaultPlan", "FaultSession", "Outcome"]

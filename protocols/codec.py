@@ -1,12 +1,11 @@
-"""Bytes to commands and back: message framing, parsing, argument checks, reply codecs.
+"""Messages to commands and back: parsing, argument checks, encoding, reply codecs.
 
-Both sides use this module: the chip (emulator) frames and parses program messages and
-formats replies; the driver encodes program messages (running the very same argument checks
-before anything is sent) and frames and parses replies.
+Both sides use this module, for every instrument: an instrument (emulated) parses program
+messages and formats replies; a driver encodes program messages — running the very same
+argument checks before anything is sent — and parses replies. Framing is ``framing.py``.
 
-Framing: a message ends at LF (``\\n``; a CR just before it is ignored) that is not inside a
-definite-length block. Units within a message are separated by ``;`` and each is interpreted
-from the root of the command tree.
+Units within a message are separated by ``;`` and each is interpreted from the root of the
+command tree.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from pcm_hil.protocols.blocks import (
-    MAX_BLOCK_BYTES,
     IncompleteBlock,
     decode_array,
     decode_block,
@@ -31,181 +29,33 @@ from pcm_hil.protocols.errors import (
     DATA_OUT_OF_RANGE,
     DATA_TYPE_ERROR,
     DUPLICATE_ADDRESS,
+    HEADER_SUFFIX_OUT_OF_RANGE,
     ILLEGAL_PARAMETER_VALUE,
-    INPUT_BUFFER_OVERRUN,
     INVALID_CHARACTER,
     MISSING_PARAMETER,
     PARAMETER_NOT_ALLOWED,
     SYNTAX_ERROR,
-    TOO_MUCH_DATA,
-    UNDEFINED_HEADER,
     ErrorEntry,
     ScpiError,
     parse_error_entry,
 )
-from pcm_hil.protocols.table import Arg, Command, CommandTable, Limits, Reply, resolve
+from pcm_hil.protocols.table import Arg, Command, CommandTable, Dialect, Limits, Reply, resolve
 
-#: Longest run of non-block bytes accepted in one message (headers, numbers, separators).
-MAX_TEXT_BYTES = 4096
-
-_SPECIAL = re.compile(rb"[\n#\"']")
 _UNIT_SPECIAL = re.compile(rb"[;#\"']")
 _HEADER = re.compile(rb"[A-Za-z0-9:*?_\[\]]+")
 _INT = re.compile(rb"[+-]?\d+")
 _NRF = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_CHANNELS = re.compile(rb"\(\s*@\s*([\d\s,:]*)\)")
 _WHITESPACE = b" \t\r"
+_KEYWORDS = {b"MIN": 0, b"MINIMUM": 0, b"MAX": 1, b"MAXIMUM": 1}
+_PLAIN = Dialect()
 
 
-def _printable(raw: bytes, limit: int = 40) -> str:
+def printable(raw: bytes, limit: int = 40) -> str:
     """ASCII-safe excerpt of client bytes for an error detail."""
     text = raw[:limit].decode("ascii", "replace")
     text = "".join(c if 32 <= ord(c) < 127 and c != '"' else "?" for c in text)
     return text + ("..." if len(raw) > limit else "")
-
-
-class MessageFramer:
-    """Splits a byte stream into messages, skipping over block data.
-
-    ``feed`` returns, in order, each complete message (without its terminator) and each
-    framing error (a ``ScpiError``: oversized text -363, bad block header -161, oversized
-    block -223), after which the rest of that message is discarded up to the next LF.
-    """
-
-    def __init__(self, max_text: int = MAX_TEXT_BYTES, max_block: int = MAX_BLOCK_BYTES) -> None:
-        self.max_text = max_text
-        self.max_block = max_block
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget any partial message (a new connection, or a device clear)."""
-        self._buf = bytearray()
-        self._scan = 0
-        self._block_end: int | None = None
-        self._block_bytes = 0
-        self._last_block_end = 0
-        self._discarding = False
-
-    @property
-    def pending(self) -> bool:
-        """True while part of a message is buffered."""
-        return bool(self._buf)
-
-    def bytes_needed(self) -> int | None:
-        """Bytes still missing from the block being received, or None outside a block."""
-        if self._block_end is None:
-            return None
-        return max(self._block_end - len(self._buf), 0)
-
-    def feed(self, data: bytes) -> list[bytes | ScpiError]:
-        self._buf += data
-        out: list[bytes | ScpiError] = []
-        buf = self._buf
-        while True:
-            if self._discarding:
-                newline = buf.find(b"\n", self._scan)
-                if newline < 0:
-                    buf.clear()
-                    self._scan = 0
-                    return out
-                self._start_next(newline + 1)
-                continue
-            if self._block_end is not None:
-                if len(buf) < self._block_end:
-                    return out
-                self._scan = self._last_block_end = self._block_end
-                self._block_end = None
-            match = _SPECIAL.search(buf, self._scan)
-            if match is None:
-                self._scan = len(buf)
-                if self._scan - self._block_bytes > self.max_text:
-                    out.append(self._overrun())
-                    continue
-                return out
-            pos = match.start()
-            match = None  # a live match pins the bytearray and blocks resizing it
-            if pos - self._block_bytes > self.max_text:
-                out.append(self._overrun())
-                continue
-            char = buf[pos]
-            if char == 0x0A:  # LF ends the message
-                end = pos
-                if end > self._last_block_end and end > 0 and buf[end - 1] == 0x0D:
-                    end -= 1
-                out.append(_copy_out(buf, end))
-                self._start_next(pos + 1)
-            elif char == 0x23:  # '#': a block if a digit follows
-                if pos + 1 >= len(buf):
-                    self._scan = pos
-                    return out
-                if not 0x30 <= buf[pos + 1] <= 0x39:
-                    self._scan = pos + 1
-                    continue
-                try:
-                    data_start, length = self._header(pos)
-                except IncompleteBlock:
-                    self._scan = pos
-                    return out
-                except ScpiError as error:
-                    out.append(error)
-                    self._discarding = True
-                    self._scan = pos
-                    continue
-                if length < 0:  # '#0': the data runs to the next LF
-                    self._scan = data_start
-                    newline = buf.find(b"\n", data_start)
-                    if (len(buf) if newline < 0 else newline) - data_start > self.max_block:
-                        out.append(
-                            ScpiError(TOO_MUCH_DATA, f"indefinite block exceeds {self.max_block}")
-                        )
-                        self._discarding = True
-                        continue
-                    if newline < 0:
-                        return out
-                    out.append(_copy_out(buf, newline))
-                    self._start_next(newline + 1)
-                else:
-                    self._block_end = data_start + length
-                    self._block_bytes += data_start + length - pos
-            else:  # a quote: skip the string, which cannot span an LF
-                close = buf.find(bytes([char]), pos + 1)
-                newline = buf.find(b"\n", pos + 1)
-                if close >= 0 and (newline < 0 or close < newline):
-                    self._scan = close + 1
-                elif newline >= 0:
-                    self._scan = newline
-                elif len(buf) - self._block_bytes > self.max_text:
-                    out.append(self._overrun())
-                else:
-                    self._scan = pos
-                    return out
-
-    def _header(self, pos: int) -> tuple[int, int]:
-        return _parse_header_limited(self._buf, pos, self.max_block)
-
-    def _overrun(self) -> ScpiError:
-        self._discarding = True
-        return ScpiError(INPUT_BUFFER_OVERRUN, f"message text longer than {self.max_text} bytes")
-
-    def _start_next(self, consumed: int) -> None:
-        del self._buf[:consumed]
-        self._scan = 0
-        self._block_bytes = 0
-        self._last_block_end = 0
-        self._discarding = False
-
-
-def _copy_out(buf: bytearray, end: int) -> bytes:
-    """``bytes(buf[:end])`` in one copy: the slice would be a second, short-lived buffer as
-    large as the message, and for block replies that churns fresh pages on every read."""
-    with memoryview(buf) as view:
-        return bytes(view[:end])
-
-
-def _parse_header_limited(buf: bytes | bytearray, pos: int, max_block: int) -> tuple[int, int]:
-    data_start, length = parse_header(buf, pos)
-    if length > max_block:
-        raise ScpiError(TOO_MUCH_DATA, f"block of {length} bytes exceeds {max_block}")
-    return data_start, length
 
 
 # --- program messages ---------------------------------------------------------------------
@@ -213,10 +63,12 @@ def _parse_header_limited(buf: bytes | bytearray, pos: int, max_block: int) -> t
 
 @dataclass(frozen=True)
 class ParsedCommand:
-    """A command with its checked argument values (ints, floats, str, numpy arrays)."""
+    """A command with its checked argument values (ints, floats, str, tuples, numpy arrays)
+    and the numeric suffixes of its header (1 where absent)."""
 
     command: Command
     values: dict[str, Any]
+    suffixes: tuple[int, ...] = ()
 
 
 def parse_message(message: bytes, table: CommandTable, limits: Limits) -> Iterator[ParsedCommand]:
@@ -233,17 +85,13 @@ def parse_message(message: bytes, table: CommandTable, limits: Limits) -> Iterat
             return
         match = _HEADER.match(message, pos)
         if match is None:
-            raise ScpiError(INVALID_CHARACTER, f"at {_printable(message[pos:])!r}")
-        header = match.group().decode("ascii")
+            raise ScpiError(INVALID_CHARACTER, f"at {printable(message[pos:])!r}")
         pos = match.end()
-        command = table.lookup(header)
-        if command is None:
-            raise ScpiError(UNDEFINED_HEADER, _printable(match.group()))
+        command, suffixes = table.resolve_header(match.group().decode("ascii"), limits)
         if pos < end and message[pos] not in b" \t;":
-            raise ScpiError(INVALID_CHARACTER, f"after header at {_printable(message[pos:])!r}")
+            raise ScpiError(INVALID_CHARACTER, f"after header at {printable(message[pos:])!r}")
         raw_args, pos = _split_args(message, pos)
-        values = _convert_args(command, raw_args, limits)
-        yield ParsedCommand(command, values)
+        yield ParsedCommand(command, _convert_args(command, raw_args, limits), suffixes)
         if pos < end:  # at ';'
             pos += 1
 
@@ -256,6 +104,7 @@ def _skip_space(message: bytes, pos: int) -> int:
 
 def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], int]:
     """Split the arguments of one unit; blocks come back as a 1-tuple holding their data.
+    Commas inside quotes and inside a channel list's parentheses do not split.
 
     Returns the arguments and the position of the ``;`` ending the unit (or the end).
     """
@@ -281,8 +130,9 @@ def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], i
         else:
             start = pos
             while pos < end and message[pos] not in b",;":
-                if message[pos] in b"\"'":
-                    close = message.find(message[pos : pos + 1], pos + 1)
+                char = message[pos]
+                if char in b"\"'(":
+                    close = message.find(b")" if char == 0x28 else bytes([char]), pos + 1)
                     pos = end if close < 0 else close + 1
                 else:
                     pos += 1
@@ -290,62 +140,117 @@ def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], i
         if pos >= end or message[pos] == 0x3B:
             return args, pos
         if message[pos] != 0x2C:
-            raise ScpiError(SYNTAX_ERROR, f"expected ',' or ';' at {_printable(message[pos:])!r}")
+            raise ScpiError(SYNTAX_ERROR, f"expected ',' or ';' at {printable(message[pos:])!r}")
         pos += 1
 
 
 def _convert_args(
     command: Command, raw: list[bytes | tuple[bytes]], limits: Limits
 ) -> dict[str, Any]:
-    if len(raw) > len(command.args):
+    args = command.args
+    repeat = bool(args) and args[-1].repeat
+    if len(raw) > len(args) and not repeat:
         raise ScpiError(
             PARAMETER_NOT_ALLOWED,
-            f"{command.short_form} takes {len(command.args)} argument(s), got {len(raw)}",
+            f"{command.short_form} takes {len(args)} argument(s), got {len(raw)}",
         )
-    if len(raw) < len(command.args):
-        missing = command.args[len(raw)]
-        raise ScpiError(MISSING_PARAMETER, f"{command.short_form} needs {missing.name}")
+    if len(raw) < len(args):
+        raise ScpiError(MISSING_PARAMETER, f"{command.short_form} needs {args[len(raw)].name}")
     values: dict[str, Any] = {}
-    for arg, token in zip(command.args, raw, strict=True):
-        if arg.kind == "block":
-            if not isinstance(token, tuple):
-                raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be a binary block")
-            values[arg.name] = decode_array(token[0], arg.dtype)
+    for index, arg in enumerate(args):
+        if arg.repeat:
+            values[arg.name] = tuple(_value(arg, token, limits) for token in raw[index:])
         else:
-            if isinstance(token, tuple):
-                raise ScpiError(BLOCK_NOT_ALLOWED, f"{arg.name} must not be a block")
-            values[arg.name] = _scalar(arg, token)
+            values[arg.name] = _value(arg, raw[index], limits)
     check_values(command, values, limits)
     return values
 
 
-def _scalar(arg: Arg, token: bytes) -> int | float | bool | str:
+def _value(arg: Arg, token: bytes | tuple[bytes], limits: Limits) -> Any:
+    if arg.kind == "block":
+        if not isinstance(token, tuple):
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be a binary block")
+        return decode_array(token[0], arg.dtype)
+    if isinstance(token, tuple):
+        raise ScpiError(BLOCK_NOT_ALLOWED, f"{arg.name} must not be a block")
+    return _scalar(arg, token, limits)
+
+
+def _scalar(arg: Arg, token: bytes, limits: Limits) -> Any:
     if not token:
         raise ScpiError(MISSING_PARAMETER, f"{arg.name} is empty")
-    if arg.kind == "int":
+    kind = arg.kind
+    if kind == "int":
         if _INT.fullmatch(token) is None:
-            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={_printable(token)!r} is not an integer")
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={printable(token)!r} is not an integer")
         return int(token)
-    if arg.kind == "float":
+    if kind == "float":
+        if arg.keywords and token.upper() in _KEYWORDS:
+            bound = arg.bounds(limits)[_KEYWORDS[token.upper()]]
+            if bound is not None:
+                return bound
         if _NRF.fullmatch(token) is None:
-            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={_printable(token)!r} is not a number")
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={printable(token)!r} is not a number")
         return float(token)
-    if arg.kind == "bool":
+    if kind == "bool":
         word = token.upper()
         if word in (b"1", b"ON"):
             return True
         if word in (b"0", b"OFF"):
             return False
-        raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={_printable(token)!r} is not ON/OFF/1/0")
-    for choice in arg.choices:  # enum
-        if token.upper() in (choice.upper().encode(), _short(choice).encode()):
-            return _short(choice)
+        raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={printable(token)!r} is not ON/OFF/1/0")
+    if kind == "string":
+        if len(token) < 2 or token[:1] not in (b'"', b"'") or token[-1:] != token[:1]:
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be a quoted string")
+        quote = token[:1]
+        text = token[1:-1].replace(quote + quote, quote).decode("ascii", "replace")
+        return _string_choice(arg, text)
+    if kind == "channels":
+        match = _CHANNELS.fullmatch(token)
+        if match is None:
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be a channel list (@1,2:4)")
+        return _channel_list(arg, match.group(1).decode("ascii"))
+    return _enum_choice(arg, token.decode("ascii", "replace"))
+
+
+def _enum_choice(arg: Arg, text: str) -> str:
+    word = text.strip().upper()
+    for choice in arg.choices:
+        if word in (choice.upper(), short_mnemonic(choice)):
+            return short_mnemonic(choice)
     raise ScpiError(
-        ILLEGAL_PARAMETER_VALUE, f"{arg.name}={_printable(token)!r} not one of {arg.choices}"
+        ILLEGAL_PARAMETER_VALUE, f"{arg.name}={printable(text.encode())!r} not one of {arg.choices}"
     )
 
 
-def _short(mnemonic: str) -> str:
+def _string_choice(arg: Arg, text: str) -> str:
+    if not arg.choices:
+        return text
+    for choice in arg.choices:
+        if text.strip().upper() == choice.upper():
+            return choice
+    raise ScpiError(
+        ILLEGAL_PARAMETER_VALUE, f"{arg.name}={printable(text.encode())!r} not one of {arg.choices}"
+    )
+
+
+def _channel_list(arg: Arg, text: str) -> tuple[int, ...]:
+    channels: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, colon, last = part.partition(":")
+        if not first.strip().isdigit() or (colon and not last.strip().isdigit()):
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}: {part!r} is not a channel or range")
+        low, high = int(first), int(last) if colon else int(first)
+        if high < low or high - low > 4096:
+            raise ScpiError(ILLEGAL_PARAMETER_VALUE, f"{arg.name}: bad channel range {part!r}")
+        channels.extend(range(low, high + 1))
+    return tuple(channels)
+
+
+def short_mnemonic(mnemonic: str) -> str:
+    """The short form of a mnemonic (its capitals): ``VIRTual`` → ``VIRT``."""
     short = "".join(c for c in mnemonic if not c.islower())
     return short or mnemonic.upper()
 
@@ -353,34 +258,44 @@ def _short(mnemonic: str) -> str:
 def check_values(command: Command, values: Mapping[str, Any], limits: Limits) -> None:
     """Check every argument against its type, range and length rules; raise ScpiError."""
     counts: dict[str, int] = {}
-    scope = dict(limits)  # bounds may name chip limits and earlier arguments
+    scope = dict(limits)  # bounds may name limits and earlier arguments
     for arg in command.args:
         value = values[arg.name]
-        if arg.kind != "block":
-            if arg.kind == "float" and not np.isfinite(value):
-                raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} is not finite")
-            if arg.kind == "int" and not -(2**63) <= value < 2**63:
-                raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} does not fit in 64 bits")
-            if arg.kind in ("int", "float"):
-                arg.check_range(value, scope)
-                scope[arg.name] = value
+        if arg.kind == "block":
+            _check_block(arg, value, counts, scope)
             continue
-        array = value
-        counts[arg.name] = array.size
-        arg.check_length(array.size, counts, scope)
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} holds NaN or infinity")
-        low, high = resolve(arg.minimum, scope), resolve(arg.maximum, scope)
-        if array.size and (low is not None or high is not None):
-            lowest, highest = array.min(), array.max()
-            if (low is not None and lowest < low) or (high is not None and highest > high):
-                bad = lowest if low is not None and lowest < low else highest
-                raise ScpiError(
-                    arg.range_error,
-                    f"{arg.name} holds {bad:g}{arg.unit_suffix}, outside {arg.range_text(scope)}",
-                )
-        if arg.unique and array.size > 1 and _has_duplicates(array):
-            raise ScpiError(DUPLICATE_ADDRESS, f"a value appears twice in {arg.name}")
+        for item in value if arg.repeat else (value,):
+            for number in item if arg.kind == "channels" else (item,):
+                _check_scalar(arg, number, scope)
+        if arg.kind in ("int", "float") and not arg.repeat:
+            scope[arg.name] = value
+
+
+def _check_scalar(arg: Arg, value: Any, scope: dict[str, Any]) -> None:
+    if arg.kind == "float" and not np.isfinite(value):
+        raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} is not finite")
+    if arg.kind in ("int", "channels") and not -(2**63) <= value < 2**63:
+        raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} does not fit in 64 bits")
+    if arg.kind in ("int", "float", "channels"):
+        arg.check_range(value, scope)
+
+
+def _check_block(arg: Arg, array: np.ndarray, counts: dict[str, int], scope: dict) -> None:
+    counts[arg.name] = array.size
+    arg.check_length(array.size, counts, scope)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ScpiError(DATA_OUT_OF_RANGE, f"{arg.name} holds NaN or infinity")
+    low, high = resolve(arg.minimum, scope), resolve(arg.maximum, scope)
+    if array.size and (low is not None or high is not None):
+        lowest, highest = array.min(), array.max()
+        if (low is not None and lowest < low) or (high is not None and highest > high):
+            bad = lowest if low is not None and lowest < low else highest
+            raise ScpiError(
+                arg.range_error,
+                f"{arg.name} holds {bad:g}{arg.unit_suffix}, outside {arg.range_text(scope)}",
+            )
+    if arg.unique and array.size > 1 and _has_duplicates(array):
+        raise ScpiError(DUPLICATE_ADDRESS, f"a value appears twice in {arg.name}")
 
 
 def _has_duplicates(array: np.ndarray) -> bool:
@@ -395,68 +310,138 @@ def _has_duplicates(array: np.ndarray) -> bool:
 # --- the driver's side: encode program messages, decode responses ----------------------------
 
 
-def encode_command(command: Command, values: Mapping[str, Any], limits: Limits) -> bytes:
-    """The program message unit for ``command`` (no terminator), after every check the chip
-    itself would make: an out-of-range value raises ScpiError and nothing is encoded."""
-    prepared: dict[str, Any] = {}
-    for arg in command.args:
-        if arg.name not in values:
-            raise ScpiError(MISSING_PARAMETER, f"{command.short_form} needs {arg.name}")
-        value = values[arg.name]
-        if arg.kind == "block":
-            array = np.asarray(value)
-            if array.dtype.kind not in "biuf":
-                raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be numeric")
-            if np.dtype(arg.dtype).kind in "iu" and array.dtype.kind == "f":
-                if array.size and not np.array_equal(array, np.round(array)):
-                    raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must hold integers")
-            if np.dtype(arg.dtype).kind in "iu" and array.size and array.min() < 0:
-                raise ScpiError(arg.range_error, f"{arg.name} holds a negative value")
-            prepared[arg.name] = np.ascontiguousarray(array.ravel(), dtype=np.dtype(arg.dtype))
-        elif arg.kind == "int":
-            if isinstance(value, (bool, np.bool_)) or int(value) != value:
-                raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not an integer")
-            prepared[arg.name] = int(value)
-        elif arg.kind == "float":
-            prepared[arg.name] = float(value)
-        elif arg.kind == "bool":
-            prepared[arg.name] = bool(value)
-        else:
-            prepared[arg.name] = _scalar(arg, str(value).encode())
-    unknown = set(values) - {arg.name for arg in command.args}
-    if unknown:
-        raise ScpiError(PARAMETER_NOT_ALLOWED, f"{command.short_form} has no {sorted(unknown)}")
-    check_values(command, prepared, limits)
+def encode_command(
+    command: Command,
+    values: Mapping[str, Any],
+    limits: Limits,
+    *,
+    suffix: int | None = None,
+    dialect: Dialect = _PLAIN,
+) -> bytes:
+    """The program message unit for ``command`` (no terminator), after every check the
+    instrument itself would make: a value of the wrong type or out of range raises
+    ScpiError and nothing is encoded. ``suffix`` goes where the spelling has ``#``."""
+    if suffix is not None and command.has_suffix:
+        top = resolve(command.suffix_max, limits) or 1
+        if isinstance(suffix, bool) or not 1 <= suffix <= top:
+            raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"suffix {suffix} outside 1...{top:g}")
+    prepared = prepare_values(command, values, limits)
     parts = []
     for arg in command.args:
         value = prepared[arg.name]
         if arg.kind == "block":
             parts.append(encode_array(value, arg.dtype))
-        elif arg.kind == "bool":
-            parts.append(b"1" if value else b"0")
-        elif arg.kind == "float":
-            parts.append(repr(value).encode())
+        elif arg.repeat:
+            parts.append(b",".join(_text(arg, item, dialect) for item in value))
         else:
-            parts.append(str(value).encode())
-    head = command.short_form.encode()
+            parts.append(_text(arg, value, dialect))
+    head = command.send_form(suffix).encode()
     return head + (b" " + b",".join(parts) if parts else b"")
 
 
-def format_reply(reply: Reply, value: Any) -> bytes:
+def prepare_values(command: Command, values: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    """``values`` as the command's argument types (blocks as contiguous arrays of their
+    dtype), after every check the instrument makes; ScpiError if one fails."""
+    prepared: dict[str, Any] = {}
+    for arg in command.args:
+        if arg.name not in values:
+            raise ScpiError(MISSING_PARAMETER, f"{command.short_form} needs {arg.name}")
+        value = values[arg.name]
+        if arg.repeat:
+            items = (value,) if isinstance(value, (str, bytes)) or np.isscalar(value) else value
+            prepared[arg.name] = tuple(_prepare(arg, item) for item in items)
+            if not prepared[arg.name]:
+                raise ScpiError(MISSING_PARAMETER, f"{command.short_form} needs {arg.name}")
+        else:
+            prepared[arg.name] = _prepare(arg, value)
+    unknown = set(values) - {arg.name for arg in command.args}
+    if unknown:
+        raise ScpiError(PARAMETER_NOT_ALLOWED, f"{command.short_form} has no {sorted(unknown)}")
+    check_values(command, prepared, limits)
+    return prepared
+
+
+def _prepare(arg: Arg, value: Any) -> Any:
+    """``value`` as the argument's type, or ScpiError (-104, -224) if it is not one."""
+    kind = arg.kind
+    if kind == "block":
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be numeric")
+        if np.dtype(arg.dtype).kind in "iu" and array.dtype.kind == "f":
+            if array.size and not np.array_equal(array, np.round(array)):
+                raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must hold integers")
+        if np.dtype(arg.dtype).kind in "iu" and array.size and array.min() < 0:
+            raise ScpiError(arg.range_error, f"{arg.name} holds a negative value")
+        return np.ascontiguousarray(array.ravel(), dtype=np.dtype(arg.dtype))
+    if kind in ("int", "float"):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not a number")
+        if kind == "float":
+            return float(value)
+        if int(value) != value:
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not an integer")
+        return int(value)
+    if kind == "bool":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().upper() in ("ON", "OFF", "1", "0"):
+            return value.strip().upper() in ("ON", "1")
+        raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not True/False (ON/OFF)")
+    if kind == "channels":
+        channels = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+        if not channels or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in channels
+        ):
+            raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not a channel list")
+        return tuple(int(c) for c in channels)
+    if not isinstance(value, str):
+        raise ScpiError(DATA_TYPE_ERROR, f"{arg.name}={value!r} is not a string")
+    return _string_choice(arg, value) if kind == "string" else _enum_choice(arg, value)
+
+
+def _text(arg: Arg, value: Any, dialect: Dialect) -> bytes:
+    kind = arg.kind
+    if kind == "bool":
+        return dialect.true_false[0 if value else 1].encode()
+    if kind == "float":
+        return dialect.number(value).encode()
+    if kind == "string":
+        quote = dialect.quote
+        return f"{quote}{value.replace(quote, quote * 2)}{quote}".encode("ascii", "replace")
+    if kind == "channels":
+        return format_channels(value).encode()
+    return str(value).encode()
+
+
+def format_channels(channels: tuple[int, ...]) -> str:
+    """A channel list as SCPI writes it: ``(@1,3)``, ``(@)`` for none."""
+    return "(@" + ",".join(str(c) for c in channels) + ")"
+
+
+def format_reply(reply: Reply, value: Any, dialect: Dialect = _PLAIN) -> bytes:
     """One response message unit for a query's result."""
     kind = reply.kind
     if kind == "int":
         return str(int(value)).encode()
     if kind == "float":
-        return repr(float(value)).encode()
+        return dialect.reply_number(value).encode()
+    if kind == "bool":
+        return b"1" if value else b"0"
     if kind == "text":
         return str(value).encode("ascii", "replace")
+    if kind == "string":
+        return ('"' + str(value).replace('"', '""') + '"').encode("ascii", "replace")
     if kind == "enum":
-        return _short(value).encode()
+        return short_mnemonic(value).encode()
     if kind == "ints":
         return b",".join(str(int(v)).encode() for v in value)
     if kind == "floats":
-        return b",".join(repr(float(v)).encode() for v in value)
+        return b",".join(dialect.reply_number(v).encode() for v in value)
+    if kind == "channels":
+        return format_channels(tuple(value)).encode()
     if kind == "error":
         return value.format()
     if kind == "block":
@@ -465,7 +450,8 @@ def format_reply(reply: Reply, value: Any) -> bytes:
 
 
 def parse_reply(reply: Reply, unit: bytes) -> Any:
-    """Decode one response message unit according to the query's reply row."""
+    """Decode one response message unit according to the query's reply row; ValueError if
+    it is not of that kind."""
     kind = reply.kind
     if kind == "block":
         data_start, length = parse_header(unit)
@@ -479,12 +465,34 @@ def parse_reply(reply: Reply, unit: bytes) -> Any:
         return int(text)
     if kind == "float":
         return float(text)
-    if kind in ("text", "enum"):
+    if kind == "bool":
+        word = text.upper()
+        if word in ("1", "ON", "0", "OFF"):
+            return word in ("1", "ON")
+        return bool(float(text))  # "+1.000E+00"
+    if kind == "text":
+        return text
+    if kind == "string":
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+            return text[1:-1].replace(text[0] * 2, text[0])
+        return text
+    if kind == "enum":
+        word = text.strip("\"'").upper()
+        for choice in reply.choices:
+            if word in (choice.upper(), short_mnemonic(choice)):
+                return short_mnemonic(choice)
+        if reply.choices:
+            raise ValueError(f"{text!r} is not one of {reply.choices}")
         return text
     if kind == "ints":
         return tuple(int(v) for v in text.split(","))
     if kind == "floats":
         return tuple(float(v) for v in text.split(","))
+    if kind == "channels":
+        match = _CHANNELS.fullmatch(text.encode())
+        if match is None:
+            raise ValueError(f"{text!r} is not a channel list")
+        return tuple(int(c) for c in match.group(1).decode().replace(" ", "").split(",") if c)
     if kind == "error":
         return parse_error_entry(text)
     raise ValueError(f"reply kind {kind} has no parser")

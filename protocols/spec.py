@@ -1,7 +1,9 @@
-"""Render the written protocol specification (protocols/SPEC.md) from the command table.
+"""Render the written specifications from the command tables: ``protocols/SPEC.md`` (the
+PCM chip) and ``protocols/BENCH.md`` (the source-measure unit and the pulse generator as the
+emulated bench serves them).
 
-``python -m protocols.spec`` prints it; ``python -m protocols.spec --write`` rewrites
-SPEC.md; a test fails when SPEC.md and the table disagree.
+``python -m pcm_hil.protocols.spec`` prints them; ``python -m pcm_hil.protocols.spec --write``
+rewrites both files; a test fails when a file and its table disagree.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ import sys
 from pathlib import Path
 
 from pcm_hil.protocols.blocks import MAX_BLOCK_BYTES
-from pcm_hil.protocols.codec import MAX_TEXT_BYTES
-from pcm_hil.protocols.commands import COMMANDS, PROTOCOL_VERSION, SCPI_VERSION
-from pcm_hil.protocols.errors import ERRORS
-from pcm_hil.protocols.table import Arg, Command
+from pcm_hil.protocols.chip import COMMANDS, PROTOCOL_VERSION
+from pcm_hil.protocols.common import SCPI_VERSION
+from pcm_hil.protocols.framing import MAX_TEXT_BYTES
+from pcm_hil.protocols.pulse_generator import PULSE_GENERATOR_COMMANDS
+from pcm_hil.protocols.smu import SMU_COMMANDS
+from pcm_hil.protocols.table import Arg, Command, CommandTable
 
 SPEC_PATH = Path(__file__).with_name("SPEC.md")
+BENCH_PATH = Path(__file__).with_name("BENCH.md")
 
 PREAMBLE = f"""\
 # PCM test-chip protocol, version {PROTOCOL_VERSION}
 
-This file is generated from `protocols/commands.py` by `python -m protocols.spec --write`;
+This file is generated from `protocols/chip.py` by `python -m pcm_hil.protocols.spec --write`;
 edit the table, not this file. It is the contract between the driver and a chip: the
 emulator in `emulator/` implements it, and a firmware engineer can implement it on a board.
 
@@ -106,6 +111,35 @@ from theirs. `SYST:VERS?` answers the SCPI version followed ({SCPI_VERSION}).
 """
 
 
+BENCH_PREAMBLE = """\
+# The emulated bench: source-measure unit and pulse generator
+
+This file is generated from `protocols/smu.py` and `protocols/pulse_generator.py` by
+`python -m pcm_hil.protocols.spec --write`; edit the tables, not this file. It is what
+`pcm-hil emulator bench` serves — a subset of the SCPI of a 2400-class SMU and of an
+81110A-class pulse generator, plus a few emulator-only rows — and what the drivers
+`pcm_hil.drivers.smu` and `pcm_hil.drivers.pulse_generator` send, derived from the same rows.
+
+## 1. Wire and syntax
+- Each instrument is its own TCP socket (`TCPIP0::<host>::<port>::SOCKET`); several clients
+  may connect, their messages run one at a time. Framing, units, the error queue and the
+  status registers are those of the chip protocol (`SPEC.md`, sections 1, 2 and 4): one SCPI
+  core serves all three instruments.
+- Headers may carry a numeric suffix where a node is written `#` (a channel: `:VOLT1:HIGH`;
+  1 when absent). A suffix outside 1…(the row's maximum) gives -114; a suffix on a node that
+  takes none, -113.
+- Numbers may be written `MIN`/`MAX` where a row says so (the bounds). Booleans `ON`, `OFF`,
+  `1`, `0`. Strings are quoted (`'CURR'` or `"CURR"`). A channel list is `(@k)`, `(@1,3)`
+  or `(@1:4)`.
+- Replies: numbers in NR3 (`+1.050000E-04`), booleans `1`/`0`, mnemonics in their short form.
+- Bounds in *italics* are the instrument's own values: on the emulated bench
+  *source_voltage_max_V* is 1 V, *high_level_max_V* the level of the devices' safe current
+  through the series resistor (0.6 V at 600 µA and 1 kΩ), *low_level_max_V* 0.02 V,
+  *channels* 1 (pulse generator) and the switch's channel count (SMU). The drivers use the
+  real instruments' values (210 V, 10 V, 10 V, 2 channels).
+"""
+
+
 def _bound(value) -> str:
     if value is None:
         return ""
@@ -127,13 +161,22 @@ def _arg_row(arg: Arg) -> str:
         extra.append("no value twice (else 103)")
     if arg.range_error != -222:
         extra.append(f"out of range: {arg.range_error}")
+    if arg.keywords:
+        extra.append("MIN and MAX name the bounds")
+    if arg.repeat:
+        extra.append("one or more, comma-separated")
     notes = arg.doc + (" " + "; ".join(extra).capitalize() + "." if extra else "")
     return f"| `{arg.name}` | {kind} | {arg.unit or '—'} | {bounds} | {notes} |"
 
 
-def _command_section(command: Command) -> list[str]:
+def _command_section(command: Command, table: CommandTable) -> list[str]:
     lines = [f"#### `{command.header}`", ""]
-    lines.append(f"Short form `{command.short_form}`, long form `{command.long_form}`.")
+    forms = f"Short form `{command.short_form}`, long form `{command.long_form}`"
+    if command.spelling:
+        forms += f"; the drivers send `{command.send_form('<n>' if command.has_suffix else None)}`"
+    lines.append(forms + ".")
+    if command.has_suffix:
+        lines.append(f"Numeric suffix `#`: 1 … {_bound(command.suffix_max)}, 1 when absent.")
     lines += ["", command.doc, ""]
     if command.args:
         lines += ["| argument | type | unit | range | notes |", "|---|---|---|---|---|"]
@@ -149,44 +192,58 @@ def _command_section(command: Command) -> list[str]:
     if reply.kind != "none":
         kind = f"block `{reply.dtype}`" if reply.kind == "block" else reply.kind
         unit = f", {reply.unit}" if reply.unit else ""
-        lines += [f"Reply ({kind}{unit}): {reply.doc}", ""]
+        fields = f" Fields: {', '.join(f'`{f}`' for f in reply.fields)}." if reply.fields else ""
+        lines += [f"Reply ({kind}{unit}): {reply.doc}{fields}", ""]
     else:
         lines += ["Reply: none.", ""]
     if command.errors:
-        codes = ", ".join(f"{code} ({ERRORS[code]})" for code in command.errors)
+        codes = ", ".join(f"{code} ({table.errors[code]})" for code in command.errors)
         lines += [f"Errors: {codes}.", ""]
     return lines
 
 
-def render() -> str:
-    lines = [PREAMBLE, "## 7. Error codes", "", "| code | message |", "|---|---|"]
-    lines += [f"| {code} | {message} |" for code, message in ERRORS.items()]
-    lines += ["", "## 8. Commands", ""]
+def _sections(table: CommandTable, first: int, label: str = "") -> list[str]:
+    """The error table (section ``first``) and the commands (``first + 1``, a subsection per
+    group) of ``table``; ``label`` names the instrument in the headings."""
+    head = f"{label}: " if label else ""
+    lines = [f"## {first}. {head}Error codes", "", "| code | message |", "|---|---|"]
+    lines += [f"| {code} | {message} |" for code, message in table.reported_errors().items()]
+    lines += ["", f"## {first + 1}. {head}Commands", ""]
+    groups = list(dict.fromkeys(command.group for command in table))
     group = None
-    for command in COMMANDS:
+    for command in table:
         if command.group != group:
             group = command.group
-            lines += [f"### 8.{_group_number(group)} {group}", ""]
-        lines += _command_section(command)
+            lines += [f"### {first + 1}.{groups.index(group) + 1} {group}", ""]
+        lines += _command_section(command, table)
+    return lines
+
+
+def render() -> str:
+    """SPEC.md: the chip protocol."""
+    lines = [PREAMBLE, *_sections(COMMANDS, 7)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _group_number(group: str) -> int:
-    seen: list[str] = []
-    for command in COMMANDS:
-        if command.group not in seen:
-            seen.append(command.group)
-    return seen.index(group) + 1
+def render_bench() -> str:
+    """BENCH.md: the source-measure unit and the pulse generator."""
+    lines = [
+        BENCH_PREAMBLE,
+        *_sections(SMU_COMMANDS, 2, SMU_COMMANDS.name),
+        *_sections(PULSE_GENERATOR_COMMANDS, 4, PULSE_GENERATOR_COMMANDS.name),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = render()
+    documents = {SPEC_PATH: render(), BENCH_PATH: render_bench()}
     if "--write" in args:
-        SPEC_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SPEC_PATH}")
+        for path, text in documents.items():
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write("\n".join(documents.values()))
     return 0
 
 

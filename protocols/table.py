@@ -1,39 +1,65 @@
-"""The building blocks of the declarative command table: commands, arguments, replies.
+"""The building blocks of a declarative command table: commands, arguments, replies, dialect.
 
 A ``Command`` row names its SCPI header (short form in capitals, optional nodes in brackets,
-``?`` for a query), its arguments in order, its reply, the handler that carries it out and the
-errors it can raise. Everything else — the parser, the emulator's dispatch, the driver's
-encoding and the written specification — is derived from these rows.
+``#`` after a node that takes a numeric suffix such as a channel, ``?`` for a query), its
+arguments in order, its reply, the handler that carries it out and the errors it can raise.
+Everything else — the parser, an emulator's dispatch, a driver's encoding and the written
+specification — is derived from these rows. Every instrument (the PCM chip, the source-measure
+unit, the pulse generator) is one ``CommandTable`` of such rows on this one core.
 
-Ranges may be numbers or the name of a chip-configuration limit (``"tiles"``,
-``"pulse_amplitude_max_uA"``…), resolved against a ``Limits`` mapping at check time so that the
-chip and the driver enforce the very same bounds.
+Ranges may be numbers or the name of a limit (``"tiles"``, ``"pulse_amplitude_max_uA"``…),
+resolved against a ``Limits`` mapping at check time, so that an instrument and its driver
+enforce the very same bounds — each with its own values where they differ (an emulated
+bench protects its devices with lower voltage limits than the real instrument has).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pcm_hil.protocols.errors import DATA_OUT_OF_RANGE, LENGTH_MISMATCH, ScpiError
+from pcm_hil.protocols.errors import (
+    DATA_OUT_OF_RANGE,
+    DUPLICATE_ADDRESS,
+    HEADER_SUFFIX_OUT_OF_RANGE,
+    LENGTH_MISMATCH,
+    SETTINGS_CONFLICT,
+    STANDARD_ERRORS,
+    UNDEFINED_HEADER,
+    ScpiError,
+)
 
-ArgKind = Literal["int", "float", "bool", "enum", "block"]
-ReplyKind = Literal["none", "int", "float", "text", "enum", "ints", "floats", "error", "block"]
+ArgKind = Literal["int", "float", "bool", "enum", "string", "channels", "block"]
+ReplyKind = Literal[
+    "none",
+    "int",
+    "float",
+    "bool",
+    "text",
+    "string",
+    "enum",
+    "ints",
+    "floats",
+    "channels",
+    "error",
+    "block",
+]
 
-#: A bound: a number, or the name of a chip limit or of an earlier argument, optionally less
-#: another name or an integer: ``"tiles-1"``, ``"rows-row_start"``.
+#: A bound: a number, or the name of a limit or of an earlier argument, optionally negated
+#: (``"-high_level_max_V"``) or less another name or an integer (``"tiles-1"``).
 Bound = float | int | str | None
 Limits = Mapping[str, float]
 
 
 def resolve(bound: Bound, limits: Limits) -> float | None:
-    """The numeric value of a bound, looking names up in ``limits`` (chip limits and the values
-    of the arguments checked so far)."""
+    """The numeric value of a bound, looking names up in ``limits`` (instrument limits and
+    the values of the arguments checked so far)."""
     if bound is None or isinstance(bound, (int, float)):
         return bound
-    name, _sep, less = bound.partition("-")
+    sign = -1.0 if bound.startswith("-") else 1.0
+    name, _sep, less = bound.lstrip("-").partition("-")
 
     def value(key: str) -> float:
         if key.isdigit():
@@ -43,7 +69,33 @@ def resolve(bound: Bound, limits: Limits) -> float | None:
         except KeyError:
             raise KeyError(f"limit {key!r} is not known") from None
 
-    return value(name) - (value(less) if less else 0.0)
+    return sign * (value(name) - (value(less) if less else 0.0))
+
+
+def number_shortest(value: float) -> str:
+    """The shortest text that reads back to the same binary64 value (``0.2``, ``1e-05``)."""
+    return repr(float(value))
+
+
+def number_12g(value: float) -> str:
+    """12 significant digits: ``0.3`` rather than ``0.30000000000000004`` (bench drivers)."""
+    return format(float(value), ".12g")
+
+
+def number_nr3(value: float) -> str:
+    """SCPI NR3 as 2400-class instruments reply: ``+1.050000E-04``."""
+    return f"{float(value):+.6E}"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How an instrument writes numbers, booleans and strings: in program messages (what a
+    driver sends) and in responses (what the instrument answers)."""
+
+    number: Callable[[float], str] = number_shortest
+    reply_number: Callable[[float], str] = number_shortest
+    true_false: tuple[str, str] = ("1", "0")
+    quote: str = '"'
 
 
 @dataclass(frozen=True)
@@ -75,7 +127,13 @@ class Length:
 
 @dataclass(frozen=True)
 class Arg:
-    """One argument of a command, in the order it appears on the wire."""
+    """One argument of a command, in the order it appears on the wire.
+
+    ``choices``: the mnemonics of an enum (short form in capitals) or the accepted strings of
+    a string argument (any case). ``keywords``: a number may also be written ``MINimum`` or
+    ``MAXimum`` (the bounds). ``repeat``: the last argument may be given one or more times
+    (its value is then a tuple). ``unique``: no value twice in a block (else 103).
+    """
 
     name: str
     kind: ArgKind
@@ -88,6 +146,8 @@ class Arg:
     length: Length | None = None
     range_error: int = DATA_OUT_OF_RANGE
     unique: bool = False
+    keywords: bool = False
+    repeat: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == "block" and not self.dtype:
@@ -103,6 +163,10 @@ class Arg:
                 self.range_error,
                 f"{self.name}={value:g}{self.unit_suffix} outside {self.range_text(limits)}",
             )
+
+    def bounds(self, limits: Limits) -> tuple[float | None, float | None]:
+        """(minimum, maximum) resolved against ``limits``."""
+        return resolve(self.minimum, limits), resolve(self.maximum, limits)
 
     def range_text(self, limits: Limits | None = None) -> str:
         def show(bound: Bound) -> str:
@@ -140,10 +204,25 @@ class Arg:
                     f"{self.name} has {count} elements, not a multiple of {rule.multiple_of}={unit}",
                 )
 
+    def raises(self) -> set[int]:
+        """The error codes checking this argument can raise besides the syntax errors."""
+        codes = (
+            {self.range_error} if self.minimum is not None or self.maximum is not None else set()
+        )
+        if self.kind == "block":
+            codes.add(DATA_OUT_OF_RANGE)  # NaN and infinities
+            if self.length is not None:
+                codes.add(LENGTH_MISMATCH)
+            if self.unique:
+                codes.add(DUPLICATE_ADDRESS)
+        return codes
+
 
 @dataclass(frozen=True)
 class Reply:
-    """What a query answers: its kind, and for blocks the dtype, for lists the field names."""
+    """What a query answers: its kind, for blocks the dtype, for lists and texts the names of
+    its fields (which both sides use: a driver to name what it read, an instrument to find the
+    values it reports), for enums the mnemonics."""
 
     kind: ReplyKind
     doc: str = ""
@@ -155,10 +234,19 @@ class Reply:
 
 NO_REPLY = Reply("none")
 
+#: (short form, long form, optional, takes a numeric suffix) of one header node.
+Node = tuple[str, str, bool, bool]
+
 
 @dataclass(frozen=True)
 class Command:
-    """One row of the command table."""
+    """One row of a command table.
+
+    ``spelling`` is the form drivers send (``":SOUR:VOLT:LEV"``; ``#`` where the suffix goes),
+    one of the header's spellings; the short form when empty. ``suffix_max`` bounds every
+    numeric suffix of the header (1…suffix_max, a number or a limit name such as
+    ``"channels"``; an absent suffix is 1): outside it, -114.
+    """
 
     header: str
     handler: str
@@ -167,12 +255,23 @@ class Command:
     reply: Reply = NO_REPLY
     errors: tuple[int, ...] = ()
     group: str = ""
-    nodes: tuple[tuple[str, str, bool], ...] = field(init=False, repr=False, compare=False)
+    spelling: str = ""
+    suffix_max: Bound = 1
+    nodes: tuple[Node, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", split_header(self.header))
         if self.is_query != (self.reply.kind != "none"):
             raise ValueError(f"{self.header}: a query must have a reply and a command none")
+        if any(arg.repeat for arg in self.args[:-1]):
+            raise ValueError(f"{self.header}: only the last argument may repeat")
+        if self.spelling:
+            key, _suffixes = _key(self.spelling.rstrip("?").replace("#", ""))
+            spelled = {k for k, _flags in _spellings(self)}
+            if key not in spelled:
+                raise ValueError(
+                    f"{self.header}: spelling {self.spelling!r} is not one of its forms"
+                )
 
     @property
     def is_query(self) -> bool:
@@ -183,11 +282,15 @@ class Command:
         return self.header.startswith("*")
 
     @property
+    def has_suffix(self) -> bool:
+        return any(suffix for *_, suffix in self.nodes)
+
+    @property
     def short_form(self) -> str:
         """The shortest accepted spelling, e.g. ``SYST:ERR?``."""
         if self.is_common:
             return self.header
-        text = ":".join(short for short, _long, optional in self.nodes if not optional)
+        text = ":".join(short for short, _long, optional, _s in self.nodes if not optional)
         return text + ("?" if self.is_query else "")
 
     @property
@@ -195,68 +298,202 @@ class Command:
         """The full spelling in capitals, e.g. ``SYSTEM:ERROR:NEXT?``."""
         if self.is_common:
             return self.header
-        text = ":".join(long for _short, long, _optional in self.nodes)
+        text = ":".join(long for _short, long, _optional, _s in self.nodes)
         return text + ("?" if self.is_query else "")
 
+    def send_form(self, suffix: int | str | None = None) -> str:
+        """What a driver sends as the header: ``spelling`` (or the short form) with ``suffix``
+        in place of ``#`` (nothing when None), and ``?`` for a query."""
+        text = (self.spelling or self.short_form).rstrip("?")
+        text = text.replace("#", "" if suffix is None else str(suffix))
+        return text + ("?" if self.is_query else "")
 
-_NODE = re.compile(r"^(\[)?:?([A-Z*]+)([a-z]*)(\])?$")
+    def raises(self) -> set[int]:
+        """Every error code this row can raise beyond syntax: its arguments' and its own."""
+        codes = set(self.errors)
+        for arg in self.args:
+            codes |= arg.raises()
+        if self.has_suffix:
+            codes.add(HEADER_SUFFIX_OUT_OF_RANGE)
+        return codes
 
 
-def split_header(header: str) -> tuple[tuple[str, str, bool], ...]:
-    """Split a table header like ``SYSTem:ERRor[:NEXT]?`` into (short, long, optional) nodes."""
+def setting(
+    header: str,
+    handler: str,
+    doc: str,
+    arg: Arg,
+    *,
+    group: str = "",
+    spelling: str = "",
+    errors: tuple[int, ...] = (),
+    suffix_max: Bound = 1,
+) -> tuple[Command, Command]:
+    """An instrument setting as two rows: ``header arg`` sets it (handler ``set_<handler>``)
+    and ``header?`` reads it back (handler ``<handler>``), a reply of the argument's kind."""
+    reply = Reply(arg.kind, arg.doc, unit=arg.unit, choices=arg.choices)  # type: ignore[arg-type]
+    common = {"group": group, "spelling": spelling, "suffix_max": suffix_max}
+    return (
+        Command(header, f"set_{handler}", doc, args=(arg,), errors=errors, **common),
+        Command(f"{header}?", handler, f"Query: {doc[0].lower()}{doc[1:]}", reply=reply, **common),
+    )
+
+
+_NODE = re.compile(r"^(\[)?:?([A-Z*]+)([a-z]*)(#)?(\])?$")
+
+
+def split_header(header: str) -> tuple[Node, ...]:
+    """Split a table header like ``SYSTem:ERRor[:NEXT]?`` into nodes."""
     body = header.rstrip("?")
     if body.startswith("*"):
-        return ((body, body, False),)
+        return ((body, body, False, False),)
     nodes = []
-    for piece in re.findall(r"\[:[A-Za-z]+\]|:?[A-Za-z]+", body):
+    for piece in re.findall(r"\[:[A-Za-z#]+\]|:?[A-Za-z#]+", body):
         match = _NODE.match(piece)
-        if not match or bool(match.group(1)) != bool(match.group(4)):
+        if not match or bool(match.group(1)) != bool(match.group(5)):
             raise ValueError(f"bad header node {piece!r} in {header!r}")
         short = match.group(2)
-        nodes.append((short, (short + match.group(3)).upper(), bool(match.group(1))))
+        long = (short + match.group(3)).upper()
+        nodes.append((short, long, bool(match.group(1)), bool(match.group(4))))
     return tuple(nodes)
 
 
-def spellings(command: Command) -> set[str]:
-    """Every upper-case spelling a header accepts (each node short or long, optionals or not)."""
+def _spellings(command: Command) -> Iterator[tuple[str, tuple[bool, ...]]]:
+    """Every accepted spelling without suffixes (upper case, no ``?``), with which of its
+    nodes take a numeric suffix."""
     if command.is_common:
-        return {command.header.upper()}
-    results = [""]
-    for short, long, optional in command.nodes:
+        yield command.header.rstrip("?").upper(), (False,)
+        return
+    results: list[tuple[tuple[str, ...], tuple[bool, ...]]] = [((), ())]
+    for short, long, optional, suffix in command.nodes:
         grown = [
-            f"{prefix}:{form}" if prefix else form for prefix in results for form in {short, long}
+            ((*names, form), (*flags, suffix)) for names, flags in results for form in {short, long}
         ]
         results = grown + (results if optional else [])
+    for names, flags in results:
+        yield ":".join(names), flags
+
+
+def spellings(command: Command) -> set[str]:
+    """Every upper-case spelling a header accepts without suffixes (each node short or long,
+    optionals or not), with ``?`` for a query."""
     suffix = "?" if command.is_query else ""
-    return {text + suffix for text in results}
+    return {key + suffix for key, _flags in _spellings(command)}
+
+
+_DIGITS = re.compile(r"(\d+)$")
+#: Standard codes only some instruments raise: listed for a table only where a row does.
+_CONDITIONAL = frozenset({HEADER_SUFFIX_OUT_OF_RANGE, SETTINGS_CONFLICT})
+
+
+def _key(header: str) -> tuple[str, tuple[int | None, ...]]:
+    """(spelling without suffixes, the suffix of each node or None) of a header as written."""
+    if header.startswith("*"):
+        return header.upper(), (None,)
+    names, suffixes = [], []
+    for node in header.upper().lstrip(":").split(":"):
+        match = _DIGITS.search(node)
+        if match and match.start() > 0:
+            names.append(node[: match.start()])
+            suffixes.append(int(match.group(1)))
+        else:
+            names.append(node)
+            suffixes.append(None)
+    return ":".join(names), tuple(suffixes)
 
 
 class CommandTable:
-    """An ordered table of commands with an exact header lookup; overlaps are refused."""
+    """An ordered table of commands with a header lookup; overlaps are refused.
 
-    def __init__(self, commands: tuple[Command, ...]) -> None:
+    ``device_errors``: the instrument's own (positive) error codes and messages; ``errors``
+    is the standard SCPI table with them. ``dialect``: how numbers, booleans and strings are
+    written. ``name`` names the instrument in messages and in its written specification.
+    """
+
+    def __init__(
+        self,
+        commands: tuple[Command, ...],
+        *,
+        name: str = "",
+        device_errors: Mapping[int, str] | None = None,
+        dialect: Dialect | None = None,
+    ) -> None:
         self.commands = commands
-        self._by_spelling: dict[str, Command] = {}
+        self.name = name
+        self.dialect = dialect or Dialect()
+        self.errors: dict[int, str] = {**STANDARD_ERRORS, **(device_errors or {})}
+        self._by_key: dict[str, tuple[Command, tuple[bool, ...]]] = {}
         self._by_handler: dict[str, Command] = {}
         for command in commands:
             if command.handler in self._by_handler:
                 raise ValueError(f"handler {command.handler!r} used twice")
             self._by_handler[command.handler] = command
-            for spelling in spellings(command):
-                if spelling in self._by_spelling:
-                    other = self._by_spelling[spelling].header
-                    raise ValueError(f"{command.header} and {other} both match {spelling}")
-                self._by_spelling[spelling] = command
-        self.longest_header = max(len(s) for s in self._by_spelling)
+            unknown = sorted(command.raises() - set(self.errors))
+            if unknown:
+                raise ValueError(f"{command.header} can raise {unknown}, not in the error table")
+            suffix = "?" if command.is_query else ""
+            for key, flags in _spellings(command):
+                if key + suffix in self._by_key:
+                    other = self._by_key[key + suffix][0].header
+                    raise ValueError(f"{command.header} and {other} both match {key + suffix}")
+                self._by_key[key + suffix] = (command, flags)
+        self.longest_header = max(len(k) for k in self._by_key) + 8 * any(
+            c.has_suffix for c in commands
+        )
+
+    def reported_errors(self) -> dict[int, str]:
+        """The codes this instrument can report: the standard ones its parser raises, the
+        conditional standard ones (-114, -221) only where a row raises them, its own."""
+        raised = set().union(*(command.raises() for command in self.commands))
+        return {
+            code: message
+            for code, message in self.errors.items()
+            if code not in _CONDITIONAL or code in raised
+        }
 
     def lookup(self, header: str) -> Command | None:
-        """The command a header (any case, leading ``:`` allowed) names, or None."""
-        return self._by_spelling.get(header.upper().lstrip(":"))
+        """The command a header (any case, leading ``:`` allowed, suffixes too) names, or None."""
+        try:
+            return self.resolve_header(header, None)[0]
+        except ScpiError:
+            return None
+
+    def resolve_header(self, header: str, limits: Limits | None) -> tuple[Command, tuple[int, ...]]:
+        """(command, its numeric suffixes, 1 where absent) for a header as written; raises
+        ScpiError -113 for an unknown header or a suffix on a node that takes none, -114 for a
+        suffix outside 1…suffix_max (checked when ``limits`` are given)."""
+        text = header.upper().lstrip(":")
+        found = self._by_key.get(text)
+        if found is not None and not found[0].has_suffix:
+            return found[0], ()  # the common case: no suffixes anywhere
+        key, written = _key(text[:-1] if text.endswith("?") else text)
+        found = self._by_key.get(key + ("?" if text.endswith("?") else ""))
+        if found is None:
+            raise ScpiError(UNDEFINED_HEADER, header[:40])
+        command, flags = found
+        suffixes = []
+        for value, takes in zip(written, flags, strict=True):
+            if value is not None and not takes:
+                raise ScpiError(UNDEFINED_HEADER, header[:40])
+            if takes:
+                suffixes.append(1 if value is None else value)
+        if limits is not None and suffixes:
+            top = resolve(command.suffix_max, limits) or 1
+            bad = [s for s in suffixes if not 1 <= s <= top]
+            if bad:
+                raise ScpiError(
+                    HEADER_SUFFIX_OUT_OF_RANGE,
+                    f"{header[:40]}: suffix {bad[0]} outside 1...{top:g}",
+                )
+        return command, tuple(suffixes)
 
     def by_handler(self, handler: str) -> Command:
         return self._by_handler[handler]
 
-    def __iter__(self):
+    def __contains__(self, handler: object) -> bool:
+        return handler in self._by_handler
+
+    def __iter__(self) -> Iterator[Command]:
         return iter(self.commands)
 
     def __len__(self) -> int:

@@ -208,7 +208,7 @@ def test_instrument_error_is_typed(bench):
         with pytest.raises(InstrumentError) as refused:
             target.pulse(0, [2], 700.0, 50.0)
         assert refused.value.code == -222
-        assert refused.value.message == "Data out of range;high level 0.7 V outside -0.6...0.6 V"
+        assert refused.value.message == "Data out of range;volts=0.7 V outside [-0.6, 0.6] V"
         assert "81110A" in str(refused.value)
         np.testing.assert_array_equal(bench.chip.devices.g_prog, state["g_prog"])
         # a query the SMU refuses gets no reply: the target reads the queue after the timeout

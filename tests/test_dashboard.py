@@ -1,8 +1,9 @@
 """The live dashboard: panels and values for recorded program-and-verify, drift,
 characterization, inference and training runs at 80×24 and 160×48; live events and events
-read back from the run store draw the same; throttled live drawing; attaching to a finished
-run and following one written by another process; and the dashboard in a real terminal
-(tmux)."""
+read back from the run store draw the same; updates that keep arrays by reference and leave
+the array work to drawing; throttled live drawing, on a clock the tests set; attaching to a
+finished run and following one written by another process; and the dashboard in a real
+terminal (tmux)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.procedures.program import level_targets, program_and_verify
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock
-from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, attach, render, render_text
+from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, attach, layout, render, render_text
 
 RESOURCE = "emulator?profile=small&seed=1"
 SIZES = ((80, 24), (160, 48))
@@ -357,16 +358,16 @@ def test_failed_and_cancelled_runs_show_in_errors_and_warnings(tmp_path):
 # --- live drawing ------------------------------------------------------------------------------
 
 
-def test_live_dashboard_draws_few_frames_and_the_final_one_at_close(program_run):
+def test_live_dashboard_draws_the_first_frame_and_the_final_one_at_close(program_run):
     _, result, _, events = program_run
     out = StringIO()
     console = Console(file=out, width=120, height=40, force_terminal=True, color_system="truecolor")
-    dashboard = LiveDashboard(console, refresh_hz=4)
+    dashboard = LiveDashboard(console, refresh_hz=4, clock=lambda: 0.0)
     dashboard.set_run(None, RESOURCE, None)
-    for event in events:  # a burst: far faster than 4 Hz
+    for event in events:  # a burst: all at one instant
         dashboard(event)
     dashboard.close()
-    assert 1 <= dashboard.frames <= 3  # the first event, perhaps one more, and the last
+    assert dashboard.frames == 2  # the first event's and the last, at close
     drawn = out.getvalue()
     assert "\x1b[" in drawn  # coloured, cursor-addressed
     assert f"{result.summary()['converged_fraction']:.1%}" in drawn
@@ -408,7 +409,7 @@ def test_a_drawing_error_never_stops_the_procedure(program_run, monkeypatch):
     def broken(*_):
         raise ValueError("cannot draw")
 
-    monkeypatch.setattr("pcm_hil.ui.dashboard._build", broken)
+    monkeypatch.setattr("pcm_hil.ui.dashboard.layout._build", broken)
     for event in events:
         dashboard(event)  # does not raise
     assert dashboard.error == "ValueError: cannot draw"
@@ -416,29 +417,143 @@ def test_a_drawing_error_never_stops_the_procedure(program_run, monkeypatch):
     assert "dashboard stopped drawing: ValueError: cannot draw" in out.getvalue()
 
 
-def test_live_dashboard_refreshes_at_most_refresh_hz(program_run):
-    _, _, _, events = program_run
-    console = Console(file=StringIO(), width=100, height=30, force_terminal=True)
-    dashboard = LiveDashboard(console, refresh_hz=20, max_overhead=0)
-    started = time.monotonic()
-    for k in range(60):
-        dashboard(events[min(k, len(events) - 2)])
-        time.sleep(0.01)
-    elapsed = time.monotonic() - started
+class ManualClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def frame_times(monkeypatch, clock: ManualClock, draw_s: float = 0.0) -> list[float]:
+    """The clock's time at each frame laid out from here on; each frame takes ``draw_s``."""
+    times: list[float] = []
+    build = layout._build
+
+    def timed(*args):
+        times.append(clock.now)
+        clock.now += draw_s
+        return build(*args)
+
+    monkeypatch.setattr("pcm_hil.ui.dashboard.layout._build", timed)
+    return times
+
+
+def terminal() -> Console:
+    return Console(file=StringIO(), width=100, height=30, force_terminal=True)
+
+
+def sweep(count: int) -> list[Event]:
+    """A procedure's start and ``count - 1`` steps."""
+    steps = [Event("step", "sweep", k, count, {"x": k}) for k in range(1, count)]
+    return [Event("start", "sweep", 0, count, {}), *steps]
+
+
+def test_live_dashboard_draws_at_most_refresh_hz_frames_a_second(monkeypatch):
+    clock = ManualClock()
+    drawn = frame_times(monkeypatch, clock)
+    dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=0, clock=clock)
+    for k, event in enumerate(sweep(192)):  # an event every 1/64 s for 3 s
+        clock.now = k / 64
+        dashboard(event)
+    every_quarter = [k / 4 for k in range(12)]  # the first event's, then one each 1/4 s
+    assert drawn == every_quarter and dashboard.frames == 12
+    clock.now = 3.0
+    dashboard.close()  # the events since the last frame: one more, the last
+    assert drawn == [*every_quarter, 3.0] and dashboard.frames == 13
+
+
+def test_a_procedures_end_draws_at_the_next_event_and_close_only_what_changed(monkeypatch):
+    clock = ManualClock()
+    drawn = frame_times(monkeypatch, clock)
+    dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=0, clock=clock)
+    script = [
+        (0.00, Event("start", "first", 0, 2, {})),  # the first event: drawn
+        (0.01, Event("step", "first", 1, 2, {})),
+        (0.02, Event("end", "first", 2, 2, {"status": "completed"})),
+        (0.03, Event("start", "second", 0, 2, {})),  # after an end: drawn, throttle or not
+        (0.04, Event("step", "second", 1, 2, {})),
+    ]
+    for at, event in script:
+        clock.now = at
+        dashboard(event)
+    assert drawn == [0.00, 0.03]
+    clock.now = 0.05
     dashboard.close()
-    assert dashboard.frames <= elapsed * 20 + 3
-    assert dashboard.frames >= 3
+    assert drawn == [0.00, 0.03, 0.05] and dashboard.frames == 3
+    drawn.clear()
+    unchanged = LiveDashboard(terminal(), refresh_hz=4, clock=clock)
+    unchanged(script[0][1])
+    unchanged.close()  # nothing new since the first frame: none drawn at close
+    assert drawn == [0.05] and unchanged.frames == 1
 
 
-def test_updating_the_state_is_cheap(program_run):
+def test_slow_drawing_is_held_to_max_overhead_of_the_procedures_time(monkeypatch):
+    clock = ManualClock()
+    draw_s, share = 1 / 16, 1 / 64
+    drawn = frame_times(monkeypatch, clock, draw_s)
+    dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=share, clock=clock)
+    for event in sweep(1100):  # an event each 1/64 s of the procedure's own time
+        dashboard(event)
+        clock.now += 1 / 64
+    # a frame only when the drawing so far and one frame more fit in 1/64 of the time since
+    # the first event: n + 1 frames of 1/16 s need 4 (n + 1) s, so at 8 s, 12 s and 16 s
+    assert drawn == [0.0, 8.0, 12.0, 16.0]
+    assert dashboard.draw_seconds == 4 * draw_s
+    assert dashboard.draw_seconds <= share * drawn[-1] + draw_s  # bar the first frame
+    dashboard.close()
+    assert len(drawn) == dashboard.frames == 5
+
+
+class Untouchable(np.ndarray):
+    """An array on which any numpy operation fails."""
+
+    def __array_ufunc__(self, *args, **kwargs):
+        raise AssertionError("array work while updating")
+
+    def __array_function__(self, *args, **kwargs):
+        raise AssertionError("array work while updating")
+
+
+def test_updates_keep_arrays_by_reference_and_leave_the_array_work_to_drawing(
+    program_run, drift_run
+):
+    def untouchable(event):
+        data = {
+            key: value.view(Untouchable) if isinstance(value, np.ndarray) else value
+            for key, value in event.data.items()
+        }
+        return replace(event, data=data)
+
+    events = [untouchable(event) for event in (*program_run[3], *drift_run[3])]
+    state = DashboardState()
+    for event in events:
+        state.update(event)  # any array operation would raise
+    steps = [event for event in events if event.kind == "step"]
+    program = [event.data for event in steps if event.procedure == "program"]
+    drift = [event.data for event in steps if event.procedure == "drift"]
+    # the very arrays of the events, not copies
+    assert state.program.step["read_uS"] is program[-1]["read_uS"]
+    assert state.map_values is drift[-1]["conductance_uS"]
+    assert len(state.drift.pending) == len(drift)
+    assert all(
+        kept is data["conductance_uS"]
+        for kept, data in zip(state.drift.pending, drift, strict=True)
+    )
+    assert state.drift.means == []  # the means per level wait for a frame
+
     _, _, _, events = program_run
     state = DashboardState()
-    started = time.perf_counter()
-    for _ in range(100):
-        for event in events:
-            state.update(event)
-    per_event = (time.perf_counter() - started) / (100 * len(events))
-    assert per_event < 50e-6
+    for event in events:
+        state.update(event)
+    histogram = state.error_histogram()
+    render_text(state, 160, 48)
+    assert state.error_histogram() is histogram  # computed once, cached until new reads
+    last = next(event for event in reversed(events) if event.kind == "step")
+    state.update(replace(last, data={**last.data, "read_uS": last.data["read_uS"].copy()}))
+    assert state.error_histogram() is not histogram
 
 
 def test_the_dashboard_does_not_change_what_a_procedure_does():

@@ -16,9 +16,10 @@ from pcm_hil.drivers import (
     ResourceError,
 )
 from pcm_hil.emulator import WireInterface, make_chip
-from pcm_hil.emulator.pty import PtyServer
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.pty import PtyServer
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.protocols import errors
+from pcm_hil.protocols.chip import CHIP_BUSY, PULSE_OUTSIDE_LIMITS
 
 from .conftest import SEED
 
@@ -32,7 +33,7 @@ def served(request):
     wire = WireInterface(chip)
     kind = request.param
     if kind == "in-process":
-        from pcm_hil.drivers.transports import InProcessTransport
+        from pcm_hil.emulator.servers.inprocess import InProcessTransport
 
         driver = PcmChip(InProcessTransport("emulator", wire))
         yield driver, chip
@@ -72,6 +73,7 @@ def test_identity_and_configuration(served):
 def test_pulse_and_read_match_chip_state(served):
     driver, chip = served
     addresses = np.arange(40)
+    untouched = chip.devices.snapshot()  # every device's programmed state before the pulses
     driver.pulse(0, addresses, 550.0, 50.0)  # RESET
     reset = chip.devices.g_prog[0, :40].copy()
     assert np.all(reset < 1.0)
@@ -79,7 +81,12 @@ def test_pulse_and_read_match_chip_state(served):
     driver.pulse(0, addresses, currents, 50.0)
     programmed = chip.devices.g_prog[0, :40]
     assert not np.array_equal(programmed, reset)
-    assert np.all(chip.devices.g_prog[0, 40:] == chip.devices.g_prog[0, 40:])
+    # the pulses reached only the addressed devices: tile 0 from 40 on and all of tile 1 are
+    # exactly as before (conductance, programming time, SET count, drift exponent, ...)
+    after = chip.devices.snapshot()
+    for name, before in untouched.items():
+        np.testing.assert_array_equal(after[name][0, 40:], before[0, 40:], err_msg=name)
+        np.testing.assert_array_equal(after[name][1], before[1], err_msg=name)
     read = driver.read(0, addresses)
     assert read.dtype == np.float32 and read.shape == (40,)
     # a read at t < t0 is the programmed value with read noise of a few percent at most
@@ -146,7 +153,7 @@ def test_out_of_limit_pulse_never_reaches_the_wire(served):
     for amplitude, width in ((601.0, 50.0), (-1.0, 50.0), (300.0, 5.0), (300.0, 2000.0)):
         with pytest.raises(PulseLimitError) as info:
             driver.pulse(0, [0, 1], amplitude, width)
-        assert info.value.code == errors.PULSE_OUTSIDE_LIMITS
+        assert info.value.code == PULSE_OUTSIDE_LIMITS
         assert info.value.sent is False
     with pytest.raises(ChipError) as info:
         driver.pulse(0, [0, 0], 300.0, 50.0)
@@ -223,7 +230,7 @@ def test_second_client_refused_while_first_connected(tcp_server):
     with PcmChip.open(tcp_server.resource, timeout_s=5) as first:
         with pytest.raises(ChipBusyError) as info:
             PcmChip.open(tcp_server.resource, timeout_s=5)
-        assert info.value.code == errors.CHIP_BUSY
+        assert info.value.code == CHIP_BUSY
         assert first.operation_complete()
     with PcmChip.open(tcp_server.resource, timeout_s=5) as again:
         assert again.operation_complete()
@@ -241,9 +248,7 @@ def test_disconnect_raises_typed_error(tiny_chip, library):
 
 
 def test_incompatible_major_version_refused(monkeypatch):
-    import pcm_hil.emulator.wire as wire
-
-    monkeypatch.setattr(wire, "PROTOCOL_VERSION", "2.0")
+    monkeypatch.setattr("pcm_hil.emulator.chip.PROTOCOL_VERSION", "2.0")  # what it reports
     with pytest.raises(ProtocolVersionError, match=r"speaks protocol 2\.0"):
         PcmChip.open("emulator?profile=tiny")
 

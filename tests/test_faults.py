@@ -6,7 +6,10 @@ fixed number of messages (``handshake()``, measured, not assumed); after it, a c
 arguments or without a reply is two messages (the command, then ``SYST:ERR?``) and a query
 without arguments is one. Servers run on 127.0.0.1, port 0, started and stopped by each test;
 the driver's timeout is ``TIMEOUT_S`` and every test is bounded by ``TEST_BOUND_S`` (SIGALRM),
-so a fault that made something hang fails the test instead of hanging the run.
+so a fault that made something hang fails the test instead of hanging the run. Nothing here
+measures how long anything took: a late reply is told from a lost one by a client whose
+timeout outlasts the delay, a server that let go of a connection by the next client being
+admitted rather than refused busy, and an in-process fault by nothing waiting at all.
 
 What the driver does, in short (asserted below):
 
@@ -45,16 +48,20 @@ from pcm_hil.drivers import (
     PulseLimitError,
     TransportError,
 )
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import EmulatedChip, WireInterface, make_chip
+from pcm_hil.emulator import faults as faults_module
 from pcm_hil.emulator.devices import NOT_STUCK, STUCK_RESET, STUCK_SET
 from pcm_hil.emulator.faults import INJECTED_DETAIL, FaultPlan
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.program import program_and_verify
 from pcm_hil.protocols.errors import ScpiError
 
 SEED = 77
 TIMEOUT_S = 0.5  # the driver's I/O timeout
+LATE_S = 2.0  # an injected delay a client waits out: 4x TIMEOUT_S
+PATIENT_TIMEOUT_S = LATE_S + 8.0  # the timeout of a client that outlasts the delay
+BUSY_WAIT_S = 0.5  # how long a server lets a new client wait for the last one to be let go
 TEST_BOUND_S = 15  # no test may take longer (each takes a few seconds at most)
 AMBIENT_K = 300.0
 
@@ -114,8 +121,12 @@ def test_message_counts_used_below():
 def serve(
     plan: FaultPlan | None, profile: str = "tiny", seed: int = SEED
 ) -> Iterator[tuple[TcpServer, EmulatedChip]]:
+    """The chip served with ``plan``. A new client waits at most ``BUSY_WAIT_S`` for the last
+    one to be let go, then is refused busy (``ChipBusyError``); every delay waited out here
+    outlasts the driver's timeout by more than that, so a server that kept waiting for a late
+    reply after its client left would refuse the next client."""
     chip = make_chip(profile, seed=seed)
-    with TcpServer(WireInterface(chip), faults=plan) as server:
+    with TcpServer(WireInterface(chip), faults=plan, busy_wait_s=BUSY_WAIT_S) as server:
         yield server, chip
 
 
@@ -128,20 +139,25 @@ def in_process(chip: EmulatedChip, plan: FaultPlan | None) -> tuple[PcmChip, InP
     return PcmChip(transport), transport
 
 
-def assert_serves(server: TcpServer, within_s: float = 2.0) -> None:
-    """A new client is accepted and answered promptly."""
-    start = time.monotonic()
+def assert_serves(server: TcpServer) -> None:
+    """A new client is admitted (not refused busy: the server has let go of the last one) and
+    answers the driver's handshake within its timeout."""
+    admitted = server.connections
     with open_chip(server) as chip:
         assert chip.identity.model == "PCM-EMULATOR"
-    assert time.monotonic() - start < within_s
+    assert server.connections == admitted + 1
 
 
-@contextlib.contextmanager
-def takes(low_s: float, high_s: float) -> Iterator[None]:
-    start = time.monotonic()
-    yield
-    elapsed = time.monotonic() - start
-    assert low_s <= elapsed < high_s, f"took {elapsed:.3f} s, expected {low_s}..{high_s}"
+@pytest.fixture
+def never_waits(monkeypatch):
+    """In-process, a fault makes nothing wait: a delay is a reply held back, not a pause.
+    Sleeping, or the servers' wait for a late reply, fails the test."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the in-process transport waited")
+
+    monkeypatch.setattr(time, "sleep", refuse)
+    monkeypatch.setattr(faults_module, "wait_for_client", refuse)
 
 
 def live_address(chip: EmulatedChip, tile: int = 0) -> int:
@@ -197,32 +213,45 @@ def test_bad_plans_are_refused_clearly(text, message):
 def test_delay_times_out_the_driver_but_the_command_ran():
     h = handshake()
     # TEMP is message h+1 (no reply: not delayed); its SYST:ERR? (h+2) gets a late reply
-    with serve(FaultPlan(delay_s=3.0, delay_from=h + 2)) as (server, emulated):
-        chip = open_chip(server)
-        with takes(TIMEOUT_S * 0.9, TIMEOUT_S + 1.0), pytest.raises(ChipTimeoutError):
+    with serve(FaultPlan(delay_s=LATE_S, delay_from=h + 2)) as (server, emulated):
+        chip = open_chip(server)  # its timeout is shorter than the delay
+        with pytest.raises(ChipTimeoutError):
             chip.set_temperature(350.0)
         chip.close()
         assert emulated.temperature_K == 350.0  # a timeout does not mean "not executed"
-        # the server gives up the late reply when its client leaves: no 3 s wait, no busy
-        with takes(0.0, 1.5), open_chip(server) as again:
+        # the server gives up the late reply when its client leaves: the next client is
+        # admitted, not refused busy for the rest of the delay
+        with open_chip(server) as again:
             assert again.temperature() == 350.0  # message h+1: before delay_from
-        assert [e.fault for e in server.fault_events] == ["delay"]
-        assert server.fault_events[0].message == h + 2
+        # a client whose timeout outlasts the delay gets the late reply: nothing is lost
+        with PcmChip.open(server.resource, timeout_s=PATIENT_TIMEOUT_S) as patient:
+            patient.set_temperature(340.0)  # its error check (h+2) answers late: no error
+        assert emulated.temperature_K == 340.0
+        assert [(e.connection, e.fault, e.message) for e in server.fault_events] == [
+            (1, "delay", h + 2),
+            (3, "delay", h + 2),
+        ]
+        assert {e.detail for e in server.fault_events} == {f"reply delayed {LATE_S:g} s"}
 
 
 def test_delay_from_the_first_message_fails_the_open():
-    with serve(FaultPlan(delay_s=2.0)) as (server, _):
-        with takes(TIMEOUT_S * 0.9, TIMEOUT_S + 1.0), pytest.raises(ChipTimeoutError):
+    with serve(FaultPlan(delay_s=LATE_S)) as (server, _):
+        with pytest.raises(ChipTimeoutError):
             open_chip(server)
-        with takes(0.0, 2.0), pytest.raises(ChipTimeoutError):
-            open_chip(server)  # every connection: the count restarts
+        # every connection: the count restarts; admitted (not busy), it times out the same way
+        with pytest.raises(ChipTimeoutError):
+            open_chip(server)
+        assert [(e.connection, e.fault, e.message) for e in server.fault_events] == [
+            (1, "delay", 1),
+            (2, "delay", 1),
+        ]
 
 
-def test_delay_in_process_raises_at_once_and_the_late_reply_follows():
+def test_delay_in_process_raises_at_once_and_the_late_reply_follows(never_waits):
     h = handshake()
     emulated = make_chip("tiny", seed=SEED)
     chip, transport = in_process(emulated, FaultPlan(delay_s=30.0, delay_from=h + 2))
-    with takes(0.0, 0.2), pytest.raises(ChipTimeoutError, match="late"):
+    with pytest.raises(ChipTimeoutError, match="late"):  # at once: nothing waits the 30 s
         chip.set_temperature(350.0)
     assert emulated.temperature_K == 350.0
     # the late reply is there afterwards, as on a wire: a stale reply for whoever reads next
@@ -243,7 +272,7 @@ def test_drop_after_disconnects_and_leaves_the_chip_consistent(executed):
         address = live_address(emulated)
         before = emulated.devices.snapshot()
         rng_before = emulated.rng.bit_generator.state
-        with takes(0.0, TIMEOUT_S * 0.9), pytest.raises(ChipDisconnectedError):
+        with pytest.raises(ChipDisconnectedError):  # the end of the stream, not a timeout
             chip.pulse(0, [address], 300.0, 50.0)
         chip.close()
         after = emulated.devices.snapshot()
@@ -259,11 +288,11 @@ def test_drop_after_disconnects_and_leaves_the_chip_consistent(executed):
         assert_serves(server)
 
 
-def test_drop_after_in_process():
+def test_drop_after_in_process(never_waits):
     h = handshake()
     emulated = make_chip("tiny", seed=SEED)
     chip, transport = in_process(emulated, FaultPlan(drop_after=h))
-    with takes(0.0, 0.2), pytest.raises(ChipDisconnectedError):
+    with pytest.raises(ChipDisconnectedError):
         chip.set_temperature(350.0)
     assert emulated.temperature_K == AMBIENT_K  # TEMP (message h+1) never ran
     with pytest.raises(ChipDisconnectedError):
@@ -276,7 +305,7 @@ def test_drop_after_in_process():
 def test_drop_mid_block_disconnects_on_each_connection():
     with serve(FaultPlan(drop_mid_block=1)) as (server, _):
         chip = open_chip(server)
-        with takes(0.0, TIMEOUT_S * 0.9), pytest.raises(ChipDisconnectedError):
+        with pytest.raises(ChipDisconnectedError):
             chip.read_tile(0)
         chip.close()
         with open_chip(server) as again:  # a new connection: served; its count restarts
@@ -319,25 +348,27 @@ def test_truncate_block_is_a_transport_error():
     with serve(FaultPlan(truncate_block=1)) as (server, _):
         # a 4-byte block cut to 2: the driver reads into the next reply, finds no LF after it
         chip = open_chip(server)
-        with takes(0.0, TIMEOUT_S * 0.9), pytest.raises(TransportError) as error:
+        with pytest.raises(TransportError) as error:
             chip.read(0, [5])
         assert not isinstance(error.value, ChipTimeoutError)
         assert "not terminated by LF" in str(error.value)
         chip.close()
         # a 1024-byte block cut to 512: the driver waits for bytes that never come
         chip = open_chip(server)
-        with takes(TIMEOUT_S * 0.9, TIMEOUT_S + 1.0), pytest.raises(ChipTimeoutError):
+        with pytest.raises(ChipTimeoutError):
             chip.read_tile(0)
         chip.close()
+        assert [e.fault for e in server.fault_events] == ["truncate_block"] * 2
+        assert [e.connection for e in server.fault_events] == [1, 2]
         assert_serves(server)
 
 
-def test_truncate_block_in_process():
+def test_truncate_block_in_process(never_waits):
     chip, _ = in_process(make_chip("tiny", seed=SEED), FaultPlan(truncate_block=1))
     with pytest.raises(TransportError, match="not terminated by LF"):
         chip.read(0, [5])
     chip, _ = in_process(make_chip("tiny", seed=SEED), FaultPlan(truncate_block=1))
-    with takes(0.0, 0.2), pytest.raises(ChipTimeoutError):
+    with pytest.raises(ChipTimeoutError):  # at once: in process nothing more can arrive
         chip.read_tile(0)
 
 
@@ -395,14 +426,14 @@ def test_reset_after_resets_the_chip_and_drops_the_connection():
         chip.pulse(0, [address], 300.0, 50.0)  # messages h+1, h+2
         chip.set_temperature(350.0)  # h+3, h+4
         chip.set_event_status_enable(32)  # h+5, h+6
-        with server.wire.lock:
-            server.wire.push_error(ScpiError(-200, "left in the queue"))
+        with server.device.lock:
+            server.device.push_error(ScpiError(-200, "left in the queue"))
         devices = emulated.devices.snapshot()
         clock = emulated.now()
-        with takes(0.0, TIMEOUT_S * 0.9), pytest.raises(ChipDisconnectedError):
+        with pytest.raises(ChipDisconnectedError):
             chip.temperature()  # message h+7: the reset comes first, the query never runs
         chip.close()
-        wire = server.wire
+        wire = server.device
         assert emulated.temperature_K == AMBIENT_K
         assert wire.ese == 0 and wire.esr == 0 and len(wire.errors) == 0
         after = emulated.devices.snapshot()  # conductances are non-volatile
@@ -545,15 +576,12 @@ def test_program_and_verify_with_a_dropped_connection():
 def test_program_and_verify_with_a_late_reply():
     h = handshake()
     # the error check of iteration STEPS+1's pulse is late: the pulse ran, the host timed out
-    plan = FaultPlan(delay_s=3.0, delay_from=h + 4 * STEPS + 2)
+    plan = FaultPlan(delay_s=LATE_S, delay_from=h + 4 * STEPS + 2)
     with serve(plan) as (server, emulated):
         events: list[Event] = []
-        with (
-            takes(TIMEOUT_S * 0.9, TIMEOUT_S + 2.0),
-            open_chip(server) as chip,
-            pytest.raises(ChipTimeoutError),
-        ):
+        with open_chip(server) as chip, pytest.raises(ChipTimeoutError):
             _program(chip, events)
+        assert [(e.fault, e.message) for e in server.fault_events] == [("delay", h + 4 * STEPS + 2)]
         assert [e.kind for e in events] == ["start"] + ["step"] * STEPS + ["end"]
         assert "ChipTimeoutError" in events[-1].data["error"]
         # unlike a drop, the timed-out pulse did reach the devices: the chip is where a

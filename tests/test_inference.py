@@ -13,9 +13,9 @@ from pcm_hil.analog.mapping import conductance_targets, place_layers
 from pcm_hil.analog.network import AnalogNetwork
 from pcm_hil.cli.main import main
 from pcm_hil.drivers import PcmChip
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import WireInterface, make_chip
 from pcm_hil.emulator.calibration import DEFAULT_MODEL
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.nn.data import synthetic_blobs
 from pcm_hil.nn.layers import BatchNorm, Dense, ReLU
 from pcm_hil.nn.network import Network

@@ -11,8 +11,8 @@ import pytest
 from pcm_hil.analog.insitu import InSituTrainer, StepModel, UpdateRule, train_on_chip
 from pcm_hil.analog.network import AnalogNetwork
 from pcm_hil.drivers import PcmChip
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.nn.data import load_digits_split
 from pcm_hil.nn.zoo import mlp
 
@@ -178,45 +178,69 @@ def digits():
 
 
 def test_training_on_the_emulator_improves_accuracy_clearly(digits):
+    """On each of three chips (small profile, the network seeded like the chip), from chance
+    to above 85 %. Measured on chips 0…7: 5…16 % before training, 91.7…93.7 % after (mean
+    92.3 %), so every chip clears the bounds by 6 points or more."""
     x_train, y_train, x_test, y_test = digits
-    chip = PcmChip.open("emulator?profile=small&seed=5")
-    network = mlp(np.random.default_rng(5), hidden=32)
-    trainer = InSituTrainer(AnalogNetwork(chip, network))
-    trainer.program_initial_weights()
-    before = network.accuracy(x_test, y_test, matmul=trainer.matmul)
-    result = trainer.train(
-        x_train, y_train, epochs=6, lr=0.2, rng=np.random.default_rng(5), schedule="linear"
-    )
-    after = network.accuracy(x_test, y_test, matmul=trainer.matmul)
-    assert before < 0.3
-    assert after > 0.85
-    assert result.pulses_applied > 1000
-    assert result.status == "completed"
+    for seed in (5, 6, 7):
+        chip = PcmChip.open(f"emulator?profile=small&seed={seed}")
+        network = mlp(np.random.default_rng(seed), hidden=32)
+        trainer = InSituTrainer(AnalogNetwork(chip, network))
+        trainer.program_initial_weights()
+        before = network.accuracy(x_test, y_test, matmul=trainer.matmul)
+        result = trainer.train(
+            x_train, y_train, epochs=6, lr=0.2, rng=np.random.default_rng(seed), schedule="linear"
+        )
+        after = network.accuracy(x_test, y_test, matmul=trainer.matmul)
+        assert before < 0.3, (seed, before)
+        assert after > 0.85, (seed, after)
+        assert result.pulses_applied > 1000, seed
+        assert result.status == "completed", seed
 
 
 def test_train_on_chip_lands_near_software_and_is_deterministic(digits):
-    def run() -> dict:
-        chip = PcmChip.open("emulator?profile=small&seed=7")
+    """Over four chips (small profile, hidden 32, 6 epochs, chip and network seeded alike):
+    floating point above 90 % on each; the chip within 3 points of it on average and within
+    5 points on every chip. Measured on chips 0…7: floating point 93.3…94.8 %, the chip
+    1.30, 2.96, 1.48, 2.04, 2.59, 1.48, 2.04, 1.85 points below (mean 1.97, standard
+    deviation 0.58; on chips 4…7, used here, mean 1.99, worst 2.59). The per-chip bound
+    leaves room for the worst chip seen (2.96); the mean bound is 1.0 point beyond the
+    eight chips' mean, 3.5 standard errors of a four-chip mean. The run is deterministic:
+    repeated on chip 7, every result but the elapsed time is the same."""
+
+    def run(seed: int) -> dict:
+        chip = PcmChip.open(f"emulator?profile=small&seed={seed}")
         events = []
         result = train_on_chip(
-            chip, digits, hidden=32, epochs=6, lr=0.2, batch=10, seed=7, listeners=[events.append]
+            chip,
+            digits,
+            hidden=32,
+            epochs=6,
+            lr=0.2,
+            batch=10,
+            seed=seed,
+            listeners=[events.append],
         )
         assert [e.kind for e in events] == ["start"] + ["step"] * 6 + ["end"]
         return result
 
-    first = run()
-    assert set(first) == {
-        "fp_accuracy",
-        "chip_accuracy",
-        "epochs",
-        "pulses_applied",
-        "elapsed_s",
-        "refreshed_pairs",
-    }
-    assert first["epochs"] == 6
-    assert first["fp_accuracy"] > 0.9
-    assert first["chip_accuracy"] > first["fp_accuracy"] - 0.05
-    second = run()
+    results = {seed: run(seed) for seed in (4, 5, 6, 7)}
+    for seed, result in results.items():
+        assert set(result) == {
+            "fp_accuracy",
+            "chip_accuracy",
+            "epochs",
+            "pulses_applied",
+            "elapsed_s",
+            "refreshed_pairs",
+        }
+        assert result["epochs"] == 6
+        assert result["fp_accuracy"] > 0.9, (seed, result)
+        assert result["chip_accuracy"] > result["fp_accuracy"] - 0.05, (seed, result)
+    gaps = np.array([r["chip_accuracy"] - r["fp_accuracy"] for r in results.values()])
+    assert gaps.mean() > -0.03, gaps
+
+    first, second = results[7], run(7)
     first.pop("elapsed_s")
     second.pop("elapsed_s")
     assert first == second

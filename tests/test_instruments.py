@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -26,12 +26,11 @@ from pcm_hil.drivers.instrument import (
     InstrumentReplyError,
     InstrumentTimeoutError,
     Property,
-    boolean,
-    in_range,
-    one_of,
 )
 from pcm_hil.drivers.pulse_generator import PulseGenerator
 from pcm_hil.drivers.smu import SourceMeter
+from pcm_hil.protocols.smu import INSTRUMENT_DIALECT
+from pcm_hil.protocols.table import Arg, CommandTable, setting
 
 OK = '0,"No error"'
 ERR = ":SYST:ERR?"
@@ -115,6 +114,11 @@ SMU_CASES = [
         "current_range_auto",
         (":SENS:CURR:RANG:AUTO?", "1", True),
         (False, ":SENS:CURR:RANG:AUTO OFF"),
+    ),
+    Case(
+        "current_range_A",
+        (":SENS:CURR:RANG?", "+1.050000E-04", 1.05e-4),
+        (1e-5, ":SENS:CURR:RANG 1e-05"),
     ),
     Case("nplc", (":SENS:CURR:NPLC?", "+1.000000E+00", 1.0), (0.1, ":SENS:CURR:NPLC 0.1")),
     Case("output_enabled", (":OUTP?", "0", False), (True, ":OUTP ON")),
@@ -527,6 +531,7 @@ SMU_SIM_VALUES = {
     "source_voltage_V": [-210.0, 1.234567, 0.0, 210.0],
     "compliance_current_A": [1e-9, 1.05e-4, 1.05],
     "current_range_auto": [False, True],
+    "current_range_A": [1e-6, 1e-3, 1.05],
     "nplc": [0.01, 2.5, 10.0],
     "output_enabled": [True, False],
 }
@@ -535,7 +540,7 @@ PG_SIM_VALUES = {
     "high_level_V": [9.5, 2.25],
     "low_level_V": [-9.5, -0.5],
     "width_s": [1e-9, 2.5e-7, 1.0],
-    "period_s": [1e-8, 1e-6, 1e3],
+    "period_s": [1e-8, 1e-6, 999.0],
     "leading_edge_s": [0.8e-9, 5e-9, 0.2],
     "trailing_edge_s": [0.8e-9, 7.5e-9, 0.2],
     "output_enabled": [True, False],
@@ -653,13 +658,53 @@ def test_sims_path():
 # --- the declarative machinery itself ---------------------------------------------------
 
 
-class Thermostat(Instrument):
-    """A toy instrument declared with the machinery, as a user would."""
+THERMOSTAT = CommandTable(
+    (
+        *setting(
+            "TEMPerature",
+            "setpoint",
+            "The setpoint.",
+            Arg("kelvin", "float", "Setpoint.", unit="K", minimum=4, maximum="setpoint_max_K"),
+            spelling=":TEMP",
+        ),
+        *setting(
+            "MODE",
+            "mode",
+            "Heat or cool.",
+            Arg("mode", "enum", "Mode.", choices=("HEAT", "COOL")),
+            spelling=":MODE",
+        ),
+        *setting(
+            "GAIN",
+            "gain",
+            "Write-only gain.",
+            Arg("gain", "int", "Gain.", minimum=1, maximum=100),
+            spelling=":GAIN",
+        ),
+        *setting(
+            "LOCK",
+            "locked",
+            "Read-only lock state.",
+            Arg("state", "bool", "Lock."),
+            spelling=":LOCK",
+        ),
+    ),
+    name="thermostat",
+    dialect=INSTRUMENT_DIALECT,
+)
 
-    setpoint_K = Property(":TEMP?", ":TEMP {}", "The setpoint, K.", in_range(4, 400), unit="K")
-    mode = Property(":MODE?", ":MODE {}", "Heat or cool.", one_of("HEAT", "COOL"))
-    gain = Property(None, ":GAIN {}", "Write-only gain.", one_of(1, 10, 100))
-    locked = Property(":LOCK?", None, "Read-only lock state.", boolean)
+
+class Thermostat(Instrument):
+    """A toy instrument declared with the machinery, as a user would: a table of its own."""
+
+    table = THERMOSTAT
+    limit_attributes: ClassVar[dict[str, str]] = {"setpoint_max_K": "setpoint_max_K"}
+    setpoint_max_K = 400.0
+
+    setpoint_K = Property("setpoint")
+    mode = Property("mode")
+    gain = Property("gain", get=False)
+    locked = Property("locked", set=False)
 
 
 def test_a_user_declared_instrument():
@@ -674,16 +719,17 @@ def test_a_user_declared_instrument():
     ]
     with expected_protocol(Thermostat, script) as thermostat:
         thermostat.setpoint_K = 300
-        thermostat.mode = "cool"  # case-insensitive, sent as declared
+        thermostat.mode = "cool"  # case-insensitive, sent as the table writes it
         thermostat.gain = 10
         assert thermostat.locked is False
         with pytest.raises(AttributeError, match="write-only"):
             _ = thermostat.gain
         with pytest.raises(AttributeError, match="read-only"):
             thermostat.locked = True
-        with pytest.raises(InstrumentRangeError, match="one of 1, 10, 100"):
-            thermostat.gain = 5
+        with pytest.raises(InstrumentRangeError, match="1…100"):
+            thermostat.gain = 500
+        with pytest.raises(InstrumentRangeError, match="4…400 K"):
+            thermostat.setpoint_K = 401
     assert list(Thermostat.properties()) == ["setpoint_K", "mode", "gain", "locked"]
-    assert (
-        repr(Thermostat.setpoint_K) == "Property(':TEMP?', ':TEMP {}', in_range(4, 400), unit='K')"
-    )
+    assert repr(Thermostat.setpoint_K) == "Property('setpoint': ':TEMP?', ':TEMP {}', unit='K')"
+    assert "Allowed: 4…400 K" in Thermostat.setpoint_K.__doc__

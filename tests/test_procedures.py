@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from pcm_hil.drivers import PcmChip
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import WireInterface, make_chip
 from pcm_hil.emulator.calibration import DEFAULT_MODEL
 from pcm_hil.emulator.devices import (
@@ -19,7 +18,8 @@ from pcm_hil.emulator.devices import (
     drift_exponent_stats,
     read_noise_relative_std,
 )
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
 from pcm_hil.procedures.drift import fit_drift, log_times, measure_drift
 from pcm_hil.procedures.program import (

@@ -20,7 +20,6 @@ from pcm_hil.protocols.blocks import (
     parse_header,
 )
 from pcm_hil.protocols.codec import (
-    MessageFramer,
     encode_command,
     format_reply,
     parse_message,
@@ -28,6 +27,7 @@ from pcm_hil.protocols.codec import (
     split_units,
 )
 from pcm_hil.protocols.errors import ErrorEntry, ErrorQueue, ScpiError, parse_error_entry
+from pcm_hil.protocols.framing import MessageFramer
 from pcm_hil.protocols.table import resolve
 
 LIMITS = {
@@ -320,7 +320,7 @@ def test_split_units_respects_blocks(array):
 
 
 def test_error_queue_overflow_and_order():
-    queue = ErrorQueue(capacity=4)
+    queue = ErrorQueue(COMMANDS.errors, capacity=4)
     for code in (-113, -222, 101, 102, 103, 104):
         queue.push(code, f"detail {code}")
     codes = [queue.pop().code for _ in range(5)]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pcm_hil.emulator import WireInterface, make_chip
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.tcp import TcpServer
 
 pytest_plugins = ["pytester"]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pcm_hil.drivers import ChipDisconnectedError, PcmChip
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import WireInterface, make_chip
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.drift import log_times, measure_drift, progress_from_run
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock

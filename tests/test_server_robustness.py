@@ -22,11 +22,11 @@ import pytest
 
 from pcm_hil.emulator import WireInterface, make_chip
 from pcm_hil.emulator.chip import EmulatedChip
-from pcm_hil.emulator.pty import PtyServer
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.pty import PtyServer
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.protocols import COMMANDS
 from pcm_hil.protocols.blocks import MAX_BLOCK_BYTES
-from pcm_hil.protocols.codec import MAX_TEXT_BYTES, MessageFramer
+from pcm_hil.protocols.chip import PULSE_OUTSIDE_LIMITS
 from pcm_hil.protocols.errors import (
     BLOCK_DATA_ERROR,
     BLOCK_NOT_ALLOWED,
@@ -39,13 +39,13 @@ from pcm_hil.protocols.errors import (
     LENGTH_MISMATCH,
     MISSING_PARAMETER,
     PARAMETER_NOT_ALLOWED,
-    PULSE_OUTSIDE_LIMITS,
     QUEUE_OVERFLOW,
     SYNTAX_ERROR,
     TOO_MUCH_DATA,
     UNDEFINED_HEADER,
     ScpiError,
 )
+from pcm_hil.protocols.framing import MAX_TEXT_BYTES, MessageFramer
 
 SEED = 20240611
 IO_TIMEOUT = 5.0  # seconds any single expected reply may take
@@ -697,7 +697,6 @@ def _truncated_endings(rng: np.random.Generator) -> list[bytes]:
 def test_fuzz_tcp_server(server: TcpServer, chip: EmulatedChip) -> None:
     rng = np.random.default_rng(SEED)
     before = chip_state(chip)
-    started = time.monotonic()
     plan = fuzz_plan(rng)
     sent = 0
     client = connect(server)
@@ -739,7 +738,6 @@ def test_fuzz_tcp_server(server: TcpServer, chip: EmulatedChip) -> None:
     finally:
         fresh.close()
     assert_same_state(before, chip_state(chip))
-    assert time.monotonic() - started < 30, "fuzz run too slow"
 
 
 def test_fuzz_plan_is_deterministic() -> None:

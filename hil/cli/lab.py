@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pcm_hil.documents.events import Listener
-from pcm_hil.drivers import ChipConfiguration
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
 from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.procedures.program import (
@@ -19,12 +18,13 @@ from pcm_hil.procedures.program import (
     program_and_verify,
 )
 from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
+from pcm_hil.protocols.chip import ChipInfo
 from pcm_hil.targets.clock import ChipClock
 
 STRATEGIES = {"amplitude": AmplitudeSearch, "partial-set": PartialSetSteps}
 
 
-def parse_tiles(text: str, config: ChipConfiguration) -> list[int]:
+def parse_tiles(text: str, config: ChipInfo) -> list[int]:
     """``all``, ``N`` or ``a,b,c`` → tile indices, each checked against the chip."""
     if text == "all":
         return list(range(config.tiles))
@@ -38,7 +38,7 @@ def parse_tiles(text: str, config: ChipConfiguration) -> list[int]:
     return tiles
 
 
-def spread_addresses(count: int | None, config: ChipConfiguration) -> np.ndarray:
+def spread_addresses(count: int | None, config: ChipInfo) -> np.ndarray:
     """``count`` device addresses spread evenly over a tile (all when None)."""
     size = config.devices_per_tile
     if count is None or count >= size:
@@ -48,7 +48,7 @@ def spread_addresses(count: int | None, config: ChipConfiguration) -> np.ndarray
     return np.unique(np.linspace(0, size - 1, count).round().astype(np.int64))
 
 
-def select(args: argparse.Namespace, config: ChipConfiguration) -> tuple[np.ndarray, np.ndarray]:
+def select(args: argparse.Namespace, config: ChipInfo) -> tuple[np.ndarray, np.ndarray]:
     """(tiles, addresses), one entry per device, from --tiles and --devices."""
     tiles = parse_tiles(args.tiles, config)
     addresses = spread_addresses(args.devices, config)
@@ -232,14 +232,13 @@ def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed:
     fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew (the
     ``shared`` open chip, if given: one client at a time)."""
     from pcm_hil.drivers import PcmChip
-    from pcm_hil.drivers.transports import parse_emulator_options
+    from pcm_hil.emulator.resource import EmulatorOptions, is_emulator
 
     def open_chip(index: int):
-        if resource == "emulator" or resource.startswith("emulator?"):
-            options = parse_emulator_options(resource)
-            options["seed"] = str(int(options.get("seed", seed)) + index)
-            query = "&".join(f"{k}={v}" for k, v in options.items())
-            return PcmChip.open(f"emulator?{query}", timeout_s=timeout_s)
+        if is_emulator(resource):
+            options = EmulatorOptions.parse(resource, default_seed=seed)
+            fresh = options.with_seed(options.seed + index).resource
+            return PcmChip.open(fresh, timeout_s=timeout_s)
         if shared is not None:
             return Borrowed(shared)
         return PcmChip.open(resource, timeout_s=timeout_s, visa_library=visa_library)

@@ -595,8 +595,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         serve_forever(args.devices, args.seed, args.host, args.smu_port, args.pulse_port)
         return 0
-    from pcm_hil.emulator import WireInterface, make_chip
+    from pcm_hil.emulator import WireInterface
     from pcm_hil.emulator.faults import FaultPlan
+    from pcm_hil.emulator.resource import EmulatorOptions
 
     faults = FaultPlan.parse(args.faults)
     if args.serial and faults.connection_faults:
@@ -611,15 +612,15 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.real_time:
         overrides["real_time"] = True
-    chip = make_chip(args.profile, args.seed, **overrides)
+    chip = EmulatorOptions(args.profile, args.seed, overrides).make_chip()
     wire = WireInterface(chip)
     if args.serial:
-        from pcm_hil.emulator.pty import PtyServer
+        from pcm_hil.emulator.servers.pty import PtyServer
 
         faults.apply_to_chip(chip)
         server = PtyServer(wire)
     else:
-        from pcm_hil.emulator.tcp import TcpServer
+        from pcm_hil.emulator.servers.tcp import TcpServer
 
         server = TcpServer(wire, host=args.host, port=args.port, faults=faults)
     stop = threading.Event()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcm_hil.procedures.drift import fit_drift
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
 
@@ -46,7 +47,8 @@ def run_tour(
 ) -> TourResult:
     """RESET ``devices_per_level`` devices per current, apply one melt-quench pulse per
     device (all in one command), read back, then read at ``times_s`` after programming and
-    fit a drift exponent per level from the mean conductance (log G vs log t)."""
+    fit a drift exponent per level from the mean conductance (log G vs log t, as
+    ``fit_drift`` fits a device; NaN with fewer than 3 times)."""
     count = devices_per_level * len(currents_uA)
     addresses = np.arange(count)
     currents = np.repeat(np.asarray(currents_uA, dtype=np.float32), devices_per_level)
@@ -63,8 +65,9 @@ def run_tour(
         values = chip.read(tile, addresses).reshape(len(currents_uA), devices_per_level)
         for level, group in zip(levels, values, strict=True):
             level.drift_mean_uS.append(float(group.mean()))
-    log_t = np.log(np.asarray(times_s))
-    for level in levels:
-        slope = np.polyfit(log_t, np.log(level.drift_mean_uS), 1)[0]
-        level.nu_fit = float(-slope)
+    means = np.array([level.drift_mean_uS for level in levels]).T  # times × levels
+    elapsed = np.asarray(times_s, dtype=np.float64)[:, None]
+    nu, _rms, _error = fit_drift(elapsed, means, fit_from_s=0.0)  # every read
+    for level, value in zip(levels, nu.tolist(), strict=True):
+        level.nu_fit = value
     return TourResult(tile, list(times_s), levels)

@@ -33,69 +33,61 @@ from typing import Protocol
 
 import numpy as np
 
-from pcm_hil.drivers.chip import Identity
-from pcm_hil.drivers.errors import ChipError, PulseLimitError
+from pcm_hil.drivers.errors import chip_error
 from pcm_hil.drivers.instrument import InstrumentTimeoutError
 from pcm_hil.drivers.pulse_generator import PulseGenerator
 from pcm_hil.drivers.smu import SourceMeter
-from pcm_hil.emulator.bench import SERIES_RESISTANCE_OHM
-from pcm_hil.emulator.calibration import DEFAULT_MODEL
-from pcm_hil.emulator.chip import ChipConfig
-
-#: The PCM technology's defaults, the same as the chip's (``emulator.chip.ChipConfig``).
-_CHIP = ChipConfig()
+from pcm_hil.protocols.chip import COMMANDS, ChipInfo
+from pcm_hil.protocols.codec import prepare_values
+from pcm_hil.protocols.common import Identity
+from pcm_hil.protocols.errors import ScpiError
 
 #: Protocol version recorded for a run on a bench (the instruments speak SCPI-1999).
 BENCH_PROTOCOL = "bench-scpi-1999"
 
-#: Code of an address or tile outside the bench (SCPI "Data out of range").
-_OUT_OF_RANGE = -222
-
 
 @dataclass(frozen=True)
-class BenchConfiguration:
-    """What procedures read of ``target.config``: one tile of ``1 × devices`` devices, the
-    technology's g_max, the safe pulse limits and the read set-up."""
+class BenchSetup:
+    """How the bench is wired and driven, and the PCM technology's limits it protects.
 
-    identity: Identity
-    protocol_version: str
-    devices: int
-    g_max_uS: float = DEFAULT_MODEL.g_max_uS
-    pulse_amplitude_max_uA: float = _CHIP.pulse_amplitude_max_uA
-    pulse_width_min_ns: float = _CHIP.pulse_width_min_ns
-    pulse_width_max_ns: float = _CHIP.pulse_width_max_ns
-    read_voltage_V: float = _CHIP.read_voltage_V
+    The technology defaults are the emulated chip's (``pcm_hil.emulator.chip.ChipConfig``
+    and ``calibration.DEFAULT_MODEL``; a test keeps them equal): set them for your devices.
+    """
+
+    g_max_uS: float = 25.0
+    """Top of the weight range, µS [the emulator's g_max, from the aihwkit PCM model]."""
+    pulse_amplitude_max_uA: float = 600.0
+    """Safe-operating limit on pulse current, µA [choice: above the ≈450–500 µA RESET]."""
+    pulse_width_min_ns: float = 10.0
+    pulse_width_max_ns: float = 1000.0
+    read_voltage_V: float = 0.2
+    """Read voltage [choice: ≈0.2 V plausible IBM value]."""
     compliance_A: float = 1e-4
     """SMU current compliance during reads: 100 µA, far above any read current (≈6 µA at
     30 µS and 0.2 V) and far below a disturbing one."""
     nplc: float = 1.0
-    series_resistance_ohm: float = SERIES_RESISTANCE_OHM
+    series_resistance_ohm: float = 1000.0
+    """Resistor in series with the generator [the emulated bench's: 1 V → 1000 µA]."""
     pulse_period_s: float = 10e-6
     """Generator period: above the longest allowed width (1 µs)."""
     edge_s: float = 2e-9
     """Leading and trailing edge of the programming pulses [choice: fast enough to quench]."""
 
-    tiles: int = 1
-    rows: int = 1
-
-    @property
-    def columns(self) -> int:
-        return self.devices
-
-    @property
-    def devices_per_tile(self) -> int:
-        return self.devices
-
-    def limits(self) -> dict[str, float]:
-        return {
-            "tiles": self.tiles,
-            "rows": self.rows,
-            "columns": self.columns,
-            "devices_per_tile": self.devices_per_tile,
-            "pulse_amplitude_max_uA": self.pulse_amplitude_max_uA,
-            "pulse_width_min_ns": self.pulse_width_min_ns,
-            "pulse_width_max_ns": self.pulse_width_max_ns,
-        }
+    def info(self, identity: Identity, devices: int) -> ChipInfo:
+        """What procedures read of ``target.config``: one tile of ``1 × devices`` devices,
+        no MVM, no temperature stage."""
+        return ChipInfo(
+            identity=identity,
+            protocol_version=BENCH_PROTOCOL,
+            tiles=1,
+            rows=1,
+            columns=devices,
+            g_max_uS=self.g_max_uS,
+            pulse_amplitude_max_uA=self.pulse_amplitude_max_uA,
+            pulse_width_min_ns=self.pulse_width_min_ns,
+            pulse_width_max_ns=self.pulse_width_max_ns,
+            read_voltage_V=self.read_voltage_V,
+        )
 
 
 class Switch(Protocol):
@@ -111,14 +103,18 @@ class SmuSwitch:
         self.smu = smu
 
     def close(self, channel: int) -> None:
-        command = f":ROUT:CLOS (@{channel})"
-        with self.smu.lock:
-            self.smu.write(command)
-            self.smu.check_errors(command=command)
+        self.smu.route(channel)
 
 
-def _is_emulated(idn: str) -> bool:
-    return idn.startswith("PCM-HIL,EMULATED")
+def _is_emulated(identity: Identity) -> bool:
+    return identity.manufacturer == "PCM-HIL" and identity.model.startswith("EMULATED")
+
+
+def _identity(instrument: SourceMeter | PulseGenerator) -> Identity:
+    """The instrument's ``*IDN?``, field by field (missing fields empty)."""
+    reply = instrument.identify()
+    fields = [f.strip() for f in reply.split(",")][:4]
+    return Identity(*fields, *[""] * (4 - len(fields)))
 
 
 class BenchTarget:
@@ -127,7 +123,8 @@ class BenchTarget:
     Use ``BenchTarget.open("SMU_RESOURCE,PULSE_RESOURCE")``; or construct it on open
     instruments. ``devices`` is the switch's channel count (None: ask the emulated bench,
     else 1); ``switch`` routes channels (default: the SMU's route command); ``overrides``
-    change ``BenchConfiguration`` fields (limits, read voltage, series resistor …).
+    change ``BenchSetup`` fields (limits, read voltage, series resistor …). ``config`` is the
+    bench as procedures see it, a ``ChipInfo`` of one tile of ``1 × devices``.
     """
 
     def __init__(
@@ -143,28 +140,28 @@ class BenchTarget:
         self.smu = smu
         self.pulse_generator = pulse_generator
         self.resource = f"{smu.resource},{pulse_generator.resource}"
-        smu_idn, pulse_idn = smu.identify(), pulse_generator.identify()
-        self.emulated = _is_emulated(smu_idn) and _is_emulated(pulse_idn)
+        smu_id, pulse_id = _identity(smu), _identity(pulse_generator)
+        self.emulated = _is_emulated(smu_id) and _is_emulated(pulse_id)
         if devices is None:
-            devices = int(smu.query(":ROUT:COUN?")) if self.emulated else 1
+            devices = int(smu.ask("route_count")) if self.emulated else 1
         if devices < 1:
             raise ValueError("a bench has at least one device")
-        smu_fields = [f.strip() for f in smu_idn.split(",")] + ["", "", "", ""]
-        pulse_fields = [f.strip() for f in pulse_idn.split(",")] + ["", "", "", ""]
-        same_maker = smu_fields[0] == pulse_fields[0]
+        smu.switch_channels = devices
+        same_maker = smu_id.manufacturer == pulse_id.manufacturer
         identity = Identity(
-            manufacturer=smu_fields[0] if same_maker else f"{smu_fields[0]} + {pulse_fields[0]}",
-            model=f"bench: {smu_fields[1]} + {pulse_fields[1]}",
-            serial=f"{smu_fields[2]}+{pulse_fields[2]}",
-            firmware=f"{smu_fields[3]}+{pulse_fields[3]}",
+            manufacturer=smu_id.manufacturer
+            if same_maker
+            else f"{smu_id.manufacturer} + {pulse_id.manufacturer}",
+            model=f"bench: {smu_id.model} + {pulse_id.model}",
+            serial=f"{smu_id.serial}+{pulse_id.serial}",
+            firmware=f"{smu_id.firmware}+{pulse_id.firmware}",
         )
-        self.config = BenchConfiguration(identity, BENCH_PROTOCOL, devices, **overrides)
+        self.setup = BenchSetup(**overrides)
+        self.config = self.setup.info(identity, devices)
         self.switch = switch if switch is not None else (SmuSwitch(smu) if devices > 1 else None)
         self._host_clock = clock
         self._opened_at = clock()
-        self._virtual = self.emulated and smu.query(":SYST:TIME:MODE?").strip().upper().startswith(
-            "VIRT"
-        )
+        self._virtual = self.emulated and smu.ask("time_mode") == "VIRT"
         self._channel: int | None = None
         self._level_V: float | None = None
         self._width_s: float | None = None
@@ -202,7 +199,7 @@ class BenchTarget:
     def _set_up(self) -> None:
         """Both instruments to a known state: SMU sourcing the read voltage with its output
         on; generator at 0 V low level, the period and edges, armed for *TRG, output on."""
-        c = self.config
+        c = self.setup
         smu, pulse = self.smu, self.pulse_generator
         smu.reset()
         smu.configure_current_read(c.read_voltage_V, c.compliance_A, c.nplc)
@@ -243,54 +240,36 @@ class BenchTarget:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<BenchTarget {self.resource} {self.config.devices} devices>"
+        return f"<BenchTarget {self.resource} {self.config.columns} devices>"
 
     # --- checks ------------------------------------------------------------------------------
 
-    def _addresses(self, tile: int, addresses) -> np.ndarray:
-        if tile != 0:
-            raise ChipError(_OUT_OF_RANGE, f"tile {tile}: a bench is tile 0", sent=False)
-        addresses = np.asarray(addresses, dtype=np.int64).ravel()
-        bad = addresses[(addresses < 0) | (addresses >= self.config.devices)]
-        if bad.size:
-            raise ChipError(
-                _OUT_OF_RANGE,
-                f"address {int(bad[0])} outside 0...{self.config.devices - 1}",
-                sent=False,
-            )
-        return addresses
+    def _check(self, handler: str, **values) -> dict:
+        """The values as the chip's own row ``handler`` checks them (tile, addresses, safe
+        pulse limits against ``config``): the same refusals, codes and messages as the chip
+        driver's, raised with ``sent`` False."""
+        try:
+            return prepare_values(COMMANDS.by_handler(handler), values, self.config.limits())
+        except ScpiError as error:
+            raise chip_error(error.code, error.detail, command=handler, sent=False) from None
 
     def _check_pulses(self, tile, addresses, amplitude_uA, width_ns):
         """(addresses, amplitudes µA, widths ns), one each, after every safe-limit check."""
-        c = self.config
-        addresses = self._addresses(tile, addresses)
-        try:
-            amplitude = np.broadcast_to(
-                np.asarray(amplitude_uA, dtype=np.float64).ravel(), addresses.shape
-            )
-            width = np.broadcast_to(np.asarray(width_ns, dtype=np.float64).ravel(), addresses.shape)
-        except ValueError:
-            raise ChipError(
-                102, "amplitudes and widths must match the addresses", sent=False
-            ) from None
-        if np.unique(addresses).size != addresses.size:
-            raise ChipError(103, "an address appears twice in one pulse", sent=False)
-        bad = ~np.isfinite(amplitude) | (amplitude < 0) | (amplitude > c.pulse_amplitude_max_uA)
-        if bad.any():
-            raise PulseLimitError(
-                101,
-                f"amplitude {float(amplitude[bad][0]):g} uA outside 0...{c.pulse_amplitude_max_uA:g} uA",
-                sent=False,
-            )
-        bad = ~np.isfinite(width) | (width < c.pulse_width_min_ns) | (width > c.pulse_width_max_ns)
-        if bad.any():
-            raise PulseLimitError(
-                101,
-                f"width {float(width[bad][0]):g} ns outside "
-                f"{c.pulse_width_min_ns:g}...{c.pulse_width_max_ns:g} ns",
-                sent=False,
-            )
+        checked = self._check(
+            "pulse",
+            tile=tile,
+            addresses=np.asarray(addresses).ravel(),
+            amplitudes=np.atleast_1d(np.asarray(amplitude_uA, dtype=np.float32)).ravel(),
+            widths=np.atleast_1d(np.asarray(width_ns, dtype=np.float32)).ravel(),
+        )
+        addresses = checked["addresses"].astype(np.int64)
+        amplitude = np.broadcast_to(checked["amplitudes"].astype(np.float64), addresses.shape)
+        width = np.broadcast_to(checked["widths"].astype(np.float64), addresses.shape)
         return addresses, amplitude, width
+
+    def _addresses(self, tile: int, addresses) -> np.ndarray:
+        checked = self._check("read_devices", tile=tile, addresses=np.asarray(addresses).ravel())
+        return checked["addresses"].astype(np.int64)
 
     # --- the chip interface ----------------------------------------------------------------
 
@@ -305,7 +284,7 @@ class BenchTarget:
         are checked before the first is sent. A 0 µA pulse sends nothing (it does nothing)."""
         addresses, amplitude, width = self._check_pulses(tile, addresses, amplitude_uA, width_ns)
         pulse = self.pulse_generator
-        resistance = self.config.series_resistance_ohm
+        resistance = self.setup.series_resistance_ohm
         for address, current, nanoseconds in zip(addresses, amplitude, width, strict=True):
             if current <= 0:
                 continue
@@ -344,12 +323,12 @@ class BenchTarget:
 
     def read_tile(self, tile: int) -> np.ndarray:
         """Every device, (1, N) µS."""
-        return self.read(tile, np.arange(self.config.devices)).reshape(1, -1)
+        return self.read(tile, np.arange(self.config.columns)).reshape(1, -1)
 
     def time(self) -> float:
         """Seconds on the bench's clock (the emulated bench's, else the host's since open)."""
         if self.emulated:
-            return float(self.smu.query(":SYST:TIME?"))
+            return float(self.smu.ask("time"))
         return self._host_clock() - self._opened_at
 
     def clock_mode(self) -> str:
@@ -359,14 +338,11 @@ class BenchTarget:
         """Advance the emulated bench's virtual clock (NotImplementedError in real time)."""
         if not self._virtual:
             raise NotImplementedError("the bench runs in real time: its clock cannot be advanced")
-        command = f":SYST:TIME:ADV {float(seconds):.12g}"
-        with self.smu.lock:
-            self.smu.write(command)
-            self.smu.check_errors(command=command)
+        self.smu.send("advance", seconds=float(seconds))
 
     def describe(self) -> dict:
         """Identity and configuration as plain data (for ``info``-style output)."""
-        values = asdict(self.config)
+        values = {**asdict(self.config), **asdict(self.setup)}
         values["resource"] = self.resource
         values["clock_mode"] = self.clock_mode()
         return values

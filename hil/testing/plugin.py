@@ -40,7 +40,7 @@ import pytest
 if TYPE_CHECKING:
     from pcm_hil.drivers import PcmChip
     from pcm_hil.emulator import EmulatedChip
-    from pcm_hil.emulator.tcp import TcpServer
+    from pcm_hil.emulator.servers.tcp import TcpServer
     from pcm_hil.emulator.wire import WireInterface
     from pcm_hil.targets.clock import ChipClock
 
@@ -269,7 +269,7 @@ class PcmBench:
     def open_chip(self) -> PcmChip:
         """A driver on the chip: in-process on the emulator (over TCP when it has faults)."""
         from pcm_hil.drivers import PcmChip
-        from pcm_hil.drivers.transports import InProcessTransport
+        from pcm_hil.emulator.servers.inprocess import InProcessTransport
 
         if self.hardware is not None:
             return PcmChip.open(self.hardware, timeout_s=self.timeout_s)
@@ -279,7 +279,7 @@ class PcmBench:
 
     def _serve(self) -> TcpServer:
         if self._server is None:
-            from pcm_hil.emulator.tcp import TcpServer
+            from pcm_hil.emulator.servers.tcp import TcpServer
 
             if self._wire is None:
                 raise RuntimeError("no emulated chip to serve")

@@ -1,56 +1,83 @@
-"""Serve an emulated chip over TCP, as a VISA ``TCPIP0::host::port::SOCKET`` resource.
+"""Serve an instrument over TCP, as a VISA ``TCPIP0::host::port::SOCKET`` resource.
 
-One client controls the chip at a time. A connection made while another is open waits up to
-``busy_wait_s`` (1 s) for it to close — so a client that reconnects at once is not turned away
-— and is then refused: it receives one line, the error entry ``105,"Chip busy;…"``, and is
-closed. A client that
-drops mid-message leaves no half-applied command: a message executes only once its
-terminating LF has arrived, and a partial message is discarded with the connection.
+One server for every instrument this package emulates — the chip, the source-measure unit,
+the pulse generator — anything with ``new_framer()``, ``feed(framer, data)`` and
+``exclusive`` (``pcm_hil.protocols.device.ScpiDevice``). A client that drops mid-message
+leaves no half-applied command: a message executes only once its terminating LF has
+arrived, and a partial message is discarded with the connection.
 
-With a ``FaultPlan`` (``emulator.faults``) the server misbehaves on purpose: late replies,
-dropped connections, damaged blocks, injected errors, temperature excursions and resets, each
-at a set message of every connection; and the plan's device faults are applied to the chip
-when the server is constructed. Every fault that fires is recorded in ``fault_events``.
+An *exclusive* instrument (the chip) has one client at a time. A connection made while
+another is open waits up to ``busy_wait_s`` (1 s) for it to close — so a client that
+reconnects at once is not turned away — and is then refused: it receives one line, the
+instrument's ``busy_entry()`` (``105,"Chip busy;…"``), and is closed. Other instruments take
+several clients; their messages run one at a time.
+
+With a ``FaultPlan`` (``pcm_hil.emulator.faults``, for the chip) the server misbehaves on
+purpose: late replies, dropped connections, damaged blocks, injected errors, temperature
+excursions and resets, each at a set message of every connection; and the plan's device
+faults are applied to the chip when the server is constructed. Every fault that fires is
+recorded in ``fault_events``.
+
+Each socket gets ``TCP_NODELAY`` and, after every receive, ``TCP_QUICKACK`` (Linux): drivers
+send a setting and then ``SYST:ERR?`` as two small writes, and a client without TCP_NODELAY
+(pyvisa-py's default) holds the second until the first is acknowledged — a delayed
+acknowledgement would cost ~40 ms per setting.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from typing import Any, Protocol
 
 from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
-from pcm_hil.emulator.wire import WireInterface
-from pcm_hil.protocols.codec import MessageFramer
-from pcm_hil.protocols.errors import CHIP_BUSY, ERRORS, ErrorEntry
+from pcm_hil.protocols.errors import ErrorEntry
+from pcm_hil.protocols.framing import MessageFramer
 
 RECEIVE_BYTES = 1 << 20
+_QUICK_ACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+class Served(Protocol):
+    """What the server needs of an instrument."""
+
+    exclusive: bool
+
+    def new_framer(self) -> Any: ...
+
+    def feed(self, framer: Any, data: bytes) -> bytes: ...
+
+    def busy_entry(self) -> ErrorEntry: ...
 
 
 class TcpServer:
-    """A background TCP server for one wire interface. Binds 127.0.0.1 unless told."""
+    """A background TCP server for one instrument (``device``). Binds 127.0.0.1 unless told."""
 
     def __init__(
         self,
-        wire: WireInterface,
+        device: Served,
         host: str = "127.0.0.1",
         port: int = 0,
         busy_wait_s: float = 1.0,
         faults: FaultPlan | None = None,
     ) -> None:
-        self.wire = wire
+        self.device = device
         self.busy_wait_s = busy_wait_s
         self.faults = faults if faults else None
-        """The fault plan (None: a well-behaved chip)."""
+        """The fault plan (None: a well-behaved instrument)."""
         self.fault_events: list[FaultEvent] = []
         """Every fault that fired, in order (appended from the connection threads)."""
         if self.faults is not None:
-            self.faults.apply_to_chip(wire.chip)
+            chip = getattr(device, "chip", None)
+            if chip is None:
+                raise ValueError("fault injection acts on the emulated chip, not this instrument")
+            self.faults.apply_to_chip(chip)
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(0.2)
         self.host, self.port = self._listener.getsockname()[:2]
         self._stop = threading.Event()
         self._idle = threading.Condition()
-        self._client: socket.socket | None = None
+        self._clients: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self.connections = 0
 
@@ -80,12 +107,15 @@ class TcpServer:
             ).start()
 
     def _admit(self, connection: socket.socket) -> None:
-        """Serve the connection once the chip is free, or refuse it after busy_wait_s."""
-        number = 0
+        """Serve the connection; for an exclusive instrument once it is free, or refuse it
+        after busy_wait_s."""
         with self._idle:
-            free = self._idle.wait_for(lambda: self._client is None, timeout=self.busy_wait_s)
+            exclusive = self.device.exclusive
+            free = not exclusive or self._idle.wait_for(
+                lambda: not self._clients, timeout=self.busy_wait_s
+            )
             if free:
-                self._client = connection
+                self._clients.add(connection)
                 self.connections += 1
                 number = self.connections
         if free:
@@ -94,19 +124,18 @@ class TcpServer:
             self._refuse(connection)
 
     def _refuse(self, connection: socket.socket) -> None:
-        entry = ErrorEntry(CHIP_BUSY, f"{ERRORS[CHIP_BUSY]};another client controls this chip")
         try:
-            connection.sendall(entry.format() + b"\n")
+            connection.sendall(self.device.busy_entry().format() + b"\n")
         except OSError:
             pass
         finally:
             connection.close()
 
-    def _serve_client(self, connection: socket.socket, number: int = 0) -> None:
-        framer = self.wire.new_framer()
+    def _serve_client(self, connection: socket.socket, number: int) -> None:
+        framer = self.device.new_framer()
         session = None
         if self.faults is not None and self.faults.connection_faults:
-            session = self.faults.session(self.wire, number, self.fault_events.append)
+            session = self.faults.session(self.device, number, self.fault_events.append)
         try:
             connection.settimeout(0.2)
             while not self._stop.is_set():
@@ -116,11 +145,13 @@ class TcpServer:
                     continue
                 if not data:
                     break
+                if _QUICK_ACK is not None:
+                    connection.setsockopt(socket.IPPROTO_TCP, _QUICK_ACK, 1)
                 if session is not None:
                     if not self._feed_faulty(connection, session, framer, data):
                         break
                     continue
-                reply = self.wire.feed(framer, data)
+                reply = self.device.feed(framer, data)
                 if reply:
                     connection.sendall(reply)
         except OSError:
@@ -128,7 +159,7 @@ class TcpServer:
         finally:
             connection.close()
             with self._idle:
-                self._client = None
+                self._clients.discard(connection)
                 self._idle.notify_all()
 
     def _feed_faulty(
@@ -156,8 +187,8 @@ class TcpServer:
         self._stop.set()
         self._listener.close()
         with self._idle:
-            client = self._client
-        if client is not None:
+            clients = list(self._clients)
+        for client in clients:
             try:
                 client.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -168,5 +199,5 @@ class TcpServer:
     def __enter__(self) -> TcpServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

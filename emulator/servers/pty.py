@@ -1,4 +1,4 @@
-"""Serve an emulated chip over a pseudo-terminal, as a serial port (``ASRL/dev/pts/N::INSTR``).
+"""Serve an instrument over a pseudo-terminal, as a serial port (``ASRL/dev/pts/N::INSTR``).
 
 The pty is in raw mode (no echo, no newline translation), so binary blocks pass unchanged.
 A serial line has one client by nature. Linux only (os.openpty).
@@ -12,14 +12,14 @@ import termios
 import threading
 import tty
 
-from pcm_hil.emulator.wire import WireInterface
+from pcm_hil.emulator.servers.tcp import Served
 
 
 class PtyServer:
     """A background server on the master side of a fresh pty; clients open ``path``."""
 
-    def __init__(self, wire: WireInterface) -> None:
-        self.wire = wire
+    def __init__(self, device: Served) -> None:
+        self.device = device
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave, termios.TCSANOW)
         self.path = os.ttyname(self._slave)
@@ -37,7 +37,7 @@ class PtyServer:
         return self
 
     def serve_forever(self) -> None:
-        framer = self.wire.new_framer()
+        framer = self.device.new_framer()
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master], [], [], 0.2)
             if not ready:
@@ -48,7 +48,7 @@ class PtyServer:
                 break
             if not data:
                 break
-            reply = self.wire.feed(framer, data)
+            reply = self.device.feed(framer, data)
             view = memoryview(reply)
             while view:
                 written = os.write(self._master, view)

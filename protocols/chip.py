@@ -1,4 +1,5 @@
-"""The PCM test chip's command table: one row per command, in the order of the specification.
+"""The PCM test chip's command table: one row per command, in the order of the specification;
+its own error codes; and ``ChipInfo``, what a chip reports of itself, field by field.
 
 Units on the wire are ASCII: uS (microsiemens), uA (microamperes), ns, s, V, K.
 Addresses are flat device indices within a tile, ``row * columns + column`` (row-major).
@@ -6,23 +7,34 @@ Addresses are flat device indices within a tile, ``row * columns + column`` (row
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
+from pcm_hil.protocols.common import Identity, common_commands
 from pcm_hil.protocols.errors import (
     DATA_OUT_OF_RANGE,
     DUPLICATE_ADDRESS,
+    EXECUTION_ERROR,
     LENGTH_MISMATCH,
-    PULSE_OUTSIDE_LIMITS,
-    VIRTUAL_CLOCK_UNAVAILABLE,
 )
 from pcm_hil.protocols.table import Arg, Command, CommandTable, Length, Reply
+
+#: The chip's own error codes (positive, device-specific), with their messages.
+PULSE_OUTSIDE_LIMITS = 101
+VIRTUAL_CLOCK_UNAVAILABLE = 104
+CHIP_BUSY = 105
+CHIP_ERRORS: dict[int, str] = {
+    PULSE_OUTSIDE_LIMITS: "Pulse outside safe limits",
+    LENGTH_MISMATCH: "Array length mismatch",
+    DUPLICATE_ADDRESS: "Duplicate address in one command",
+    VIRTUAL_CLOCK_UNAVAILABLE: "Virtual clock not available",
+    CHIP_BUSY: "Chip busy",
+}
 
 #: Protocol version, MAJOR.MINOR. A driver refuses a chip whose MAJOR differs from its own;
 #: MINOR grows when commands are added without changing existing ones.
 PROTOCOL_VERSION = "1.0"
-
-#: The SCPI version the command syntax follows (reply of SYSTem:VERSion?).
-SCPI_VERSION = "1999.0"
 
 TILE = Arg("tile", "int", "Tile index.", minimum=0, maximum="tiles-1")
 ADDRESSES = Arg(
@@ -46,116 +58,17 @@ PULSED_ADDRESSES = replace(ADDRESSES, unique=True)
 
 COMMANDS = CommandTable(
     (
-        # --- IEEE 488.2 common commands -------------------------------------------------
-        Command(
-            "*IDN?",
-            "identify",
-            "Identity: manufacturer, model, serial number, firmware version.",
-            reply=Reply(
-                "text",
-                "Four comma-separated fields: MANUFACTURER,MODEL,SERIAL,FIRMWARE.",
-                fields=("manufacturer", "model", "serial", "firmware"),
-            ),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*RST",
-            "reset",
-            "Reset settings to power-on defaults: temperature setpoint to ambient, event-status "
-            "enable to 0. Device conductances are non-volatile and are not changed; the clock "
-            "keeps running.",
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*CLS",
-            "clear_status",
-            "Clear the error queue and the event status register.",
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*OPC",
-            "operation_complete",
-            "Set the operation-complete bit (bit 0) of the event status register once all "
-            "pending operations are done (commands execute in order, so at once).",
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*OPC?",
-            "operation_complete_query",
-            "Answer 1 once all pending operations are done.",
-            reply=Reply("int", "Always 1."),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*WAI",
-            "wait_to_continue",
-            "Wait until all pending operations are done (commands execute in order: no-op).",
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*ESR?",
-            "event_status_query",
-            "Read and clear the event status register: bit 0 operation complete, 2 query "
-            "error, 3 device-specific error, 4 execution error, 5 command error.",
-            reply=Reply("int", "Register value 0…255."),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*ESE",
-            "event_status_enable",
-            "Set the event status enable mask (which ESR bits set the ESB bit of *STB?).",
-            args=(Arg("mask", "int", "Enable mask.", minimum=0, maximum=255),),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*ESE?",
-            "event_status_enable_query",
-            "The event status enable mask.",
-            reply=Reply("int", "Mask 0…255."),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*STB?",
-            "status_byte_query",
-            "Status byte: bit 2 (4) error queue not empty, bit 5 (32) event status summary "
-            "(ESR AND ESE non-zero). Reading it clears nothing.",
-            reply=Reply("int", "Status byte 0…255."),
-            group="IEEE 488.2 common commands",
-        ),
-        Command(
-            "*TST?",
-            "self_test_query",
-            "Self test: 0 when the chip's configuration and state are consistent.",
-            reply=Reply("int", "0 pass, 1 fail."),
-            group="IEEE 488.2 common commands",
-        ),
-        # --- System ---------------------------------------------------------------------
-        Command(
-            "SYSTem:ERRor[:NEXT]?",
-            "error_next",
-            'Remove and return the oldest error-queue entry; 0,"No error" when empty.',
-            reply=Reply("error", 'An entry <code>,"<message>[;<detail>]".'),
-            group="System",
-        ),
-        Command(
-            "SYSTem:ERRor:COUNt?",
-            "error_count",
-            "Number of entries in the error queue.",
-            reply=Reply("int", "Entry count 0…32."),
-            group="System",
-        ),
-        Command(
-            "SYSTem:VERSion?",
-            "scpi_version",
-            "The SCPI version the syntax follows.",
-            reply=Reply("text", "YYYY.V, e.g. 1999.0."),
-            group="System",
+        *common_commands(
+            reset_doc="Reset settings to power-on defaults: temperature setpoint to ambient, "
+            "event-status enable to 0. Device conductances are non-volatile and are not "
+            "changed; the clock keeps running.",
+            self_test_doc="Self test: 0 when the chip's configuration and state are consistent.",
         ),
         Command(
             "SYSTem:PROTocol?",
             "protocol_version",
             "The version of this protocol, MAJOR.MINOR.",
-            reply=Reply("text", "e.g. 1.0."),
+            reply=Reply("text", "e.g. 1.0.", fields=("protocol_version",)),
             group="System",
         ),
         # --- Chip configuration -------------------------------------------------------------
@@ -170,7 +83,7 @@ COMMANDS = CommandTable(
             "CHIP:GMAX?",
             "g_max",
             "The largest reliably programmed conductance, the top of the weight range.",
-            reply=Reply("float", "g_max.", unit="uS"),
+            reply=Reply("float", "g_max.", unit="uS", fields=("g_max_uS",)),
             group="Chip configuration",
         ),
         Command(
@@ -200,7 +113,7 @@ COMMANDS = CommandTable(
             "read_voltage",
             "The read voltage applied to a device for a conductance read; also the full-scale "
             "input of the MVM DAC.",
-            reply=Reply("float", "Read voltage.", unit="V"),
+            reply=Reply("float", "Read voltage.", unit="V", fields=("read_voltage_V",)),
             group="Chip configuration",
         ),
         Command(
@@ -385,8 +298,79 @@ COMMANDS = CommandTable(
                     maximum=1e10,
                 ),
             ),
-            errors=(DATA_OUT_OF_RANGE, VIRTUAL_CLOCK_UNAVAILABLE),
+            errors=(DATA_OUT_OF_RANGE, VIRTUAL_CLOCK_UNAVAILABLE, EXECUTION_ERROR),
             group="Clock",
         ),
-    )
+    ),
+    name="PCM test chip",
+    device_errors=CHIP_ERRORS,
 )
+
+#: The queries whose replies, field by field, make up what a chip reports of itself.
+CONFIGURATION = (
+    "protocol_version",
+    "geometry",
+    "g_max",
+    "pulse_limits",
+    "temperature_limits",
+    "read_voltage",
+    "mvm_resolution",
+    "mvm_range",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChipInfo:
+    """What a chip reports of itself: its identity and the fields of the configuration
+    queries (``CONFIGURATION``), each named as its reply row names it. The driver fills it
+    from the chip's replies; the emulator answers those queries from it; a bench target (one
+    tile of discrete devices, no MVM, no temperature stage) leaves those fields None."""
+
+    identity: Identity
+    protocol_version: str
+    tiles: int
+    rows: int
+    columns: int
+    g_max_uS: float
+    pulse_amplitude_max_uA: float
+    pulse_width_min_ns: float
+    pulse_width_max_ns: float
+    temperature_min_K: float | None = None
+    temperature_max_K: float | None = None
+    read_voltage_V: float
+    dac_bits: int | None = None
+    adc_bits: int | None = None
+    mvm_input_max_V: float | None = None
+    mvm_output_max_uA: float | None = None
+
+    @property
+    def devices_per_tile(self) -> int:
+        return self.rows * self.columns
+
+    def limits(self) -> dict[str, float]:
+        """The limits the command table's ranges name: every numeric field, and
+        ``devices_per_tile``."""
+        values: dict[str, float] = {"devices_per_tile": self.devices_per_tile}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[field.name] = value
+        return values
+
+    @classmethod
+    def from_replies(cls, identity: Identity, replies: Mapping[str, Any]) -> ChipInfo:
+        """From the parsed reply of each configuration query (by handler name), matched to
+        the fields by the reply rows' field names."""
+        values: dict[str, Any] = {}
+        for handler in CONFIGURATION:
+            reply = COMMANDS.by_handler(handler).reply
+            value = replies[handler]
+            items = value if reply.kind in ("ints", "floats") else (value,)
+            values.update(zip(reply.fields, items, strict=True))
+        return cls(identity=identity, **values)
+
+    def answer(self, handler: str) -> Any:
+        """The reply of configuration query ``handler``, from the fields its row names."""
+        reply = COMMANDS.by_handler(handler).reply
+        values = tuple(getattr(self, name) for name in reply.fields)
+        return values if reply.kind in ("ints", "floats") else values[0]

@@ -1,0 +1,184 @@
+"""Drawing primitives of the dashboard: the drawing context, bars, the bordered panel, a
+light table (``Grid``), the map's colours and its cells as half-block segments or shades."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.panel import Panel
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+
+#: Shades for the conductance map without colour, low to high (each cell two characters).
+RAMP = ("··", "░░", "▒▒", "▓▓", "██")
+#: viridis, sampled: the map's colours from low to high conductance.
+VIRIDIS = (
+    (68, 1, 84),
+    (72, 40, 120),
+    (62, 73, 137),
+    (49, 104, 142),
+    (38, 130, 142),
+    (31, 158, 137),
+    (53, 183, 121),
+    (110, 206, 88),
+    (181, 222, 43),
+    (253, 231, 37),
+)
+COLOURS = 24
+
+
+@dataclass
+class Context:
+    """How a frame is drawn: in colour or not, at what wall time, at a large size or not."""
+
+    colour: bool
+    now: float
+    large: bool
+
+
+def bar(fraction: float, width: int, colour: bool) -> Text:
+    """A bar ``width`` cells long, filled to ``fraction``."""
+    width = max(width, 1)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
+    filled = round(fraction * width)
+    if colour:
+        return Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey23"))
+    return Text("█" * filled + "░" * (width - filled))
+
+
+def panel(body: RenderableType, title: str, subtitle: str | None = None) -> Panel:
+    """``body`` in the dashboard's bordered panel: rounded, titled top left, subtitled
+    bottom right."""
+    return Panel(
+        body,
+        title=f"[bold]{title}[/]",
+        title_align="left",
+        subtitle=subtitle,
+        subtitle_align="right",
+        box=box.ROUNDED,
+        padding=(0, 1),
+        border_style="bright_black",
+    )
+
+
+class Grid:
+    """A borderless table drawn as one Text: columns sized to their widest cell, one space
+    apart. A fraction of the cost of rich's Table, which matters at several frames a second."""
+
+    def __init__(self) -> None:
+        self.columns: list[tuple[str, str]] = []
+        self.rows: list[list[Text]] = []
+
+    def add_column(self, header: str, justify: str = "left", **_: Any) -> None:
+        self.columns.append((header, justify))
+
+    def add_row(self, *cells: str | Text) -> None:
+        self.rows.append([c if isinstance(c, Text) else Text(str(c)) for c in cells])
+
+    def text(self) -> Text:
+        headers = [header.split("\n") for header, _ in self.columns]
+        depth = max((len(h) for h in headers), default=0)
+        headers = [[""] * (depth - len(h)) + h for h in headers]
+        widths = [
+            max([len(line) for line in headers[k]] + [row[k].cell_len for row in self.rows])
+            for k in range(len(self.columns))
+        ]
+        lines = []
+        for d in range(depth):
+            line = Text(style="bold")
+            for k, (_, justify) in enumerate(self.columns):
+                cell = headers[k][d]
+                line.append((cell.rjust if justify == "right" else cell.ljust)(widths[k]) + " ")
+            lines.append(line)
+        for row in self.rows:
+            line = Text()
+            for k, cell in enumerate(row):
+                gap = " " * (widths[k] - cell.cell_len)
+                if self.columns[k][1] == "right":
+                    line.append(gap)
+                    line.append_text(cell)
+                else:
+                    line.append_text(cell)
+                    line.append(gap)
+                line.append(" ")
+            lines.append(line)
+        out = Text("\n").join(lines)
+        out.no_wrap = True
+        out.overflow = "ellipsis"
+        return out
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.text()
+
+
+def viridis(index: int) -> tuple[int, int, int]:
+    """The RGB colour of step ``index`` of ``COLOURS``, interpolated in ``VIRIDIS``."""
+    x = index / (COLOURS - 1) * (len(VIRIDIS) - 1)
+    low = min(int(x), len(VIRIDIS) - 2)
+    f = x - low
+    a, b = VIRIDIS[low], VIRIDIS[low + 1]
+    return tuple(round(a[k] + (b[k] - a[k]) * f) for k in range(3))
+
+
+_STYLES: dict[tuple[int, int], Style] = {}
+
+
+def _cell_style(top: int, bottom: int) -> Style:
+    key = (top, bottom)
+    style = _STYLES.get(key)
+    if style is None:
+        fg = "rgb({},{},{})".format(*viridis(top if top >= 0 else bottom))
+        bg = "rgb({},{},{})".format(*viridis(bottom)) if top >= 0 and bottom >= 0 else None
+        style = _STYLES[key] = Style(color=fg, bgcolor=bg)
+    return style
+
+
+# --- the conductance map's cells: ``q`` holds colour steps per cell, -1 where not read
+
+
+def colour_lines(q: np.ndarray) -> list[list[Segment]]:
+    """Half-block lines: each character is two map cells, upper as foreground, lower as
+    background; runs of equal characters are one segment."""
+    if q.shape[0] % 2:
+        q = np.vstack([q, np.full((1, q.shape[1]), -1, dtype=q.dtype)])
+    codes = (q[0::2].astype(np.int32) + 1) * (COLOURS + 1) + (q[1::2] + 1)
+    lines = []
+    for row in codes:
+        starts = np.flatnonzero(np.diff(row)) + 1
+        bounds = [0, *starts.tolist(), row.size]
+        values = row[bounds[:-1]].tolist()
+        lines.append(
+            [_cells(v, e - b) for v, b, e in zip(values, bounds[:-1], bounds[1:], strict=True)]
+        )
+    return lines
+
+
+_SEGMENTS: dict[tuple[int, int], Segment] = {}
+
+
+def _cells(code: int, count: int) -> Segment:
+    segment = _SEGMENTS.get((code, count))
+    if segment is None:
+        top, bottom = divmod(code, COLOURS + 1)
+        top, bottom = top - 1, bottom - 1
+        if top < 0 and bottom < 0:
+            segment = Segment(" " * count)
+        elif top < 0:
+            segment = Segment("▄" * count, _cell_style(-1, bottom))
+        else:
+            segment = Segment("▀" * count, _cell_style(top, bottom))
+        if len(_SEGMENTS) < 20000:
+            _SEGMENTS[(code, count)] = segment
+    return segment
+
+
+def ramp_lines(q: np.ndarray) -> list[str]:
+    """Lines of two-character shades, one per map cell, for a terminal without colour."""
+    cells = [*RAMP, "  "]  # index -1: not read
+    return ["".join(cells[v] for v in row) for row in q.tolist()]

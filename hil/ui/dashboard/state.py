@@ -1,0 +1,354 @@
+"""What the dashboard knows of a run: ``DashboardState``, fed one event at a time.
+
+``update`` keeps the newest arrays by reference and a few scalars per step — no array work, so
+listening costs a procedure microseconds per event. What the panels derive from the arrays
+(levels, error histograms, drift means per level, the tile image; ``reduce`` does the work)
+is computed when a frame is drawn and cached per array until new data arrive. ``alerts``
+collects the run's errors and warnings."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pcm_hil.records.store import RunInfo
+from pcm_hil.ui.dashboard.reduce import (
+    emulator_shape,
+    error_histogram,
+    group_levels,
+    level_means,
+    square_for,
+    tile_image,
+)
+
+
+@dataclass
+class ProcedureProgress:
+    """One procedure's progress: wall times of its start, last step and last event."""
+
+    name: str
+    started: float
+    last: float
+    done: int = 0
+    total: int = 0
+    steps: int = 0
+    last_step: float | None = None
+    status: str = "running"
+    start: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    end: dict | None = None
+
+
+@dataclass
+class _Program:
+    start: dict
+    step: dict | None = None
+    end: dict | None = None
+
+
+@dataclass
+class _Drift:
+    start: dict
+    times: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
+    means: list = field(default_factory=list)
+    end: dict | None = None
+
+
+class DashboardState:
+    """What the panels show, fed by ``update(event)`` (live ``Event`` or ``StoredEvent``).
+
+    ``update`` only stores references and scalars; the heavy lifting happens at render time
+    and is cached per array. ``tile`` picks the tile of the map (default: the first tile of
+    the newest programming); ``geometry`` (rows, columns) the tile's shape when the chip's
+    identity or the emulator profile does not tell it; ``g_max_uS`` the top of the colour
+    scale.
+    """
+
+    def __init__(
+        self,
+        *,
+        tile: int | None = None,
+        geometry: tuple[int, int] | None = None,
+        g_max_uS: float = 25.0,
+    ) -> None:
+        self.tile = tile
+        self.geometry = geometry
+        self.g_max_uS = g_max_uS
+        self.info: RunInfo | None = None
+        self.resource: str | None = None
+        self.identity: dict | None = None
+        self.source = "live"
+        self.procedures: dict[str, ProcedureProgress] = {}
+        self.current: str | None = None
+        self.events = 0
+        self.version = 0  # counts every change: events and run records
+        self.program: _Program | None = None
+        self.drift: _Drift | None = None
+        self.map_values: np.ndarray | None = None
+        self.map_from: tuple[str, Any] | None = None
+        self.infer: dict[tuple[float, str], dict[str, list[float]]] = {}
+        self.train: list[tuple[int, float | None, int | None]] = []
+        self.curves: dict[str, tuple[str, list[tuple[float, float, float]]]] = {}
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    # --- feeding ------------------------------------------------------------------------------
+
+    def set_run(
+        self, info: RunInfo | None, resource: str | None = None, identity: dict | None = None
+    ) -> None:
+        """The run being shown (None for an unrecorded one) and the instrument it runs on;
+        ``resource`` and ``identity`` default to the run's."""
+        self.version += 1
+        self.info = info
+        if resource is not None or info is not None:
+            self.resource = resource if resource is not None else info.resource
+        if identity is not None or (info is not None and info.identity):
+            self.identity = identity if identity is not None else info.identity
+
+    def update(self, event: Any) -> None:
+        """Take one event: start, step or end of any procedure. Cheap: no array work."""
+        kind, name, data = event.kind, event.procedure, event.data
+        wall = getattr(event, "wall_time_s", None)
+        if wall is None:
+            wall = getattr(event, "wall_time", None) or time.time()
+        self.events += 1
+        self.version += 1
+        progress = self.procedures.get(name)
+        if kind == "start" or progress is None:
+            if progress is not None:  # a procedure run again: keep the newest, last in order
+                del self.procedures[name]
+            progress = self.procedures[name] = ProcedureProgress(name, wall, wall)
+        progress.last = wall
+        progress.done = event.done
+        progress.total = event.total
+        self.current = name
+        if kind == "start":
+            progress.start = data
+            self._start(name, data)
+        elif kind == "step":
+            progress.steps += 1
+            progress.last_step = wall
+            progress.data = data
+            self._step(name, data)
+        else:
+            progress.status = str(data.get("status") or "completed")
+            progress.end = data
+            self._end(name, data)
+
+    def _start(self, name: str, data: dict) -> None:
+        if "times_s" in data and "target_uS" in data:  # drift (its start lists devices too)
+            self.drift = _Drift(data)
+        elif "address" in data and "target_uS" in data:
+            self.program = _Program(data)
+            self.map_values, self.map_from = None, ("program", None)
+        elif name == "infer":
+            self.infer = {}
+        elif name == "train":
+            self.train = []
+
+    def _step(self, name: str, data: dict) -> None:
+        if "read_uS" in data and self.program is not None:
+            self.program.step = data
+            self.map_values, self.map_from = data["read_uS"], ("program", data.get("iteration"))
+        elif "conductance_uS" in data and self.drift is not None:
+            drift = self.drift
+            drift.times.append(float(data.get("t_s", math.nan)))
+            drift.pending.append(data["conductance_uS"])
+            if len(drift.pending) > 64:  # catching up a long run: keep memory bounded
+                self.drift_means()
+            self.map_values, self.map_from = data["conductance_uS"], ("drift", data.get("t_s"))
+        elif "epoch" in data:
+            self.train.append(
+                (data["epoch"], data.get("test_accuracy"), data.get("pulses_applied"))
+            )
+        elif "t_s" in data and any(key.startswith("accuracy_") for key in data):
+            row = self.infer.setdefault((float(data["t_s"]), str(data.get("weights", ""))), {})
+            for key, value in data.items():
+                if key.startswith("accuracy_") and value is not None:
+                    row.setdefault(key[len("accuracy_") :], []).append(float(value))
+        elif "mean_uS" in data:
+            x_name = next((k for k in data if k not in ("mean_uS", "std_uS")), "x")
+            points = self.curves.setdefault(name, (x_name, []))[1]
+            points.append((data.get(x_name), data["mean_uS"], data.get("std_uS")))
+
+    def _end(self, name: str, data: dict) -> None:
+        if name == "program" and self.program is not None and "converged_fraction" in data:
+            self.program.end = data
+        elif self.drift is not None and name == "drift":
+            self.drift.end = data
+
+    # --- derived, at render time ---------------------------------------------------------------
+
+    def status(self) -> str:
+        """The run's status: the store's word when recorded — unless the record still says
+        running and the events say it ended, as the run's own procedure's end (a live
+        listener's record is not read again) — else from the events."""
+        statuses = [p.status for p in self.procedures.values()]
+        info = self.info
+        if info is not None and info.status != "running":
+            return info.status
+        if info is not None:
+            own = self.procedures.get(info.procedure)
+            if own is not None and own.status != "running":
+                return own.status
+        for worst in ("failed", "cancelled"):
+            if worst in statuses:
+                return worst
+        if info is not None:
+            return info.status
+        if not statuses:
+            return "waiting"
+        return "running" if "running" in statuses else "completed"
+
+    def running(self) -> bool:
+        return self.status() == "running"
+
+    def _cached(self, name: str, key: Any, compute):
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] is key:
+            return hit[1]
+        value = compute()
+        self._cache[name] = (key, value)
+        return value
+
+    def program_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(levels, level index per device) of the newest programming."""
+        if self.program is None:
+            return None
+        target = self.program.start["target_uS"]
+        return self._cached("program_levels", target, lambda: group_levels(target))
+
+    def drift_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.drift is None:
+            return None
+        target = self.drift.start["target_uS"]
+        return self._cached("drift_levels", target, lambda: group_levels(target))
+
+    def error_histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per level of the newest programming: counts of |read − target| per bin (in units of
+        the tolerance; the last column counts devices not read yet), device count, and mean
+        |read − target| over the devices read."""
+        program = self.program
+        if program is None or program.step is None:
+            return None
+        read = program.step["read_uS"]
+        return self._cached("histogram", read, lambda: self._histogram(read))
+
+    def _histogram(self, read: np.ndarray):
+        levels, inverse = self.program_levels()
+        target = self.program.start["target_uS"]
+        tolerance = float(self.program.start.get("tolerance_uS") or 0.5)
+        return error_histogram(read, target, inverse, levels.size, tolerance)
+
+    def drift_means(self) -> list[np.ndarray]:
+        """Mean conductance per level at each read time so far (reduces new reads only)."""
+        drift = self.drift
+        if drift is None:
+            return []
+        if drift.pending:
+            found = self.drift_levels()
+            if found is not None:
+                levels, inverse = found
+                for values in drift.pending:
+                    drift.means.append(level_means(values, inverse, levels.size))
+            drift.pending = []
+        return drift.means
+
+    def tile_shape(self) -> tuple[int, int] | None:
+        """(rows, columns) of a tile: given, from the chip's identity or the emulator profile
+        in the resource, else the smallest power-of-two square holding every address."""
+        if self.geometry:
+            return self.geometry
+        for source in (self.identity, self.info.parameters if self.info else None):
+            if source and source.get("rows") and source.get("columns"):
+                return int(source["rows"]), int(source["columns"])
+        shape = emulator_shape(self.resource)
+        if shape:
+            return shape
+        if self.program is None:
+            return None
+        address = self.program.start["address"]
+        return self._cached("shape", address, lambda: square_for(address))
+
+    def map_tile(self) -> int | None:
+        if self.program is None:
+            return self.tile
+        if self.tile is not None:
+            return self.tile
+        tiles = self.program.start.get("tiles")
+        if tiles:
+            return int(tiles[0])
+        tile = self.program.start.get("tile")
+        return int(tile[0]) if isinstance(tile, np.ndarray) and tile.size else None
+
+    def tile_image(self) -> np.ndarray | None:
+        """The map's tile as rows × columns of conductance, NaN where not read."""
+        values, program, shape = self.map_values, self.program, self.tile_shape()
+        if values is None or program is None or shape is None:
+            return None
+        tile_of, address = program.start.get("tile"), program.start["address"]
+        if values.shape != address.shape:
+            return None
+        tile = self.map_tile()
+        return self._cached(
+            "image", (values, tile), lambda: tile_image(values, tile_of, address, tile, shape)
+        )
+
+    def alerts(self) -> list[tuple[str, str]]:
+        """(severity, text) of errors, then warnings."""
+        errors, warnings = [], []
+        info = self.info
+        if info is not None:
+            if info.status in ("failed", "killed"):
+                text = f"run {info.id} {info.status}"
+                if info.error:
+                    text += f": {info.error}"
+                elif info.status == "killed":
+                    text += f": process {info.pid} ended without finishing the run"
+                errors.append(text)
+            elif info.status == "cancelled":
+                warnings.append(
+                    f"run {info.id} cancelled" + (f": {info.error}" if info.error else "")
+                )
+            elif info.error:
+                errors.append(f"run {info.id}: {info.error}")
+        for p in self.procedures.values():
+            if p.status in ("failed", "cancelled"):
+                text = f"{p.name} {p.status}"
+                error = (p.end or {}).get("error")
+                if error:
+                    text += f": {error}"
+                if not any(error and error in shown for shown in errors):
+                    (errors if p.status == "failed" else warnings).append(text)
+        program = self.program
+        if program is not None:
+            stuck = (program.end or {}).get("stuck_devices")
+            if stuck is None and program.step is not None:
+                stuck = program.step.get("stuck")
+            devices = int(program.start.get("devices") or 0)
+            if stuck:
+                share = f" ({stuck / devices:.2%})" if devices else ""
+                warnings.append(f"{stuck} stuck devices{share}: not responding, left alone")
+            fraction = (program.end or {}).get("converged_fraction")
+            if fraction is not None and fraction < 0.9:
+                warnings.append(
+                    f"only {fraction:.1%} converged within "
+                    f"{program.start.get('max_iterations', '?')} iterations"
+                )
+        if self.drift is not None and self.drift.end:
+            poor = [
+                level
+                for level in self.drift.end.get("levels") or []
+                if (level.get("good_fit_fraction") or 0.0) < 0.5
+            ]
+            if poor:
+                warnings.append(
+                    f"drift: under half the fits good at {len(poor)} level(s), e.g. "
+                    f"{poor[0].get('target_uS', 0):.2f} µS"
+                )
+        return [("error", e) for e in errors] + [("warning", w) for w in warnings]

@@ -1,0 +1,182 @@
+"""An instrument's side of its command table: program messages in, response messages out.
+
+``ScpiDevice`` is what every served instrument is — the emulated chip, the emulated
+source-measure unit and pulse generator — and what the servers (TCP, pty, in-process) serve:
+it frames a connection's bytes, executes each message unit against a handler, keeps the
+SCPI error queue and the IEEE 488.2 status registers, and formats the replies. It knows no
+physics and no sockets.
+
+A subclass implements one method ``_do_<handler>`` per row of its table that is not a
+common command (checked at construction: a row without a handler is a startup error), and
+says who it is (``identity``). A rejected command changes nothing: all arguments are parsed
+and checked by the table before a handler runs, and handlers check their own preconditions
+before acting. A query that fails sends no reply (IEEE 488.2): the client reads the error
+queue.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pcm_hil.protocols.codec import format_reply, parse_message
+from pcm_hil.protocols.common import SCPI_VERSION, Identity
+from pcm_hil.protocols.errors import (
+    ESR_OPERATION_COMPLETE,
+    EXECUTION_ERROR,
+    STB_ERROR_AVAILABLE,
+    STB_EVENT_SUMMARY,
+    ErrorEntry,
+    ErrorQueue,
+    ScpiError,
+    esr_bit,
+)
+from pcm_hil.protocols.framing import MessageFramer
+from pcm_hil.protocols.table import Command, CommandTable
+
+
+class ScpiDevice:
+    """The instrument side of ``table``, with the ``limits`` its range bounds name.
+    Thread-safe: one message at a time (``lock``)."""
+
+    #: Whether one client at a time controls the instrument (a server refuses the others
+    #: with ``busy_entry()``).
+    exclusive: bool = False
+
+    def __init__(self, table: CommandTable, limits: Mapping[str, float]) -> None:
+        self.table = table
+        self.limits = dict(limits)
+        self.errors = ErrorQueue(table.errors)
+        self.esr = 0
+        self.ese = 0
+        self.messages = 0
+        """Program messages executed so far."""
+        self.lock = threading.RLock()
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        for command in table:
+            handler = self.handler_for(command)
+            if handler is None:
+                raise TypeError(f"no handler for {command.header} ({command.handler})")
+            self._handlers[command.handler] = handler
+
+    # --- what a subclass says ------------------------------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        raise NotImplementedError
+
+    def handler_for(self, command: Command) -> Callable[..., Any] | None:
+        """The callable that carries out ``command``: ``_do_<handler>`` by default."""
+        return getattr(self, f"_do_{command.handler}", None)
+
+    def reset_settings(self) -> None:
+        """``*RST``: settings to their power-on values (nothing here)."""
+
+    def self_test(self) -> bool:
+        """``*TST?``: True when the instrument is consistent (here: always)."""
+        return True
+
+    def busy_entry(self) -> ErrorEntry:
+        """The one line an exclusive instrument sends a client it refuses."""
+        raise NotImplementedError(f"{type(self).__name__} is not exclusive")
+
+    # --- the wire -------------------------------------------------------------------------------
+
+    def new_framer(self) -> MessageFramer:
+        """A framer for one connection's byte stream."""
+        return MessageFramer()
+
+    def feed(self, framer: MessageFramer, data: bytes) -> bytes:
+        """Process the bytes a connection received; return what to send back (maybe b"")."""
+        out = []
+        for item in framer.feed(data):
+            if isinstance(item, ScpiError):
+                with self.lock:
+                    self.push_error(item)
+            else:
+                reply = self.execute(item)
+                if reply is not None:
+                    out.append(reply)
+        return b"".join(out)
+
+    def execute(self, message: bytes) -> bytes | None:
+        """Execute one program message; the response message (with LF) or None."""
+        replies: list[bytes] = []
+        dialect = self.table.dialect
+        with self.lock:
+            self.messages += 1
+            try:
+                for parsed in parse_message(message, self.table, self.limits):
+                    command = parsed.command
+                    result = self._handlers[command.handler](**parsed.values)
+                    if command.is_query:
+                        replies.append(format_reply(command.reply, result, dialect))
+            except ScpiError as error:
+                self.push_error(error)
+            except Exception as error:  # a handler bug must not kill the connection
+                self.push_error(
+                    ScpiError(EXECUTION_ERROR, f"internal error: {type(error).__name__}")
+                )
+        if not replies:
+            return None
+        parts = [replies[0]]
+        for reply in replies[1:]:
+            parts += (b";", reply)
+        parts.append(b"\n")
+        return b"".join(parts)  # one copy of a block reply, not two
+
+    def push_error(self, error: ScpiError) -> None:
+        """Queue an error and set its event-status bit."""
+        self.errors.push(error.code, error.detail)
+        self.esr |= esr_bit(error.code)
+
+    # --- IEEE 488.2 common commands and the system subsystem ----------------------------------
+
+    def _do_identify(self) -> str:
+        return self.identity.reply()
+
+    def _do_reset(self) -> None:
+        self.reset_settings()
+        self.ese = 0
+
+    def _do_clear_status(self) -> None:
+        self.errors.clear()
+        self.esr = 0
+
+    def _do_operation_complete(self) -> None:
+        self.esr |= ESR_OPERATION_COMPLETE
+
+    def _do_operation_complete_query(self) -> int:
+        return 1
+
+    def _do_wait_to_continue(self) -> None:
+        return None
+
+    def _do_event_status_query(self) -> int:
+        value, self.esr = self.esr, 0
+        return value
+
+    def _do_event_status_enable(self, mask: int) -> None:
+        self.ese = mask
+
+    def _do_event_status_enable_query(self) -> int:
+        return self.ese
+
+    def _do_status_byte_query(self) -> int:
+        status = STB_ERROR_AVAILABLE if len(self.errors) else 0
+        if self.esr & self.ese:
+            status |= STB_EVENT_SUMMARY
+        return status
+
+    def _do_self_test_query(self) -> int:
+        return 0 if self.self_test() else 1
+
+    def _do_error_next(self) -> ErrorEntry:
+        return self.errors.pop()
+
+    def _do_error_count(self) -> int:
+        return len(self.errors)
+
+    def _do_scpi_version(self) -> str:
+        return SCPI_VERSION
