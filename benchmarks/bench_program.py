@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pcm_hil.drivers import PcmChip
-from pcm_hil.drivers.transports import InProcessTransport
 from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.procedures.program import level_targets, program_and_verify
 
 ROWS = COLUMNS = 256

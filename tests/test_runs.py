@@ -16,7 +16,7 @@ import pytest
 from pcm_hil.cli.main import main
 from pcm_hil.drivers import ChipDisconnectedError, PcmChip
 from pcm_hil.emulator import WireInterface, make_chip
-from pcm_hil.emulator.tcp import TcpServer
+from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock

@@ -19,15 +19,35 @@ def blobs(seed=0):
     return x[:500], y[:500], x[500:], y[500:]
 
 
+#: Chips (emulator seeds) the floating-point comparison is made on; the network, its initial
+#: weights and its shuffles are the same (seed 0) on each.
+CHIP_SEEDS = (0, 1, 2, 3)
+
+
 def test_training_on_the_chip_reaches_the_floating_point_result():
-    """The issue's figure, on the default emulator: within 1.0 point of the same network
-    trained in floating point. (Over chips 0…3 the chip result is 0.56…1.67 points below,
-    0.97 on average: see the closing note of issue #4.)"""
-    with PcmChip.open("emulator") as chip:
-        result = train_on_chip(chip, load_digits_split(seed=0), seed=0)
-    assert result["fp_accuracy"] > 0.95
-    assert result["chip_accuracy"] >= result["fp_accuracy"] - 0.01, result
-    assert result["pulses_applied"] > 1000
+    """The issue's figure, on the default emulator with the default training (hidden 128,
+    20 epochs): on average over four chips, within 1.0 point of the same network trained in
+    floating point, and on every chip within 2.0 points.
+
+    The bounds come from measuring this configuration on chips 0…7 (the digits test split,
+    540 images, one image = 0.185 points; floating point 97.96 %, 4.9 s per chip on a
+    2-core machine): the chip result was 0.37, 0.74, 0.37, 0.37, 1.48, 0.37, 0.56, 0.56
+    points below, mean 0.60, standard deviation 0.38; on chips 0…3, used here, mean 0.46,
+    worst 0.74. The mean bound is the 1-point claim, 2.1 standard errors of a four-chip mean
+    beyond the eight chips' mean; the per-chip bound is 3.7 standard deviations beyond it,
+    with room for the worst chip seen (1.48). No single chip can carry the claim: the
+    spread between chips is as large as the margin.
+    """
+    gaps = []
+    for chip_seed in CHIP_SEEDS:
+        with PcmChip.open(f"emulator?seed={chip_seed}") as chip:
+            result = train_on_chip(chip, load_digits_split(seed=0), seed=0)
+        assert result["fp_accuracy"] > 0.95, result
+        assert result["pulses_applied"] > 1000, result
+        gaps.append(result["chip_accuracy"] - result["fp_accuracy"])
+    gaps = np.array(gaps)
+    assert gaps.mean() >= -0.010, gaps  # within 1.0 point on average
+    assert gaps.min() >= -0.020, gaps  # and within 2.0 points on every chip
 
 
 def test_training_is_deterministic_and_pulses_are_counted():
