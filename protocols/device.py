@@ -8,7 +8,9 @@ physics and no sockets.
 
 A subclass implements one method ``_do_<handler>`` per row of its table that is not a
 common command (checked at construction: a row without a handler is a startup error), and
-says who it is (``identity``). A rejected command changes nothing: all arguments are parsed
+says who it is (``identity``). A plain setting — one the instrument only keeps and reports —
+needs no code: its power-on value in ``defaults`` under the row's name makes ``set_<name>``
+store its argument in ``settings[name]`` and the query ``<name>`` answer it. A rejected command changes nothing: all arguments are parsed
 and checked by the table before a handler runs, and handlers check their own preconditions
 before acting. A query that fails sends no reply (IEEE 488.2): the client reads the error
 queue.
@@ -16,9 +18,10 @@ queue.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pcm_hil.protocols.codec import format_reply, parse_message
 from pcm_hil.protocols.common import SCPI_VERSION, Identity
@@ -44,8 +47,12 @@ class ScpiDevice:
     #: with ``busy_entry()``).
     exclusive: bool = False
 
+    #: Power-on values of the plain settings, by the name of their rows (see the module).
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
     def __init__(self, table: CommandTable, limits: Mapping[str, float]) -> None:
         self.table = table
+        self.settings: dict[str, Any] = dict(self.defaults)
         self.limits = dict(limits)
         self.errors = ErrorQueue(table.errors)
         self.esr = 0
@@ -67,11 +74,24 @@ class ScpiDevice:
         raise NotImplementedError
 
     def handler_for(self, command: Command) -> Callable[..., Any] | None:
-        """The callable that carries out ``command``: ``_do_<handler>`` by default."""
-        return getattr(self, f"_do_{command.handler}", None)
+        """The callable that carries out ``command``: ``_do_<handler>``, else the store or
+        the report of a plain setting (``defaults``)."""
+        explicit = getattr(self, f"_do_{command.handler}", None)
+        if explicit is not None:
+            return explicit
+        name = command.handler.removeprefix("set_")
+        if name not in self.defaults:
+            return None
+        if command.is_query and name == command.handler:
+            return lambda: self.settings[name]
+        if not command.is_query and len(command.args) == 1 and name != command.handler:
+            return _store(self, name, command.args[0].name)
+        return None
 
     def reset_settings(self) -> None:
-        """``*RST``: settings to their power-on values (nothing here)."""
+        """``*RST``: settings to their power-on values (``defaults``; a subclass adds its
+        own)."""
+        self.settings = dict(self.defaults)
 
     def self_test(self) -> bool:
         """``*TST?``: True when the instrument is consistent (here: always)."""
@@ -180,3 +200,14 @@ class ScpiDevice:
 
     def _do_scpi_version(self) -> str:
         return SCPI_VERSION
+
+
+def _store(device: ScpiDevice, name: str, argument: str) -> Callable[..., None]:
+    """A handler that keeps its one argument (named as the row names it) as ``name``."""
+
+    def store(**values: Any) -> None:
+        device.settings[name] = values[argument]
+
+    parameter = inspect.Parameter(argument, inspect.Parameter.KEYWORD_ONLY)
+    store.__signature__ = inspect.Signature([parameter])  # type: ignore[attr-defined]
+    return store

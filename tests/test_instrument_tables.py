@@ -110,9 +110,9 @@ def _inside(name, low, high, device):
     """Values within [low, high] that the instrument's cross-setting rules also allow (the
     high level above the low level and the reverse)."""
     if name == "high_level_V":
-        return [high, device.low_V + 0.01]
+        return [high, device.settings["low_level"] + 0.01]
     if name == "low_level_V":
-        return [low, min(high, device.high_V - 0.01)]
+        return [low, min(high, device.settings["high_level"] - 0.01)]
     return [low, high]
 
 

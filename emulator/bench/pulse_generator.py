@@ -14,6 +14,8 @@ polarity (a negative high level drives |V|/R_series).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pcm_hil.emulator.bench.devices import LOW_LEVEL_MAX_V, BenchDevices
 from pcm_hil.emulator.chip import FIRMWARE_VERSION
 from pcm_hil.protocols.common import Identity
@@ -24,6 +26,17 @@ from pcm_hil.protocols.pulse_generator import PULSE_GENERATOR_COMMANDS
 
 class PulseGeneratorEmulator(ScpiDevice):
     """An 81110A-class generator, one channel, driving the bench's devices (``dut``)."""
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "high_level": 0.1,
+        "low_level": 0.0,
+        "width": 100e-9,
+        "period": 1e-6,
+        "leading_edge": 2e-9,
+        "trailing_edge": 2e-9,
+        "output": False,
+        "arm_source": "IMM",
+    }
 
     def __init__(self, dut: BenchDevices) -> None:
         self.dut = dut
@@ -40,107 +53,61 @@ class PulseGeneratorEmulator(ScpiDevice):
         return Identity("PCM-HIL", "EMULATED-PULSE-81110", "EMU-PG-0001", FIRMWARE_VERSION)
 
     def reset_settings(self) -> None:
-        self.high_V = 0.1
-        self.low_V = 0.0
-        self.width_s = 100e-9
-        self.period_s = 1e-6
-        self.leading_s = 2e-9
-        self.trailing_s = 2e-9
-        self.output_on = False
-        self.arm_source = "IMM"
+        super().reset_settings()
         self.triggers = 0
 
-    # --- levels ---------------------------------------------------------------------------------
+    # --- settings with rules (the rest are plain: ``defaults``) ----------------------------------
 
     def _do_set_high_level(self, volts: float) -> None:
-        if volts <= self.low_V:
+        if volts <= self.settings["low_level"]:
             raise ScpiError(SETTINGS_CONFLICT, "high level must lie above the low level")
-        self.high_V = volts
-
-    def _do_high_level(self) -> float:
-        return self.high_V
+        self.settings["high_level"] = volts
 
     def _do_set_low_level(self, volts: float) -> None:
-        if volts >= self.high_V:
+        if volts >= self.settings["high_level"]:
             raise ScpiError(SETTINGS_CONFLICT, "low level must lie below the high level")
-        self.low_V = volts
-
-    def _do_low_level(self) -> float:
-        return self.low_V
+        self.settings["low_level"] = volts
 
     def _do_high_level_limit(self) -> float:
         return self.dut.high_level_max_V
 
-    # --- timing ---------------------------------------------------------------------------------
-
-    def _do_set_width(self, seconds: float) -> None:
-        self.width_s = seconds
-
-    def _do_width(self) -> float:
-        return self.width_s
-
-    def _do_set_period(self, seconds: float) -> None:
-        self.period_s = seconds
-
-    def _do_period(self) -> float:
-        return self.period_s
-
-    def _do_set_leading_edge(self, seconds: float) -> None:
-        self.leading_s = seconds
-
-    def _do_leading_edge(self) -> float:
-        return self.leading_s
-
-    def _do_set_trailing_edge(self, seconds: float) -> None:
-        self.trailing_s = seconds
-
-    def _do_trailing_edge(self) -> float:
-        return self.trailing_s
-
-    # --- output and trigger -----------------------------------------------------------------------
-
     def _do_set_output(self, state: bool) -> None:
-        if state and self.arm_source == "IMM":
+        if state and self.settings["arm_source"] == "IMM":
             raise ScpiError(
                 SETTINGS_CONFLICT, "continuous pulsing (ARM:SOUR IMM) is not emulated: arm MAN"
             )
-        self.output_on = state
-
-    def _do_output(self) -> bool:
-        return self.output_on
+        self.settings["output"] = state
 
     def _do_set_arm_source(self, source: str) -> None:
-        if source == "IMM" and self.output_on:
+        if source == "IMM" and self.settings["output"]:
             raise ScpiError(
                 SETTINGS_CONFLICT, "continuous pulsing (ARM:SOUR IMM) is not emulated: output on"
             )
-        self.arm_source = source
-
-    def _do_arm_source(self) -> str:
-        return self.arm_source
+        self.settings["arm_source"] = source
 
     def _do_trigger(self) -> None:
         """One pulse into the routed device, after the checks (module docstring)."""
-        if self.arm_source != "MAN":
-            raise ScpiError(SETTINGS_CONFLICT, f"*TRG needs ARM:SOUR MAN (is {self.arm_source})")
-        if not self.output_on:
+        s = self.settings
+        if s["arm_source"] != "MAN":
+            raise ScpiError(SETTINGS_CONFLICT, f"*TRG needs ARM:SOUR MAN (is {s['arm_source']})")
+        if not s["output"]:
             raise ScpiError(SETTINGS_CONFLICT, "output off: the pulse would reach nothing")
         low_ns, high_ns = self.dut.width_limits_ns
-        width_ns = self.width_s * 1e9
+        width_ns = s["width"] * 1e9
         if not low_ns <= width_ns <= high_ns:
             raise ScpiError(
                 DATA_OUT_OF_RANGE,
                 f"pulse width {width_ns:g} ns outside the device's safe {low_ns:g}...{high_ns:g} ns",
             )
-        if self.width_s >= self.period_s:
+        if s["width"] >= s["period"]:
             raise ScpiError(SETTINGS_CONFLICT, "pulse width must be below the period")
-        current = self.dut.current_uA(self.high_V)
+        current = self.dut.current_uA(s["high_level"])
         if current > self.dut.current_max_uA * (1 + 1e-9):
             raise ScpiError(
                 DATA_OUT_OF_RANGE,
                 f"pulse current {current:g} uA above the safe {self.dut.current_max_uA:g} uA",
             )
-        self.dut.pulse(self.high_V, self.width_s)
+        self.dut.pulse(s["high_level"], s["width"])
         self.triggers += 1
 
     def _do_trigger_immediate(self) -> None:

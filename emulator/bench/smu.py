@@ -12,6 +12,8 @@ magnitude above a 2400-class SMU's on these currents. Sourcing a current is not 
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
 from pcm_hil.emulator.bench.devices import SOURCE_VOLTAGE_MAX_V, BenchDevices
@@ -25,6 +27,16 @@ from pcm_hil.protocols.smu import SMU_COMMANDS
 class SourceMeterEmulator(ScpiDevice):
     """A 2400-class SMU wired to the bench's devices (``dut``) through its switch."""
 
+    defaults: ClassVar[dict[str, Any]] = {
+        "source_function": "VOLT",
+        "source_voltage": 0.0,
+        "compliance_current": 105e-6,
+        "current_range_auto": True,
+        "current_range": 105e-6,
+        "nplc": 1.0,
+        "output": False,
+    }
+
     def __init__(self, dut: BenchDevices) -> None:
         self.dut = dut
         limits = {"source_voltage_max_V": SOURCE_VOLTAGE_MAX_V, "channels": dut.count}
@@ -36,31 +48,16 @@ class SourceMeterEmulator(ScpiDevice):
         return Identity("PCM-HIL", "EMULATED-SMU-2400", "EMU-SMU-0001", FIRMWARE_VERSION)
 
     def reset_settings(self) -> None:
-        self.source_function = "VOLT"
-        self.voltage_V = 0.0
-        self.compliance_A = 105e-6
-        self.range_auto = True
-        self.range_A = 105e-6
-        self.nplc = 1.0
+        super().reset_settings()
         self.elements: tuple[str, ...] = ("VOLT", "CURR")
-        self.output_on = False
         self.dut.route(1)
 
-    # --- source and measurement settings --------------------------------------------------
+    # --- source and measurement settings (the rest are plain: ``defaults``) -----------------
 
     def _do_set_source_function(self, function: str) -> None:
         if function != "VOLT":
             raise ScpiError(ILLEGAL_PARAMETER_VALUE, "only voltage sourcing is emulated")
-        self.source_function = function
-
-    def _do_source_function(self) -> str:
-        return self.source_function
-
-    def _do_set_source_voltage(self, volts: float) -> None:
-        self.voltage_V = volts
-
-    def _do_source_voltage(self) -> float:
-        return self.voltage_V
+        self.settings["source_function"] = function
 
     def _do_set_sense_function(self, functions: tuple[str, ...]) -> None:
         return None  # the current is always measured; any listed function is accepted
@@ -68,30 +65,9 @@ class SourceMeterEmulator(ScpiDevice):
     def _do_sense_function(self) -> str:
         return "CURR:DC"
 
-    def _do_set_compliance_current(self, amperes: float) -> None:
-        self.compliance_A = amperes
-
-    def _do_compliance_current(self) -> float:
-        return self.compliance_A
-
-    def _do_set_current_range_auto(self, state: bool) -> None:
-        self.range_auto = state
-
-    def _do_current_range_auto(self) -> bool:
-        return self.range_auto
-
     def _do_set_current_range(self, amperes: float) -> None:
-        self.range_A = amperes
-        self.range_auto = False
-
-    def _do_current_range(self) -> float:
-        return self.range_A
-
-    def _do_set_nplc(self, cycles: float) -> None:
-        self.nplc = cycles
-
-    def _do_nplc(self) -> float:
-        return self.nplc
+        self.settings["current_range"] = amperes
+        self.settings["current_range_auto"] = False
 
     def _do_set_elements(self, elements: tuple[str, ...]) -> None:
         self.elements = tuple(e for e in ("VOLT", "CURR") if e in elements)
@@ -99,23 +75,20 @@ class SourceMeterEmulator(ScpiDevice):
     def _do_elements(self) -> str:
         return ",".join(self.elements)
 
-    def _do_set_output(self, state: bool) -> None:
-        self.output_on = state
-
-    def _do_output(self) -> bool:
-        return self.output_on
-
     # --- readings ---------------------------------------------------------------------------
 
     def measurement(self) -> tuple[float, float]:
         """(V, I) across the routed device: I = G·V clipped at the compliance (and at the
         range when auto range is off); in compliance V is what the device then drops."""
-        if not self.output_on:
+        s = self.settings
+        if not s["output"]:
             raise ScpiError(SETTINGS_CONFLICT, "output off: turn it on with :OUTP ON")
         g_S = self.dut.conductance_uS() * 1e-6
-        voltage = self.voltage_V
+        voltage = s["source_voltage"]
         current = g_S * voltage
-        limit = self.compliance_A if self.range_auto else min(self.compliance_A, self.range_A)
+        limit = s["compliance_current"]
+        if not s["current_range_auto"]:
+            limit = min(limit, s["current_range"])
         if abs(current) > limit:
             current = float(np.copysign(limit, current))
             voltage = current / g_S
