@@ -26,6 +26,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from pcm_hil.documents.program import ProgramStart
 from pcm_hil.drivers import PcmChip
 from pcm_hil.procedures.program import level_targets, program_and_verify
 from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, render_text
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             row["draw_s_median"] = statistics.median(r["draw_s"] for r in done)
             row["draw_share"] = row["draw_s_median"] / wall
         rows.append(row)
+    start = events[0].document  # program-and-verify's start: the devices it programs
     state = DashboardState()
     for event in events:
         state.update(event)
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             took.append(time.perf_counter() - started)
         frame_ms[f"{w}x{h}"] = min(took) * 1e3
     report = {
-        "devices": int(sum(np.size(e.data.get("target_uS", [])) for e in events[:1])),
+        "devices": int(np.size(start.target_uS)) if isinstance(start, ProgramStart) else 0,
         "tiles": args.tiles,
         "repeat": args.repeat,
         "converged_fraction": runs[configs[0][0]][0]["converged_fraction"],

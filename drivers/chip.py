@@ -10,9 +10,11 @@ reads the error queue in the same round trip and raises ``ChipError`` with the c
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pcm_hil.drivers.errors import (
     ChipBusyError,
@@ -28,6 +30,7 @@ from pcm_hil.protocols.codec import encode_command, is_error_entry, parse_reply,
 from pcm_hil.protocols.common import Identity
 from pcm_hil.protocols.errors import ErrorEntry, ScpiError
 from pcm_hil.protocols.framing import MessageFramer
+from pcm_hil.protocols.table import Command
 
 _ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
 
@@ -41,7 +44,7 @@ class PcmChip:
         self._framer = MessageFramer(max_text=1 << 20)
         self._messages: deque[bytes] = deque()
         self._closed = False
-        self._reopen = None
+        self._reopen: Callable[[], Transport] | None = None
         self.config = self._handshake(check_version)
         self._limits = self.config.limits()
 
@@ -171,7 +174,7 @@ class PcmChip:
         error.further = others
         raise error
 
-    def _read_block(self, command) -> np.ndarray:
+    def _read_block(self, command: Command) -> np.ndarray:
         """A block reply read straight into its array: header, then the data by exact count
         into the array's own memory, then the LF. If the chip answers with an error entry
         instead (the query failed), raise it."""
@@ -187,7 +190,7 @@ class PcmChip:
         if length % dtype.itemsize:
             raise TransportError(f"{self.resource}: a {length}-byte block of {dtype.name}")
         array = np.empty(length // dtype.itemsize, dtype=dtype)
-        self.transport.read_into(memoryview(array).cast("B"))
+        self.transport.read_into(array.data.cast("B"))
         if self.transport.read(1) != b"\n":
             raise TransportError(f"{self.resource}: block reply not terminated by LF")
         return array
@@ -261,7 +264,9 @@ class PcmChip:
 
     # --- programming and reading --------------------------------------------------------------------
 
-    def pulse(self, tile: int, addresses, amplitude_uA, width_ns) -> None:
+    def pulse(
+        self, tile: int, addresses: ArrayLike, amplitude_uA: ArrayLike, width_ns: ArrayLike
+    ) -> None:
         """Apply one pulse per device in one command. ``amplitude_uA`` and ``width_ns`` are
         arrays like ``addresses`` or scalars applied to all. Refused before sending if any
         pulse breaks the chip's safe limits (``PulseLimitError``)."""
@@ -281,14 +286,14 @@ class PcmChip:
         values = self._call("read_tile", tile=tile)
         return values.reshape(self.config.rows, self.config.columns)
 
-    def read(self, tile: int, addresses) -> np.ndarray:
+    def read(self, tile: int, addresses: ArrayLike) -> np.ndarray:
         """Conductances of the listed devices of a tile, float32 µS, in order."""
         return self._call("read_devices", tile=tile, addresses=np.asarray(addresses).ravel())
 
     def mvm(
         self,
         tile: int,
-        inputs_V,
+        inputs_V: ArrayLike,
         *,
         transposed: bool = False,
         row: int = 0,
@@ -350,7 +355,7 @@ class PcmChip:
     def __enter__(self) -> PcmChip:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -7,6 +7,8 @@ The transport errors (``ResourceError``, ``TransportError``, ``ChipTimeoutError`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pcm_hil.protocols.chip import CHIP_BUSY, COMMANDS, PULSE_OUTSIDE_LIMITS
 from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
@@ -15,6 +17,9 @@ from pcm_hil.protocols.transport import (
     ResourceError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from pcm_hil.protocols.errors import ErrorEntry
 
 __all__ = [
     "ChipBusyError",
@@ -37,6 +42,11 @@ class ProtocolVersionError(PcmHilError):
 class ChipError(PcmHilError):
     """An error with a protocol code: reported by the chip (``sent=True``) or found by the
     driver's own check of the command table before sending (``sent=False``)."""
+
+    #: Set by the driver when it drains the error queue after the entry it raises: the
+    #: entries that followed (absent where it raised without draining: nothing was sent, or
+    #: the chip answered *IDN? with an error).
+    further: list[ErrorEntry]
 
     def __init__(
         self, code: int, detail: str = "", *, command: str = "", sent: bool = True

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from pcm_hil.protocols.codec import encode_command, parse_reply
 from pcm_hil.protocols.common import ERROR_NEXT
@@ -42,6 +42,9 @@ from pcm_hil.protocols.transport import (
     ResourceError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from pyvisa.resources import MessageBasedResource
 
 __all__ = [
     "Instrument",
@@ -62,6 +65,8 @@ ERROR_QUERY = ":" + ERROR_NEXT.short_form
 #: More errors than any instrument queues (the 2400 keeps 10, the 81110A 30): past this many
 #: non-zero replies in a row the queue is not emptying and the check stops.
 _MAX_ERRORS = 64
+
+_InstrumentT = TypeVar("_InstrumentT", bound="Instrument")
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -148,14 +153,14 @@ class Property:
         self.handler = handler
         self._get, self._set = get, set
         self.name = ""
-        self.owner: type | None = None
+        self.owner: type[Instrument] | None = None
         self.query_row: Command | None = None
         self.setting_row: Command | None = None
 
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __set_name__(self, owner: type[Instrument], name: str) -> None:
         self.name = name
         self.owner = owner
-        table: CommandTable = owner.table  # type: ignore[attr-defined]
+        table: CommandTable = owner.table
         self.query_row = table.by_handler(self.handler) if self._get else None
         self.setting_row = table.by_handler(f"set_{self.handler}") if self._set else None
         if self.setting_row is not None and len(self.setting_row.args) != 1:
@@ -171,7 +176,7 @@ class Property:
         )
         allowed = (
             allowed_text(self.arg, owner.default_limits(), self.unit) if self.arg else "read only"
-        )  # type: ignore[attr-defined]
+        )
         self.__doc__ = f"{self.doc}\n\nAllowed: {allowed}. Wire: {wire}."
 
     @property
@@ -240,7 +245,12 @@ class VisaInstrumentTransport:
         self._pyvisa = pyvisa
         try:
             manager = pyvisa.ResourceManager(visa_library)
-            self._handle = manager.open_resource(resource, open_timeout=int(timeout_s * 1000))
+            # a message-based session (TCPIP, ASRL, GPIB …): what open_resource returns for
+            # every resource an instrument has, typed by pyvisa as the base Resource
+            self._handle = cast(
+                "MessageBasedResource",
+                manager.open_resource(resource, open_timeout=int(timeout_s * 1000)),
+            )
         except pyvisa.errors.VisaIOError as error:
             raise InstrumentDisconnectedError(
                 f"cannot open {resource}: {error.description}"
@@ -496,7 +506,7 @@ class Instrument:
             if close is not None:
                 close()
 
-    def __enter__(self):
+    def __enter__(self: _InstrumentT) -> _InstrumentT:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

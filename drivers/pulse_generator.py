@@ -100,8 +100,11 @@ class PulseGenerator(Instrument):
     def set_levels(self, high_V: float, low_V: float) -> None:
         """Set both levels, in the order that keeps high above low at every step."""
         properties = self.properties()
-        self.encode(properties["high_level_V"].setting_row, {"volts": high_V}, _as="high_level_V")
-        self.encode(properties["low_level_V"].setting_row, {"volts": low_V}, _as="low_level_V")
+        high_row = properties["high_level_V"].setting_row
+        low_row = properties["low_level_V"].setting_row
+        assert high_row is not None and low_row is not None  # both are settings
+        self.encode(high_row, {"volts": high_V}, _as="high_level_V")
+        self.encode(low_row, {"volts": low_V}, _as="low_level_V")
         if not high_V > low_V:
             raise InstrumentRangeError(
                 f"{self.name}: levels {high_V:g} V / {low_V:g} V refused (not sent): the high"

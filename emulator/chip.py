@@ -7,8 +7,10 @@ methods here; the arguments reaching them have passed the command table's checks
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pcm_hil.emulator.calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
 from pcm_hil.emulator.clock import RealTimeClock, VirtualClock
@@ -65,7 +67,7 @@ class ChipConfig:
     def mvm_output_max_uA(self) -> float:
         return self.adc_full_scale_fraction * self.rows * self.model.g_max_uS * self.read_voltage_V
 
-    def with_overrides(self, **overrides) -> ChipConfig:
+    def with_overrides(self, **overrides: Any) -> ChipConfig:
         """A copy with fields changed; unknown names are refused."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
@@ -196,7 +198,7 @@ class EmulatedChip:
     # --- programming, reading, MVM -----------------------------------------------------------------
 
     def pulse(
-        self, tile: int, addresses: np.ndarray, amplitudes_uA: np.ndarray, widths_ns: np.ndarray
+        self, tile: int, addresses: ArrayLike, amplitudes_uA: ArrayLike, widths_ns: ArrayLike
     ) -> None:
         """One pulse per addressed device (amplitude µA, width ns; length 1 broadcasts)."""
         self.devices.pulse(
@@ -243,7 +245,7 @@ class EmulatedChip:
         )
 
 
-def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides) -> EmulatedChip:
+def make_chip(profile: str = DEFAULT_PROFILE, seed: int = 0, **overrides: Any) -> EmulatedChip:
     """An emulated chip of a named profile, seeded; ``overrides`` change ChipConfig fields
     (ValueError for an unknown profile or field)."""
     try:

@@ -10,7 +10,10 @@ or virtual time at the actual temperature into it (``chip.py``), so drift accele
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pcm_hil.emulator.calibration import K_B_EV_PER_K, PcmModel
 
@@ -18,8 +21,12 @@ NOT_STUCK, STUCK_SET, STUCK_RESET = 0, 1, 2
 
 
 def programming_curve_mean(
-    model: PcmModel, current_uA, i_mid_uA=None, g_top_uS=None, g_bottom_uS=None
-):
+    model: PcmModel,
+    current_uA: ArrayLike,
+    i_mid_uA: float | np.ndarray | None = None,
+    g_top_uS: float | np.ndarray | None = None,
+    g_bottom_uS: float | np.ndarray | None = None,
+) -> np.ndarray:
     """Mean conductance (µS) after a melt-quench pulse of ``current_uA``: a logistic fall from
     the crystalline conductance ``g_top_uS`` to the RESET conductance ``g_bottom_uS`` (seed 002
     Fig. 2a shape). Device parameters default to the model's medians."""
@@ -30,7 +37,7 @@ def programming_curve_mean(
     return g_bottom + (g_top - g_bottom) / (1.0 + np.exp(np.clip(x, -60, 60)))
 
 
-def log_relative(model: PcmModel, g_uS) -> np.ndarray:
+def log_relative(model: PcmModel, g_uS: ArrayLike) -> np.ndarray:
     """ln(G/g_max), float32, floored at ln(1e-6): the variable of the drift and noise fits."""
     return np.log(
         np.maximum(
@@ -39,7 +46,9 @@ def log_relative(model: PcmModel, g_uS) -> np.ndarray:
     )
 
 
-def drift_exponent_stats(model: PcmModel, g_uS, log_g=None) -> tuple[np.ndarray, np.ndarray]:
+def drift_exponent_stats(
+    model: PcmModel, g_uS: ArrayLike, log_g: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(μ_ν, σ_ν) of the drift exponent for devices programmed to ``g_uS`` [code].
     ``log_g``, if given, is ``log_relative(model, g_uS)`` already computed."""
     log_g = log_relative(model, g_uS) if log_g is None else log_g
@@ -52,21 +61,23 @@ def drift_exponent_stats(model: PcmModel, g_uS, log_g=None) -> tuple[np.ndarray,
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def read_noise_q(model: PcmModel, g_uS, log_g=None) -> np.ndarray:
+def read_noise_q(model: PcmModel, g_uS: ArrayLike, log_g: np.ndarray | None = None) -> np.ndarray:
     """Q_s = min(scale·(G/g_max)^−exponent, cap) of the 1/f read-noise model [code]."""
     log_g = log_relative(model, g_uS) if log_g is None else log_g
     q = model.read_noise_q_scale * np.exp(-model.read_noise_q_exponent * log_g)
     return np.minimum(q, model.read_noise_q_cap).astype(np.float32)
 
 
-def read_noise_relative_std(model: PcmModel, g_uS, elapsed_s):
+def read_noise_relative_std(model: PcmModel, g_uS: ArrayLike, elapsed_s: ArrayLike) -> np.ndarray:
     """Relative std of a read ``elapsed_s`` after programming [code; t_min is a choice]."""
     t = np.maximum(np.asarray(elapsed_s, dtype=np.float64), model.read_noise_t_min_s)
     t_read = model.read_noise_t_read_s
     return read_noise_q(model, g_uS) * np.sqrt(np.log((t + t_read) / (2 * t_read)))
 
 
-def partial_set_step_stats(model: PcmModel, g_uS, n_pulses, strength=1.0):
+def partial_set_step_stats(
+    model: PcmModel, g_uS: ArrayLike, n_pulses: ArrayLike, strength: float | np.ndarray = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) of a partial-SET increment in µS for devices at ``g_uS`` that have had
     ``n_pulses`` partial-SET pulses since their last melt-quench [derived, Nandakumar 2018].
     ``strength`` scales the G-independent terms (1 = the published model); the mean is
@@ -138,8 +149,8 @@ class PcmDevices:
         self,
         tile: int,
         addresses: np.ndarray,
-        amplitude_uA: np.ndarray,
-        width_ns: np.ndarray,
+        amplitude_uA: ArrayLike,
+        width_ns: ArrayLike,
         now_eq_s: float,
     ) -> None:
         """Apply one pulse to each addressed device (addresses unique, arrays checked by the
@@ -181,7 +192,7 @@ class PcmDevices:
             self.n_set[tile, where] += 1
             self._restart_drift((tile, where), now_eq_s)
 
-    def _restart_drift(self, index, now_eq_s: float) -> None:
+    def _restart_drift(self, index: tuple[Any, Any], now_eq_s: float) -> None:
         """A programming event: stamp the time, draw ν from its G-dependent distribution."""
         g = self.g_prog[index]
         log_g = log_relative(self.model, g)
@@ -194,7 +205,7 @@ class PcmDevices:
 
     # --- reading -----------------------------------------------------------------------------------
 
-    def drifted(self, tile: int, addresses, now_eq_s: float) -> np.ndarray:
+    def drifted(self, tile: int, addresses: np.ndarray, now_eq_s: float) -> np.ndarray:
         """Noise-free conductance now (µS): the programmed value drifted since programming."""
         elapsed = (now_eq_s - self.t_prog[tile, addresses]).astype(np.float32)
         log_ratio = np.log(
@@ -203,7 +214,9 @@ class PcmDevices:
         )
         return self.g_prog[tile, addresses] * np.exp(-self.nu[tile, addresses] * log_ratio)
 
-    def read(self, tile: int, addresses, now_eq_s: float, temperature_K: float) -> np.ndarray:
+    def read(
+        self, tile: int, addresses: np.ndarray | slice, now_eq_s: float, temperature_K: float
+    ) -> np.ndarray:
         """A read of the addressed devices (``slice(None)`` for the whole tile): drift, the
         temperature dependence of conduction and 1/f read noise, in µS (float32)."""
         m = self.model
@@ -250,7 +263,9 @@ class PcmDevices:
             arrays = cache[shape] = (np.empty(shape, np.float32), np.empty(shape, np.float32))
         return arrays
 
-    def conduction_factor(self, g_prog, temperature_K: float, g_crystalline) -> np.ndarray:
+    def conduction_factor(
+        self, g_prog: np.ndarray, temperature_K: float, g_crystalline: np.ndarray
+    ) -> np.ndarray:
         """Temperature factor of conduction, Arrhenius in the amorphous fraction [choice]."""
         m = self.model
         amorphous = np.clip(1.0 - g_prog / g_crystalline, 0.0, 1.0)

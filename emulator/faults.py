@@ -32,7 +32,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -105,7 +105,7 @@ class FaultPlan:
     """Seed of the random draws of ``corrupt_block`` and ``stuck_fraction``."""
 
     def __post_init__(self) -> None:
-        def count(name: str, value, minimum: int) -> None:
+        def count(name: str, value: Any, minimum: int) -> None:
             if value is None:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -113,7 +113,7 @@ class FaultPlan:
             if value < minimum:
                 raise ValueError(f"fault {name} must be at least {minimum}, not {value}")
 
-        def number(name: str, value, low: float, *, low_open: bool = False) -> None:
+        def number(name: str, value: Any, low: float, *, low_open: bool = False) -> None:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise ValueError(f"fault {name} must be a number, not {value!r}")
             if not math.isfinite(value) or value < low or (low_open and value == low):
@@ -180,7 +180,7 @@ class FaultPlan:
         (``error_reply=12:-200``). Empty text is the empty plan. Unknown keys, repeated keys
         and bad values raise ValueError."""
         known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for item in (part.strip() for part in text.split(",")):
             if not item:
                 continue
@@ -255,7 +255,7 @@ class FaultPlan:
         return FaultSession(self, wire, connection, on_fault)
 
 
-def _pair(name: str, value) -> tuple:
+def _pair(name: str, value: Any) -> tuple[Any, Any]:
     try:
         first, second = value
     except (TypeError, ValueError):
@@ -263,7 +263,7 @@ def _pair(name: str, value) -> tuple:
     return first, second
 
 
-def _number_text(value) -> str:
+def _number_text(value: object) -> str:
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else f"{value:g}"
     return str(value)

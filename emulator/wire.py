@@ -71,11 +71,27 @@ class WireInterface(ScpiDevice):
     def _do_read_devices(self, tile: int, addresses: np.ndarray) -> np.ndarray:
         return self.chip.read_devices(tile, addresses)
 
-    def _do_mvm_forward(self, tile, row_start, row_count, column_start, column_count, inputs):
+    def _do_mvm_forward(
+        self,
+        tile: int,
+        row_start: int,
+        row_count: int,
+        column_start: int,
+        column_count: int,
+        inputs: np.ndarray,
+    ) -> np.ndarray:
         window = (row_start, row_count, column_start, column_count)
         return self.chip.mvm(tile, inputs.reshape(-1, row_count), window=window)
 
-    def _do_mvm_transposed(self, tile, row_start, row_count, column_start, column_count, inputs):
+    def _do_mvm_transposed(
+        self,
+        tile: int,
+        row_start: int,
+        row_count: int,
+        column_start: int,
+        column_count: int,
+        inputs: np.ndarray,
+    ) -> np.ndarray:
         window = (row_start, row_count, column_start, column_count)
         return self.chip.mvm(tile, inputs.reshape(-1, column_count), transposed=True, window=window)
 

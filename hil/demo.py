@@ -14,6 +14,7 @@ import numpy as np
 
 from pcm_hil.analog.inference import DAY_S, drift_experiment
 from pcm_hil.analog.recipes import NOISE_ETA, trained
+from pcm_hil.documents.demo import DemoEnd, DemoStage, DemoStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.data import load_digits_split
 from pcm_hil.procedures.drift import log_times, measure_drift
@@ -34,15 +35,16 @@ def run_demo(
     then the inference experiment on ``chips`` chips from ``open_chip``."""
     listeners = tuple(listeners)
     config = chip.config
-    emitter = Emitter("demo", listeners, total=3)
+    emitter = Emitter(listeners, total=3)
     started = time.perf_counter()
     summary: dict = {"network": network}
-    with cancellable(emitter, network=network, chips=chips) as run:
+    with cancellable(emitter, DemoStart(network=network, chips=chips), DemoEnd) as run:
         n = config.devices_per_tile
         targets = level_targets(16, config.g_max_uS)[np.arange(n) % 16]
         programming = program_and_verify(chip, 0, np.arange(n), targets, listeners=listeners)
         summary["program"] = programming.summary(config.g_max_uS)
-        emitter.step(stage="program", converged_fraction=summary["program"]["converged_fraction"])
+        converged = summary["program"]["converged_fraction"]
+        emitter.step(DemoStage(stage="program", converged_fraction=converged))
 
         tile = 1 if config.tiles > 1 else 0
         count = min(drift_devices, n)
@@ -58,7 +60,7 @@ def run_demo(
             listeners=listeners,
         )
         summary["drift"] = drift.summary()
-        emitter.step(stage="drift", levels=len(summary["drift"]["levels"]))
+        emitter.step(DemoStage(stage="drift", levels=len(summary["drift"]["levels"])))
 
         data = load_digits_split(seed=0)
         plain = trained(network, data)
@@ -74,8 +76,8 @@ def run_demo(
             listeners=listeners,
         )
         summary["infer"] = {"fp_accuracy": fp, "points": inference.points()}
-        emitter.step(stage="infer", fp_accuracy=fp)
+        emitter.step(DemoStage(stage="infer", fp_accuracy=fp))
     summary["status"] = run.status
     summary["elapsed_s"] = time.perf_counter() - started
-    emitter.end(run.status, elapsed_s=summary["elapsed_s"])
+    emitter.end(DemoEnd(status=run.status, elapsed_s=summary["elapsed_s"]))
     return summary

@@ -92,7 +92,7 @@ def decode_block(buffer: bytes | bytearray, start: int = 0) -> tuple[bytes, int]
     return bytes(view[data_start:end]), end
 
 
-def decode_array(data: bytes, dtype: str) -> np.ndarray:
+def decode_array(data: bytes | bytearray | memoryview, dtype: str) -> np.ndarray:
     """The 1-D array of little-endian ``dtype`` carried in a block's ``data``."""
     dt = np.dtype(dtype)
     if len(data) % dt.itemsize:

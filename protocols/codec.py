@@ -280,7 +280,9 @@ def _check_scalar(arg: Arg, value: Any, scope: dict[str, Any]) -> None:
         arg.check_range(value, scope)
 
 
-def _check_block(arg: Arg, array: np.ndarray, counts: dict[str, int], scope: dict) -> None:
+def _check_block(
+    arg: Arg, array: np.ndarray, counts: dict[str, int], scope: dict[str, Any]
+) -> None:
     counts[arg.name] = array.size
     arg.check_length(array.size, counts, scope)
     if array.dtype.kind == "f" and not np.isfinite(array).all():

@@ -17,7 +17,7 @@ from pcm_hil.protocols.common import SCPI_VERSION
 from pcm_hil.protocols.framing import MAX_TEXT_BYTES
 from pcm_hil.protocols.pulse_generator import PULSE_GENERATOR_COMMANDS
 from pcm_hil.protocols.smu import SMU_COMMANDS
-from pcm_hil.protocols.table import Arg, Command, CommandTable
+from pcm_hil.protocols.table import Arg, Bound, Command, CommandTable
 
 SPEC_PATH = Path(__file__).with_name("SPEC.md")
 BENCH_PATH = Path(__file__).with_name("BENCH.md")
@@ -140,7 +140,7 @@ This file is generated from `protocols/smu.py` and `protocols/pulse_generator.py
 """
 
 
-def _bound(value) -> str:
+def _bound(value: Bound) -> str:
     if value is None:
         return ""
     if isinstance(value, str):

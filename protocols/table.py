@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pcm_hil.protocols.errors import (
     DATA_OUT_OF_RANGE,
@@ -331,8 +331,8 @@ def setting(
 ) -> tuple[Command, Command]:
     """An instrument setting as two rows: ``header arg`` sets it (handler ``set_<handler>``)
     and ``header?`` reads it back (handler ``<handler>``), a reply of the argument's kind."""
-    reply = Reply(arg.kind, arg.doc, unit=arg.unit, choices=arg.choices)  # type: ignore[arg-type]
-    common = {"group": group, "spelling": spelling, "suffix_max": suffix_max}
+    reply = Reply(arg.kind, arg.doc, unit=arg.unit, choices=arg.choices)
+    common: dict[str, Any] = {"group": group, "spelling": spelling, "suffix_max": suffix_max}
     return (
         Command(header, f"set_{handler}", doc, args=(arg,), errors=errors, **common),
         Command(f"{header}?", handler, f"Query: {doc[0].lower()}{doc[1:]}", reply=reply, **common),
@@ -390,7 +390,8 @@ def _key(header: str) -> tuple[str, tuple[int | None, ...]]:
     """(spelling without suffixes, the suffix of each node or None) of a header as written."""
     if header.startswith("*"):
         return header.upper(), (None,)
-    names, suffixes = [], []
+    names: list[str] = []
+    suffixes: list[int | None] = []
     for node in header.upper().lstrip(":").split(":"):
         match = _DIGITS.search(node)
         if match and match.start() > 0:

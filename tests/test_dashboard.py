@@ -3,7 +3,9 @@ characterization, inference and training runs at 80×24 and 160×48; live events
 read back from the run store draw the same; updates that keep arrays by reference and leave
 the array work to drawing; throttled live drawing, on a clock the tests set; attaching to a
 finished run and following one written by another process; and the dashboard in a real
-terminal (tmux)."""
+terminal (tmux). Toy procedures of the tests declare their own documents, as a lab's own
+procedure would, and the dashboard shows them; documents this process has no class for (as the
+store returns them) show as well."""
 
 from __future__ import annotations
 
@@ -15,14 +17,18 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from io import StringIO
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from rich.console import Console
 
+from pcm_hil.documents.analog import InferAccuracy, InferEnd, InferStart, TrainEpoch, TrainStart
+from pcm_hil.documents.base import End, Start, Step, UnknownDocument
 from pcm_hil.documents.events import Event
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.drivers import PcmChip
 from pcm_hil.procedures.characterize import programming_curve
 from pcm_hil.procedures.drift import log_times, measure_drift
@@ -33,6 +39,52 @@ from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, attach, layout, 
 
 RESOURCE = "emulator?profile=small&seed=1"
 SIZES = ((80, 24), (160, 48))
+
+
+# --- toy procedures: their own documents, as a lab's procedure declares them -------------------
+
+
+@dataclass(frozen=True)
+class SweepStart(Start):
+    procedure: ClassVar[str] = "sweep"
+    name: ClassVar[str] = "test-sweep.start"
+
+
+@dataclass(frozen=True)
+class SweepStep(Step):
+    procedure: ClassVar[str] = "sweep"
+    name: ClassVar[str] = "test-sweep.step"
+    x: int
+
+
+@dataclass(frozen=True)
+class FirstStart(Start):
+    procedure: ClassVar[str] = "first"
+    name: ClassVar[str] = "test-first.start"
+
+
+@dataclass(frozen=True)
+class FirstStep(Step):
+    procedure: ClassVar[str] = "first"
+    name: ClassVar[str] = "test-first.step"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FirstEnd(End):
+    procedure: ClassVar[str] = "first"
+    name: ClassVar[str] = "test-first.end"
+
+
+@dataclass(frozen=True)
+class SecondStart(Start):
+    procedure: ClassVar[str] = "second"
+    name: ClassVar[str] = "test-second.start"
+
+
+@dataclass(frozen=True)
+class SecondStep(Step):
+    procedure: ClassVar[str] = "second"
+    name: ClassVar[str] = "test-second.step"
 
 
 def assert_fits(text: str, width: int, height: int) -> list[str]:
@@ -171,17 +223,26 @@ def test_map_cells_follow_the_levels_and_leave_unread_devices_blank():
     state = DashboardState(geometry=(64, 64))
     address = np.arange(0, n, 2, dtype=np.int32)  # every other column only
     target = np.where((address % columns) < 32, 2.0, 23.0).astype(np.float32)
-    start = {
-        "tolerance_uS": 0.5,
-        "max_iterations": 5,
-        "devices": address.size,
-        "tiles": [3],
-        "tile": np.full(address.size, 3, np.int32),
-        "address": address,
-        "target_uS": target,
-    }
-    state.update(Event("start", "program", 0, 5, start))
-    state.update(Event("step", "program", 1, 5, {"iteration": 1, "read_uS": target.copy()}))
+    start = ProgramStart(
+        strategy="amplitude-search",
+        tolerance_uS=0.5,
+        max_iterations=5,
+        devices=address.size,
+        tiles=[3],
+        tile=np.full(address.size, 3, np.int32),
+        address=address,
+        target_uS=target,
+    )
+    first = ProgramIteration(
+        iteration=1,
+        converged=0,
+        stuck_devices=0,
+        devices=address.size,
+        conductance_uS=target.copy(),
+        finished=np.zeros(address.size, dtype=bool),
+    )
+    state.update(Event(start, 0, 5))
+    state.update(Event(first, 1, 5))
     image = state.tile_image()
     assert image.shape == (64, 64)
     assert np.isnan(image[:, 1::2]).all() and not np.isnan(image[:, 0::2]).any()
@@ -248,32 +309,28 @@ def test_characterization_curve_panel():
     assert "programming-curve" in text and "current µA" in text
     assert f"{curve.mean_uS[-1]:.2f}" in text
     assert "10/10" in text
+    # the progress line notes the newest point: the swept value first, then its mean
+    progress = next(line for line in render_text(state, 160, 48).split("\n") if "10/10" in line)
+    assert "current_uA=560 mean_uS=" in progress
 
 
 def infer_events() -> list[Event]:
-    events = [Event("start", "infer", 0, 12, {"chips": 2, "weights": ["plain", "noise-aware"]})]
+    times = [1.0, 86400.0, 365 * 86400.0]
+    start = InferStart(chips=2, weights=["plain", "noise-aware"], times_s=times)
+    events = [Event(start, 0, 12)]
     done = 0
     for chip in range(2):
         for weights in ("plain", "noise-aware"):
-            for t in (1.0, 86400.0, 365 * 86400.0):
+            for t in times:
                 done += 1
                 decay = math.log10(t) * (0.02 if weights == "plain" else 0.01)
-                events.append(
-                    Event(
-                        "step",
-                        "infer",
-                        done,
-                        12,
-                        {
-                            "t_s": t,
-                            "weights": weights,
-                            "accuracy_none": 0.90 - decay + 0.01 * chip,
-                            "accuracy_gdc": 0.95 - decay / 4,
-                            "accuracy_gdc+bn": 0.96,
-                        },
-                    )
-                )
-    events.append(Event("end", "infer", done, 12, {"status": "completed", "points": 18}))
+                accuracy = {
+                    "none": 0.90 - decay + 0.01 * chip,
+                    "gdc": 0.95 - decay / 4,
+                    "gdc+bn": 0.96,
+                }
+                events.append(Event(InferAccuracy(t, weights, accuracy, chip=chip), done, 12))
+    events.append(Event(InferEnd(points=18), done, 12))
     return events
 
 
@@ -294,14 +351,55 @@ def test_inference_accuracy_table_averages_chips():
 
 def test_training_accuracy_per_epoch():
     state = DashboardState()
-    state.update(Event("start", "train", 0, 10, {"epochs": 10, "lr": 0.1}))
+    state.update(Event(TrainStart(epochs=10, lr=0.1, batch=10, epsilon_uS=0.3), 0, 10))
     for epoch in range(1, 7):
-        data = {"epoch": epoch, "pulses_applied": 1000 * epoch, "test_accuracy": 0.5 + 0.07 * epoch}
-        state.update(Event("step", "train", epoch, 10, data))
+        step = TrainEpoch(epoch, pulses_applied=1000 * epoch, test_accuracy=0.5 + 0.07 * epoch)
+        state.update(Event(step, epoch, 10))
     text = "\n".join(assert_fits(render_text(state, 80, 24), 80, 24))
     assert "training epoch 6 · test accuracy 92.0%" in text
     assert "6000" in text and "57.0%" in text
     assert "6/10" in text and "ETA" in text
+
+
+def anneal_events(status: str = "completed", error: str | None = None) -> list[Event]:
+    """A lab's procedure, ``anneal``, whose document classes this process does not have: its
+    events as the store gives them back (``UnknownDocument``), ending after 4 steps or, when
+    it failed, after 2."""
+
+    def document(kind: str, **fields) -> UnknownDocument:
+        return UnknownDocument(f"test-anneal.{kind}", 1, kind, "anneal", fields)
+
+    steps = 4 if status == "completed" else 2
+    events = [Event(document("start", temperatures_K=[350.0, 400.0, 450.0, 500.0]), 0, 4)]
+    for k in range(1, steps + 1):
+        step = document("step", temperature_K=300.0 + 50 * k, hold_s=60 * k)
+        events.append(Event(step, k, 4))
+    events.append(Event(document("end", status=status, error=error), steps, 4))
+    started = time.time() - len(events)  # one event a second, up to now
+    return [replace(event, wall_time_s=started + seq, seq=seq) for seq, event in enumerate(events)]
+
+
+def test_documents_without_a_class_here_still_show_their_procedures_progress_and_end():
+    events = anneal_events()
+    running = DashboardState()
+    for event in events[:3]:
+        running.update(event)
+    lines = assert_fits(render_text(running, 160, 48), 160, 48)
+    progress = next(line for line in lines if "▶ anneal" in line)
+    assert "2/4" in progress and "temperature_K=400 hold_s=120" in progress
+    assert running.procedures["anneal"].steps == 2 and running.status() == "running"
+    done = DashboardState()
+    for event in events:
+        done.update(event)
+    assert done.procedures["anneal"].status == "completed" and done.status() == "completed"
+    progress = next(line for line in render_text(done, 80, 24).split("\n") if "4/4" in line)
+    assert "✓ anneal" in progress and "completed" in progress
+    failed = DashboardState()
+    for event in anneal_events("failed", "RuntimeError: furnace tripped"):
+        failed.update(event)
+    assert failed.status() == "failed"
+    text = render_text(failed, 80, 24)
+    assert "✗ anneal" in text and "✗ anneal failed: RuntimeError: furnace tripped" in text
 
 
 class FailingChip:
@@ -353,6 +451,10 @@ def test_failed_and_cancelled_runs_show_in_errors_and_warnings(tmp_path):
         assert "program · cancelled" in cancelled
         assert "! run 2 cancelled" in cancelled
         assert "■ program" in cancelled
+        # a cancelled programming ends with its summary of what it did: shown as such
+        summary = result.summary()
+        head = f"converged {summary['converged_fraction']:.1%} · stuck {summary['stuck_devices']}"
+        assert f"{head} · iterations {summary['iterations_mean']:.1f}" in cancelled
 
 
 # --- live drawing ------------------------------------------------------------------------------
@@ -447,8 +549,8 @@ def terminal() -> Console:
 
 def sweep(count: int) -> list[Event]:
     """A procedure's start and ``count - 1`` steps."""
-    steps = [Event("step", "sweep", k, count, {"x": k}) for k in range(1, count)]
-    return [Event("start", "sweep", 0, count, {}), *steps]
+    steps = [Event(SweepStep(x=k), k, count) for k in range(1, count)]
+    return [Event(SweepStart(), 0, count), *steps]
 
 
 def test_live_dashboard_draws_at_most_refresh_hz_frames_a_second(monkeypatch):
@@ -463,6 +565,9 @@ def test_live_dashboard_draws_at_most_refresh_hz_frames_a_second(monkeypatch):
     clock.now = 3.0
     dashboard.close()  # the events since the last frame: one more, the last
     assert drawn == [*every_quarter, 3.0] and dashboard.frames == 13
+    shown = render_text(dashboard.state, 160, 48)  # a procedure of the lab's own documents
+    progress = next(line for line in shown.split("\n") if "▶ sweep" in line)
+    assert "191/192" in progress and "x=191" in progress
 
 
 def test_a_procedures_end_draws_at_the_next_event_and_close_only_what_changed(monkeypatch):
@@ -470,11 +575,11 @@ def test_a_procedures_end_draws_at_the_next_event_and_close_only_what_changed(mo
     drawn = frame_times(monkeypatch, clock)
     dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=0, clock=clock)
     script = [
-        (0.00, Event("start", "first", 0, 2, {})),  # the first event: drawn
-        (0.01, Event("step", "first", 1, 2, {})),
-        (0.02, Event("end", "first", 2, 2, {"status": "completed"})),
-        (0.03, Event("start", "second", 0, 2, {})),  # after an end: drawn, throttle or not
-        (0.04, Event("step", "second", 1, 2, {})),
+        (0.00, Event(FirstStart(), 0, 2)),  # the first event: drawn
+        (0.01, Event(FirstStep(), 1, 2)),
+        (0.02, Event(FirstEnd(status="completed"), 2, 2)),
+        (0.03, Event(SecondStart(), 0, 2)),  # after an end: drawn, throttle or not
+        (0.04, Event(SecondStep(), 1, 2)),
     ]
     for at, event in script:
         clock.now = at
@@ -521,26 +626,27 @@ def test_updates_keep_arrays_by_reference_and_leave_the_array_work_to_drawing(
     program_run, drift_run
 ):
     def untouchable(event):
-        data = {
+        values = {
             key: value.view(Untouchable) if isinstance(value, np.ndarray) else value
-            for key, value in event.data.items()
+            for key, value in event.document.values().items()
         }
-        return replace(event, data=data)
+        return replace(event, document=replace(event.document, **values))
 
     events = [untouchable(event) for event in (*program_run[3], *drift_run[3])]
     state = DashboardState()
     for event in events:
         state.update(event)  # any array operation would raise
     steps = [event for event in events if event.kind == "step"]
-    program = [event.data for event in steps if event.procedure == "program"]
-    drift = [event.data for event in steps if event.procedure == "drift"]
-    # the very arrays of the events, not copies
-    assert state.program.step["read_uS"] is program[-1]["read_uS"]
-    assert state.map_values is drift[-1]["conductance_uS"]
+    program = [event.document for event in steps if isinstance(event.document, ProgramIteration)]
+    drift = [event.document for event in steps if event.procedure == "drift"]
+    # the very documents and arrays of the events, not copies
+    assert state.program.step is program[-1]
+    assert state.program.step.conductance_uS is program[-1].conductance_uS
+    assert state.map_values is drift[-1].conductance_uS
     assert len(state.drift.pending) == len(drift)
     assert all(
-        kept is data["conductance_uS"]
-        for kept, data in zip(state.drift.pending, drift, strict=True)
+        kept is document.conductance_uS
+        for kept, document in zip(state.drift.pending, drift, strict=True)
     )
     assert state.drift.means == []  # the means per level wait for a frame
 
@@ -552,7 +658,8 @@ def test_updates_keep_arrays_by_reference_and_leave_the_array_work_to_drawing(
     render_text(state, 160, 48)
     assert state.error_histogram() is histogram  # computed once, cached until new reads
     last = next(event for event in reversed(events) if event.kind == "step")
-    state.update(replace(last, data={**last.data, "read_uS": last.data["read_uS"].copy()}))
+    reread = replace(last.document, conductance_uS=last.document.conductance_uS.copy())
+    state.update(replace(last, document=reread))
     assert state.error_histogram() is not histogram
 
 
@@ -651,7 +758,9 @@ def test_attach_follows_a_run_another_process_is_writing(tmp_path):
             events = list(store.events(run_id))
             assert state.events == len(events)  # each event read once, none missed
             assert state.procedures["program"].status == "completed"
-            assert state.program.end["converged_fraction"] == events[-1].data["converged_fraction"]
+            end = events[-1].document
+            assert isinstance(end, ProgramEnd) and isinstance(state.program.end, ProgramEnd)
+            assert state.program.end.converged_fraction == end.converged_fraction
     finally:
         if writer.poll() is None:
             writer.kill()

@@ -559,13 +559,13 @@ def test_program_and_verify_with_a_dropped_connection():
             _program(chip, events)
         kinds = [e.kind for e in events]
         assert kinds == ["start"] + ["step"] * STEPS + ["end"]
-        assert events[-1].data["status"] == "failed"
-        assert "ChipDisconnectedError" in events[-1].data["error"]
+        assert events[-1].document.status == "failed"
+        assert "ChipDisconnectedError" in events[-1].document.error
         # what was measured before the drop was delivered, exactly as without the fault
         reference, reference_events = _baseline(STEPS)
         for got, want in zip(events[1:-1], reference_events[1 : STEPS + 1], strict=True):
-            assert got.data["iteration"] == want.data["iteration"]
-            np.testing.assert_array_equal(got.data["read_uS"], want.data["read_uS"])
+            assert got.document.iteration == want.document.iteration
+            np.testing.assert_array_equal(got.document.conductance_uS, want.document.conductance_uS)
         # the pulse of iteration STEPS+1 arrived after the drop: it never ran
         snapshot, expected = emulated.devices.snapshot(), reference.devices.snapshot()
         for name in snapshot:
@@ -583,7 +583,7 @@ def test_program_and_verify_with_a_late_reply():
             _program(chip, events)
         assert [(e.fault, e.message) for e in server.fault_events] == [("delay", h + 4 * STEPS + 2)]
         assert [e.kind for e in events] == ["start"] + ["step"] * STEPS + ["end"]
-        assert "ChipTimeoutError" in events[-1].data["error"]
+        assert "ChipTimeoutError" in events[-1].document.error
         # unlike a drop, the timed-out pulse did reach the devices: the chip is where a
         # fault-free run is after STEPS+1 iterations, not STEPS
         after_more, _ = _baseline(STEPS + 1)

@@ -114,7 +114,7 @@ def test_each_iteration_is_one_pulse_and_one_read_per_tile():
         addresses,
         targets_for(n, 8),
         listeners=[
-            lambda e: iterations_seen.append(e.data["iteration"]) if e.kind == "step" else None
+            lambda e: iterations_seen.append(e.document.iteration) if e.kind == "step" else None
         ],
     )
     pulses = [c for c in spy.calls if c[0] == "pulse"]
@@ -191,7 +191,7 @@ def test_cancellation_keeps_what_was_measured():
     n = driver.config.devices_per_tile
 
     def cancel_at_third(event):
-        if event.kind == "step" and event.data["iteration"] == 3:
+        if event.kind == "step" and event.document.iteration == 3:
             raise KeyboardInterrupt
 
     ends = []
@@ -207,7 +207,7 @@ def test_cancellation_keeps_what_was_measured():
     assert 0.1 < result.converged.mean() < 0.9
     # converged devices keep their last verify read, which met the tolerance
     assert np.all(np.abs(result.error_uS[result.converged]) <= 0.5 + 1e-6)
-    assert ends and ends[0].data["status"] == "cancelled"
+    assert ends and ends[0].document.status == "cancelled"
 
 
 def test_same_procedure_same_results_in_process_and_over_tcp():

@@ -10,7 +10,8 @@ from pcm_hil.drivers import ChipDisconnectedError, PcmChip
 from pcm_hil.emulator import WireInterface, make_chip
 from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.emulator.servers.tcp import TcpServer
-from pcm_hil.procedures.drift import log_times, measure_drift, progress_from_run
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.records.resume import progress_from_run, unfinished_from_run
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock
 
@@ -172,7 +173,7 @@ def test_program_and_verify_resumes_where_it_was_cut_off(tmp_path, capsys):
         if event.procedure == "program" and event.kind == "step" and event.done == 3:
             raise KeyboardInterrupt
 
-    from pcm_hil.procedures.program import level_targets, program_and_verify, unfinished_from_run
+    from pcm_hil.procedures.program import level_targets, program_and_verify
 
     n = 4096
     targets = level_targets(8, 25.0)[np.arange(n) % 8]

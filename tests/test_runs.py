@@ -94,11 +94,11 @@ def test_sigkill_mid_run_keeps_every_completed_step(tmp_path):
         assert [e.seq for e in events] == list(range(len(events)))  # nothing missing in between
         steps = [e for e in events if e.procedure == "drift" and e.kind == "step"]
         assert len(steps) >= 8
-        times = [e.data["t_s"] for e in steps]
+        times = [e.document.t_s for e in steps]
         assert times == sorted(times)
         for step in steps:
-            assert step.data["conductance_uS"].shape == (256,)
-            assert np.all(np.isfinite(step.data["conductance_uS"]))
+            assert step.document.conductance_uS.shape == (256,)
+            assert np.all(np.isfinite(step.document.conductance_uS))
         programming = [e for e in events if e.procedure == "program"]
         assert programming[0].kind == "start" and programming[-1].kind == "end"
 
@@ -132,7 +132,7 @@ def test_dropped_connection_marks_the_run_failed_and_keeps_the_data(tmp_path):
     assert info.status == "failed"
     assert "ChipDisconnectedError" in info.error
     steps = [e for e in store.events(run_id) if e.procedure == "drift" and e.kind == "step"]
-    assert len(steps) == 5 and all(s.data["conductance_uS"].shape == (512,) for s in steps)
+    assert len(steps) == 5 and all(s.document.conductance_uS.shape == (512,) for s in steps)
     store.close()
 
 
@@ -167,6 +167,10 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     kinds = [e["kind"] for e in shown["events"]]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("step") >= 3
+    names = [e["document"] for e in shown["events"]]
+    assert names[0] == "program.start" and names[-1] == "program.end"
+    assert set(names[1:-1]) == {"program.iteration"}
+    assert shown["run"]["chip"]["rows"] == 64 and shown["run"]["chip"]["g_max_uS"] == 25.0
     assert shown["events"][-1]["data"]["converged_fraction"] == pytest.approx(
         program["converged_fraction"]
     )
@@ -191,12 +195,12 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
         assert out.exists()
     with np.load(tmp_path / "run.npz") as data:
         assert json.loads(str(data["run"]))["procedure"] == "program"
-        assert data["event00001.read_uS"].shape == (256,)
+        assert data["event00001.conductance_uS"].shape == (256,)
     import h5py
 
     with h5py.File(tmp_path / "run.h5") as f:
-        assert f["event00001"]["read_uS"].shape == (256,)
-    assert (tmp_path / "run-csv" / "events.csv").read_text().startswith("seq,kind,procedure")
+        assert f["event00001"]["conductance_uS"].shape == (256,)
+    assert (tmp_path / "run-csv" / "events.csv").read_text().startswith("seq,document,kind,procedure")
     capsys.readouterr()
     assert main(["runs", "show", "999", "--runs", runs]) == 1
     assert "no run 999" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
     ChipTimeoutError,
@@ -9,6 +11,9 @@ from pcm_hil.protocols.transport import (
     ResourceError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from pyvisa.resources import MessageBasedResource, SerialInstrument
 
 
 class VisaTransport(CopyInto):
@@ -22,7 +27,12 @@ class VisaTransport(CopyInto):
         self._pyvisa = pyvisa
         try:
             self._manager = pyvisa.ResourceManager(visa_library)
-            self._handle = self._manager.open_resource(resource, open_timeout=int(timeout_s * 1000))
+            # a message-based session (TCPIP SOCKET/INSTR, ASRL …), which pyvisa types as
+            # the base Resource
+            self._handle = cast(
+                "MessageBasedResource",
+                self._manager.open_resource(resource, open_timeout=int(timeout_s * 1000)),
+            )
         except pyvisa.errors.VisaIOError as error:
             raise ChipDisconnectedError(f"cannot open {resource}: {error.description}") from error
         except (ValueError, OSError) as error:
@@ -33,8 +43,9 @@ class VisaTransport(CopyInto):
         self._handle.chunk_size = 1 << 20
         self._termchar_enabled = pyvisa.constants.ResourceAttribute.termchar_enabled
         if resource.upper().startswith("ASRL"):
-            self._handle.baud_rate = 115200
-            self._handle.end_input = pyvisa.constants.SerialTermination.termination_char
+            port = cast("SerialInstrument", self._handle)
+            port.baud_rate = 115200
+            port.end_input = pyvisa.constants.SerialTermination.termination_char
 
     def write(self, data: bytes) -> None:
         try:
@@ -86,7 +97,7 @@ class VisaTransport(CopyInto):
         import socket
 
         try:
-            session = self._handle.visalib.sessions[self._handle.session]
+            session = self._handle.visalib.sessions[self._handle.session]  # type: ignore[attr-defined]  # pyvisa-py's
             sock = session.interface
             return (
                 isinstance(sock, socket.socket)

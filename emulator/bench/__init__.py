@@ -51,6 +51,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from typing import TextIO
 
 from pcm_hil.emulator.bench.devices import (
     LOW_LEVEL_MAX_V,
@@ -143,7 +144,7 @@ class BenchServer:
     def __enter__(self) -> BenchServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -155,8 +156,8 @@ def serve_forever(
     pulse_port: int = 5101,
     *,
     real_time: bool = False,
-    out=None,
-    err=None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> None:
     """``pcm-hil emulator bench``: serve a bench until Ctrl-C or SIGTERM. Prints one line per
     instrument on ``out``: ``SMU <resource>`` then ``PULSE <resource>``."""

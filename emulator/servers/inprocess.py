@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from pcm_hil.emulator.faults import FaultPlan
+from pcm_hil.emulator.faults import FaultEvent, FaultPlan
 from pcm_hil.emulator.resource import EmulatorOptions
 from pcm_hil.emulator.wire import WireInterface
 from pcm_hil.protocols.transport import ChipDisconnectedError, ChipTimeoutError, CopyInto
@@ -55,7 +55,7 @@ class InProcessTransport(CopyInto):
         return InProcessTransport(self.resource, self.wire, self.faults)
 
     @property
-    def fault_events(self) -> list:
+    def fault_events(self) -> list[FaultEvent]:
         """The faults that fired on this connection, in order."""
         return [] if self._session is None else list(self._session.events)
 

@@ -67,5 +67,5 @@ class PtyServer:
     def __enter__(self) -> PtyServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

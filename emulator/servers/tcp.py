@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
 from pcm_hil.protocols.errors import ErrorEntry
 from pcm_hil.protocols.framing import MessageFramer
+
+if TYPE_CHECKING:
+    from pcm_hil.emulator.wire import WireInterface
 
 RECEIVE_BYTES = 1 << 20
 _QUICK_ACK = getattr(socket, "TCP_QUICKACK", None)
@@ -135,7 +138,9 @@ class TcpServer:
         framer = self.device.new_framer()
         session = None
         if self.faults is not None and self.faults.connection_faults:
-            session = self.faults.session(self.device, number, self.fault_events.append)
+            # a plan is taken only for a device with a chip, the chip's wire (see __init__)
+            wire = cast("WireInterface", self.device)
+            session = self.faults.session(wire, number, self.fault_events.append)
         try:
             connection.settimeout(0.2)
             while not self._stop.is_set():

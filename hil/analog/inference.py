@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.documents.analog import InferAccuracy, InferEnd, InferStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.network import Network, recalibrate_batchnorm
 from pcm_hil.targets.clock import ChipClock
@@ -96,14 +97,16 @@ def drift_experiment(
     x_calibration = x_train[:calibration_images]
     times = tuple(float(t) for t in times_s)
     result = DriftAccuracy(fp_accuracy, times)
-    emitter = Emitter("infer", listeners, total=chips * len(networks) * len(times))
+    emitter = Emitter(listeners, total=chips * len(networks) * len(times))
     started = time.perf_counter()
-    with cancellable(emitter, chips=chips, weights=list(networks), times_s=list(times)) as run:
+    start = InferStart(chips=chips, weights=list(networks), times_s=list(times))
+    with cancellable(emitter, start, InferEnd) as run:
         for index in range(chips):
             for name, network in networks.items():
                 chip = open_chip(index)
                 try:
                     _measure_one(
+                        index,
                         chip,
                         name,
                         network,
@@ -118,12 +121,12 @@ def drift_experiment(
                     chip.close()
     result.status = run.status
     result.elapsed_s = time.perf_counter() - started
-    emitter.end(run.status, points=len(result.accuracies))
+    emitter.end(InferEnd(status=run.status, points=len(result.accuracies)))
     return result
 
 
 def _measure_one(
-    chip, name, network, result, x_calibration, x_test, y_test, weight_percentile, emitter
+    index, chip, name, network, result, x_calibration, x_test, y_test, weight_percentile, emitter
 ):
     analog = AnalogNetwork(chip, network, weight_percentile=weight_percentile)
     analog.calibrate_inputs(x_calibration)
@@ -145,4 +148,4 @@ def _measure_one(
             )
         for compensation, accuracy in found.items():
             result.accuracies.setdefault((t, name, compensation), []).append(accuracy)
-        emitter.step(t_s=t, weights=name, **{f"accuracy_{k}": v for k, v in found.items()})
+        emitter.step(InferAccuracy(chip=index, t_s=t, weights=name, accuracy=found))

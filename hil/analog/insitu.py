@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.documents.analog import TrainEnd, TrainEpoch, TrainStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.network import Network
 from pcm_hil.nn.train import softmax_cross_entropy
@@ -349,15 +350,14 @@ class InSituTrainer:
     ) -> TrainingResult:
         """SGD on softmax cross-entropy; every product on the chip; updates as pulses."""
         network: Network = self.analog.network
-        emitter = Emitter("train", listeners, total=epochs)
+        emitter = Emitter(listeners, total=epochs)
         history = []
         started = time.perf_counter()
         batches = 0
         rates = epoch_learning_rates(lr, epochs, schedule)
         self.calibrate_drive(x)
-        with cancellable(
-            emitter, epochs=epochs, lr=lr, batch=batch, epsilon_uS=self.rule.epsilon_uS
-        ) as run:
+        start = TrainStart(epochs=epochs, lr=lr, batch=batch, epsilon_uS=self.rule.epsilon_uS)
+        with cancellable(emitter, start, TrainEnd) as run:
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(len(x))
                 for i in range(0, len(x), batch):
@@ -371,8 +371,8 @@ class InSituTrainer:
                 if x_test is not None:
                     record["test_accuracy"] = network.accuracy(x_test, y_test, matmul=self.matmul)
                 history.append(record)
-                emitter.step(**record)
-        emitter.end(run.status, pulses_applied=self.pulses_applied)
+                emitter.step(TrainEpoch(**record))
+        emitter.end(TrainEnd(status=run.status, pulses_applied=self.pulses_applied))
         return TrainingResult(
             len(history),
             self.pulses_applied,

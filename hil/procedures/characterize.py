@@ -9,6 +9,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcm_hil.documents.base import End, Start
+from pcm_hil.documents.characterize import (
+    AccumulationEnd,
+    AccumulationPoint,
+    AccumulationStart,
+    CurvePoint,
+    ProgrammingCurveEnd,
+    ProgrammingCurvePoint,
+    ProgrammingCurveStart,
+    ReadNoiseEnd,
+    ReadNoiseRead,
+    ReadNoiseStart,
+)
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.targets.protocol import Chip
 
@@ -39,23 +52,23 @@ class Curve:
         }
 
 
-def _run(kind, x_name, xs, step, listeners, **parameters) -> Curve:
+def _run(start: Start, point: type[CurvePoint], end: type[End], xs, step, listeners) -> Curve:
     """Drive ``step(x) -> reads`` over ``xs``; Ctrl-C keeps the points measured so far."""
-    emitter = Emitter(kind, listeners, total=len(xs))
+    emitter = Emitter(listeners, total=len(xs))
     started = time.perf_counter()
     means, stds, done, devices = [], [], [], 0
-    with cancellable(emitter, **parameters) as run:
+    with cancellable(emitter, start, end) as run:
         for x in xs:
             reads = np.asarray(step(x), dtype=np.float64)
             devices = reads.size
-            means.append(reads.mean())
-            stds.append(reads.std())
+            means.append(float(reads.mean()))
+            stds.append(float(reads.std()))
             done.append(x)
-            emitter.step(**{x_name: float(x), "mean_uS": means[-1], "std_uS": stds[-1]})
-    emitter.end(run.status, points=len(done))
+            emitter.step(point(mean_uS=means[-1], std_uS=stds[-1], **{point.x_name: x}))
+    emitter.end(end(status=run.status, points=len(done)))
     return Curve(
-        kind,
-        x_name,
+        start.procedure,
+        point.x_name,
         np.asarray(done),
         np.asarray(means),
         np.asarray(stds),
@@ -83,16 +96,8 @@ def programming_curve(
         return chip.read(tile, addresses)
 
     currents = [float(c) for c in currents_uA]
-    return _run(
-        "programming-curve",
-        "current_uA",
-        currents,
-        step,
-        listeners,
-        tile=tile,
-        devices=int(addresses.size),
-        width_ns=width_ns,
-    )
+    start = ProgrammingCurveStart(tile=tile, devices=int(addresses.size), width_ns=width_ns)
+    return _run(start, ProgrammingCurvePoint, ProgrammingCurveEnd, currents, step, listeners)
 
 
 def accumulation_curve(
@@ -117,17 +122,10 @@ def accumulation_curve(
             chip.pulse(tile, addresses, amplitude_uA, width_ns)
         return chip.read(tile, addresses)
 
-    return _run(
-        "accumulation",
-        "pulses",
-        list(range(pulses + 1)),
-        step,
-        listeners,
-        tile=tile,
-        devices=int(addresses.size),
-        amplitude_uA=amplitude_uA,
-        width_ns=width_ns,
+    start = AccumulationStart(
+        tile=tile, devices=int(addresses.size), amplitude_uA=amplitude_uA, width_ns=width_ns
     )
+    return _run(start, AccumulationPoint, AccumulationEnd, list(range(pulses + 1)), step, listeners)
 
 
 @dataclass
@@ -171,16 +169,17 @@ def read_noise(
     ``currents_uA``), read them all ``reads`` times, and report each device's relative std
     (std/mean of its reads), averaged in conductance bins."""
     addresses = np.asarray(addresses)
-    emitter = Emitter("read-noise", listeners, total=reads)
+    emitter = Emitter(listeners, total=reads)
     started = time.perf_counter()
     samples = []
-    with cancellable(emitter, tile=tile, devices=int(addresses.size), reads=reads) as run:
+    start = ReadNoiseStart(tile=tile, devices=int(addresses.size), reads=reads)
+    with cancellable(emitter, start, ReadNoiseEnd) as run:
         spread = np.linspace(*currents_uA, addresses.size, dtype=np.float32)
         chip.pulse(tile, addresses, spread, width_ns)
         for _ in range(reads):
             samples.append(chip.read(tile, addresses))
-            emitter.step(read=len(samples))
-    emitter.end(run.status, reads=len(samples))
+            emitter.step(ReadNoiseRead(read=len(samples)))
+    emitter.end(ReadNoiseEnd(status=run.status, reads=len(samples)))
     g = rel = count = np.zeros(0)
     if len(samples) >= 2:
         data = np.asarray(samples, dtype=np.float64)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.procedures.program import ProgramResult, program_and_verify
 from pcm_hil.procedures.strategies import Strategy
@@ -105,7 +106,7 @@ class DriftProgress:
     """Where a drift measurement stands — its devices, when each was last programmed (chip
     clock, s), which are usable, the read schedule and the reads taken so far: enough to
     resume it (``measure_drift(..., resume=progress)``), e.g. from the run store after a
-    dropped connection (``progress_from_run``)."""
+    dropped connection (``pcm_hil.records.resume.progress_from_run``)."""
 
     tile: np.ndarray
     address: np.ndarray
@@ -115,31 +116,6 @@ class DriftProgress:
     times_s: np.ndarray
     read_at_s: list[float]
     reads: list[np.ndarray]
-
-
-def progress_from_run(store, run_id: int) -> DriftProgress:
-    """The progress a recorded drift run had made: its ``drift`` start event and steps."""
-    start, read_at, reads = None, [], []
-    for event in store.events(run_id):
-        if event.procedure != "drift":
-            continue
-        if event.kind == "start":
-            start, read_at, reads = event.data, [], []
-        elif event.kind == "step" and start is not None:
-            read_at.append(float(event.data["read_at_s"]))
-            reads.append(np.asarray(event.data["conductance_uS"]))
-    if start is None:
-        raise ValueError(f"run {run_id} holds no drift measurement to resume")
-    return DriftProgress(
-        np.asarray(start["tile"]),
-        np.asarray(start["address"]),
-        np.asarray(start["target_uS"]),
-        np.asarray(start["usable"]),
-        np.asarray(start["programmed_at_s"]),
-        np.asarray(start["times_s"]),
-        read_at,
-        reads,
-    )
 
 
 def measure_drift(
@@ -208,9 +184,9 @@ def measure_drift(
             usable = np.ones(addresses.shape, dtype=bool)
             programmed_at = np.full(addresses.size, clock.now())
     end_of_programming = float(np.max(programmed_at))
-    emitter = Emitter("drift", listeners, total=times.size)
+    emitter = Emitter(listeners, total=times.size)
     emitter.done = len(read_rows)
-    parameters = dict(
+    start = DriftStart(
         tile=tile_of.astype(np.int32),
         address=addresses.astype(np.int32),
         target_uS=targets,
@@ -223,7 +199,7 @@ def measure_drift(
         resumed=len(read_rows),
     )
     programming_done = programming is None or programming.status == "completed"
-    with cancellable(emitter, **parameters) as run:
+    with cancellable(emitter, start, DriftEnd) as run:
         for t in times[len(read_rows) :] if programming_done else ():
             clock.wait_until(end_of_programming + t)
             read_at = clock.now()
@@ -236,7 +212,11 @@ def measure_drift(
             done_at.append(read_at)
             read_rows.append(values.astype(np.float32))
             emitter.step(
-                t_s=read_at - end_of_programming, read_at_s=read_at, conductance_uS=read_rows[-1]
+                DriftRead(
+                    t_s=read_at - end_of_programming,
+                    read_at_s=read_at,
+                    conductance_uS=read_rows[-1],
+                )
             )
     status = run.status if programming_done else programming.status
     elapsed = (np.asarray(done_at, dtype=np.float64)[:, None] - programmed_at[None, :]).reshape(
@@ -263,5 +243,5 @@ def measure_drift(
         time.perf_counter() - started,
         programming,
     )
-    emitter.end(status, levels=result.summary()["levels"])
+    emitter.end(DriftEnd(status=status, levels=result.summary()["levels"]))
     return result

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.procedures.strategies import AmplitudeSearch, Strategy
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
@@ -163,10 +164,10 @@ def program_and_verify(
     groups = [
         Devices(int(t), addresses[tile_of == t], targets[tile_of == t]) for t in np.unique(tile_of)
     ]
-    emitter = Emitter("program", listeners, total=max_iterations)
+    emitter = Emitter(listeners, total=max_iterations)
     started = time.perf_counter()
     final = None
-    parameters = dict(
+    start = ProgramStart(
         strategy=strategy.name,
         tolerance_uS=tolerance_uS,
         max_iterations=max_iterations,
@@ -176,7 +177,7 @@ def program_and_verify(
         address=np.concatenate([g.addresses for g in groups]).astype(np.int32),
         target_uS=np.concatenate([g.targets for g in groups]),
     )
-    with cancellable(emitter, **parameters) as run:
+    with cancellable(emitter, start, ProgramEnd) as run:
         states = [strategy.prepare(chip, group) for group in groups]
         for iteration in range(1, max_iterations + 1):
             busy = False
@@ -184,12 +185,14 @@ def program_and_verify(
                 busy |= _iterate(chip, group, strategy, state, tolerance_uS, clock)
             if emitter.listeners:  # the per-device arrays only for someone who listens
                 emitter.step(
-                    iteration=iteration,
-                    converged=sum(int(g.converged.sum()) for g in groups),
-                    stuck=sum(int(g.stuck.sum()) for g in groups),
-                    devices=int(targets.size),
-                    read_uS=np.concatenate([g.last_read for g in groups]),
-                    done=np.concatenate([g.converged | g.stuck for g in groups]),
+                    ProgramIteration(
+                        iteration=iteration,
+                        converged=sum(int(g.converged.sum()) for g in groups),
+                        stuck_devices=sum(int(g.stuck.sum()) for g in groups),
+                        devices=int(targets.size),
+                        conductance_uS=np.concatenate([g.last_read for g in groups]),
+                        finished=np.concatenate([g.converged | g.stuck for g in groups]),
+                    )
                 )
             if not busy:
                 break
@@ -212,7 +215,7 @@ def program_and_verify(
         elapsed_s=time.perf_counter() - started,
     )
     summary = result.summary()
-    emitter.end(run.status, **{k: v for k, v in summary.items() if k not in ("status", "levels")})
+    emitter.end(ProgramEnd(**{k: v for k, v in summary.items() if k != "levels"}))
     return result
 
 
@@ -238,27 +241,6 @@ def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) 
 def _read(chip, group: Devices, index: np.ndarray) -> np.ndarray:
     """One batched read of the group's devices ``index``: whole tile if they are many."""
     addresses = group.addresses[index]
-    tile_size = getattr(getattr(chip, "config", None), "devices_per_tile", 0)
-    if tile_size and addresses.size > WHOLE_TILE_READ_FRACTION * tile_size:
+    if addresses.size > WHOLE_TILE_READ_FRACTION * chip.config.devices_per_tile:
         return chip.read_tile(group.tile).ravel()[addresses]
     return chip.read(group.tile, addresses)
-
-
-def unfinished_from_run(store, run_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(tiles, addresses, targets, finished) of a recorded program-and-verify run: the devices
-    that had neither converged nor been found stuck at its last recorded iteration — what is
-    left to program when resuming it — and how many were finished. Programmed conductances
-    are non-volatile, so the finished devices need nothing more."""
-    start, done = None, None
-    for event in store.events(run_id):
-        if event.procedure != "program":
-            continue
-        if event.kind == "start":
-            start, done = event.data, None
-        elif event.kind == "step" and start is not None:
-            done = np.asarray(event.data["done"], dtype=bool)
-    if start is None:
-        raise ValueError(f"run {run_id} holds no program-and-verify to resume")
-    tile, address, target = (np.asarray(start[k]) for k in ("tile", "address", "target_uS"))
-    left = np.ones(tile.size, dtype=bool) if done is None else ~done
-    return tile[left], address[left], target[left], int((~left).sum())

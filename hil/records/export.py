@@ -1,7 +1,7 @@
 """Export a recorded run: NumPy .npz, CSV, or HDF5 (h5py, the ``hdf5`` extra).
 
 Every format holds the run's record (what, when, on what, how it ended) and every event:
-its kind, procedure, progress, wall time, scalars and arrays.
+its document's name and version, kind, procedure, progress, wall time, scalars and arrays.
 """
 
 from __future__ import annotations
@@ -24,23 +24,26 @@ def export_run(store: RunStore, run_id: int, fmt: str, output: str | Path | None
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     info = store.run(run_id)
     events = list(store.events(run_id))
+    values = {e.seq: e.document.values() for e in events}
     suffix = {"npz": ".npz", "csv": "", "hdf5": ".h5"}[fmt]
     path = Path(output) if output else Path(f"run-{run_id}{suffix}")
     record = json.dumps(info.as_dict())
     if fmt == "npz":
         arrays = {"run": np.array(record)}
         for event in events:
-            scalars = {k: v for k, v in event.data.items() if not isinstance(v, np.ndarray)}
+            scalars = {k: v for k, v in values[event.seq].items() if not isinstance(v, np.ndarray)}
             head = {
+                "document": event.document.name,
+                "version": event.document.version,
                 "kind": event.kind,
                 "procedure": event.procedure,
                 "done": event.done,
                 "total": event.total,
-                "wall_time": event.wall_time,
+                "wall_time_s": event.wall_time_s,
                 "data": scalars,
             }
             arrays[f"event{event.seq:05d}"] = np.array(json.dumps(head))
-            for name, value in event.data.items():
+            for name, value in values[event.seq].items():
                 if isinstance(value, np.ndarray):
                     arrays[f"event{event.seq:05d}.{name}"] = value
         with open(path, "wb") as f:
@@ -49,21 +52,24 @@ def export_run(store: RunStore, run_id: int, fmt: str, output: str | Path | None
         path.mkdir(parents=True, exist_ok=True)
         (path / "run.json").write_text(record + "\n", encoding="utf-8")
         keys = sorted(
-            {k for e in events for k, v in e.data.items() if not isinstance(v, np.ndarray)}
+            {k for e in events for k, v in values[e.seq].items() if not isinstance(v, np.ndarray)}
         )
         with open(path / "events.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["seq", "kind", "procedure", "done", "total", "wall_time", *keys])
+            head = ["seq", "document", "kind", "procedure", "done", "total", "wall_time_s"]
+            writer.writerow([*head, *keys])
             for e in events:
-                values = [
-                    json.dumps(e.data[k])
-                    if isinstance(e.data.get(k), (list, dict))
-                    else e.data.get(k, "")
+                data = values[e.seq]
+                cells = [
+                    json.dumps(data[k])
+                    if isinstance(data.get(k), (list, dict))
+                    else data.get(k, "")
                     for k in keys
                 ]
-                writer.writerow([e.seq, e.kind, e.procedure, e.done, e.total, e.wall_time, *values])
+                row = [e.seq, e.document.name, e.kind, e.procedure, e.done, e.total, e.wall_time_s]
+                writer.writerow([*row, *cells])
         for e in events:
-            for name, value in e.data.items():
+            for name, value in values[e.seq].items():
                 if isinstance(value, np.ndarray):
                     np.savetxt(
                         path / f"event{e.seq:05d}-{name}.csv",
@@ -81,9 +87,11 @@ def export_run(store: RunStore, run_id: int, fmt: str, output: str | Path | None
             f.attrs["run"] = record
             for e in events:
                 group = f.create_group(f"event{e.seq:05d}")
-                for key in ("kind", "procedure", "done", "total", "wall_time"):
+                group.attrs["document"] = e.document.name
+                group.attrs["version"] = e.document.version
+                for key in ("kind", "procedure", "done", "total", "wall_time_s"):
                     group.attrs[key] = getattr(e, key)
-                for name, value in e.data.items():
+                for name, value in values[e.seq].items():
                     if isinstance(value, np.ndarray):
                         group.create_dataset(name, data=value, compression="gzip")
                     else:

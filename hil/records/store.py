@@ -6,6 +6,11 @@ kill, and the database stays readable — SQLite's write-ahead log is built for 
 where an HDF5 file whose writer dies can be left corrupt. Another process (the dashboard) may
 read a run while it is written.
 
+Each event is stored as its typed document (``pcm_hil.documents``): the document's name and
+schema version beside its fields (scalars as JSON, arrays as binary blobs), read back as the
+same class. The store's own schema version is SQLite's ``user_version`` (``STORE_VERSION``); a
+store written by an older pcm-hil is migrated in place when opened (``migrate``).
+
 Where: ``$PCM_HIL_RUNS`` if set, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite`` (by default
 ``~/.local/share/pcm-hil/runs.sqlite``); every command takes ``--runs PATH``.
 """
@@ -18,13 +23,18 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pcm_hil.documents.base import Document, End, UnknownDocument, document_types
 from pcm_hil.documents.events import Event
+from pcm_hil.protocols.chip import ChipInfo
+
+#: The store's schema version (SQLite ``user_version``): 2 added typed documents.
+STORE_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     resource TEXT,
     identity TEXT,
+    chip TEXT,
     protocol_version TEXT,
     software_version TEXT,
     parameters TEXT,
@@ -48,9 +59,11 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER NOT NULL,
     kind TEXT NOT NULL,
     procedure TEXT NOT NULL,
+    document TEXT NOT NULL,
+    version INTEGER NOT NULL,
     done INTEGER NOT NULL,
     total INTEGER NOT NULL,
-    wall_time REAL NOT NULL,
+    wall_time_s REAL NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
@@ -64,6 +77,13 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (run_id, seq, name)
 );
 """
+
+
+#: The columns of a run's record, in the order ``RunInfo`` takes them.
+_RUN_COLUMNS = (
+    "id, procedure, started_at, ended_at, status, error, resource, identity, chip,"
+    " protocol_version, software_version, parameters, seed, host, pid"
+)
 
 
 def default_path() -> Path:
@@ -95,6 +115,8 @@ class RunInfo:
     error: str | None
     resource: str | None
     identity: dict | None
+    chip: dict | None
+    """What the chip reported of itself (``ChipInfo`` without the identity)."""
     protocol_version: str | None
     software_version: str | None
     parameters: dict
@@ -106,19 +128,6 @@ class RunInfo:
         return dict(self.__dict__)
 
 
-@dataclass
-class StoredEvent:
-    """An event read back from the store, arrays included."""
-
-    seq: int
-    kind: str
-    procedure: str
-    done: int
-    total: int
-    wall_time: float
-    data: dict[str, Any]
-
-
 class RunStore:
     """A run store file. Safe to open from several processes at once."""
 
@@ -128,7 +137,19 @@ class RunStore:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # every commit survives a killed process
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > STORE_VERSION:
+            raise RuntimeError(
+                f"{self.path} is a run store of version {version}; this pcm-hil reads up to "
+                f"{STORE_VERSION}: update pcm-hil"
+            )
+        if version < STORE_VERSION and _has_table(self.db, "events"):
+            from pcm_hil.records.migrate import migrate
+
+            migrate(self.db, version)
         self.db.executescript(SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+        self._types = document_types()
 
     def close(self) -> None:
         self.db.close()
@@ -170,20 +191,24 @@ class RunStore:
         return int(cursor.lastrowid)
 
     def add_event(self, run_id: int, event: Event) -> int:
-        """Record one event (its scalars as JSON, its arrays as blobs) in one transaction."""
-        scalars, arrays = _split(event.data)
+        """Record one event — its document's name and version, its scalars as JSON, its
+        arrays as blobs — in one transaction."""
+        document = event.document
+        scalars, arrays = _split(document.values())
         with self.db:  # one transaction: all of the event or none of it
             self.db.execute("BEGIN IMMEDIATE")
             seq = self.db.execute(
                 "SELECT COALESCE(MAX(seq), -1) + 1 FROM events WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
             self.db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     seq,
-                    event.kind,
-                    event.procedure,
+                    document.kind,
+                    document.procedure,
+                    document.name,
+                    document.version,
                     event.done,
                     event.total,
                     event.wall_time_s,
@@ -197,11 +222,13 @@ class RunStore:
                 )
         return seq
 
-    def describe_chip(self, run_id: int, identity: dict, protocol_version: str) -> None:
-        """Record the identity and protocol version of the chip a run talks to."""
+    def describe_chip(self, run_id: int, info: ChipInfo) -> None:
+        """Record what the chip a run talks to reported of itself: identity, protocol
+        version, geometry and limits."""
+        chip = {k: v for k, v in asdict(info).items() if k not in ("identity", "protocol_version")}
         self.db.execute(
-            "UPDATE runs SET identity = ?, protocol_version = ? WHERE id = ?",
-            (json.dumps(identity), protocol_version, run_id),
+            "UPDATE runs SET identity = ?, chip = ?, protocol_version = ? WHERE id = ?",
+            (json.dumps(asdict(info.identity)), json.dumps(chip), info.protocol_version, run_id),
         )
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -214,11 +241,13 @@ class RunStore:
 
     def runs(self, limit: int | None = None) -> list[RunInfo]:
         """Runs, newest first."""
-        query = "SELECT * FROM runs ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + (
+            f" LIMIT {int(limit)}" if limit else ""
+        )
         return [self._info(row) for row in self.db.execute(query)]
 
     def run(self, run_id: int) -> RunInfo:
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise KeyError(f"no run {run_id} in {self.path}")
         return self._info(row)
@@ -227,21 +256,37 @@ class RunStore:
         found = self.runs(limit=1)
         return found[0] if found else None
 
-    def events(self, run_id: int, after: int = -1) -> Iterator[StoredEvent]:
-        """The run's events with seq > ``after``, in order, arrays included."""
+    def events(self, run_id: int, after: int = -1) -> Iterator[Event]:
+        """The run's events with seq > ``after``, in order, each with its typed document
+        (arrays included); a document of a class this pcm-hil does not know, or of another
+        version of it, comes back as an ``UnknownDocument`` holding its values."""
         rows = self.db.execute(
-            "SELECT seq, kind, procedure, done, total, wall_time, data FROM events"
-            " WHERE run_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, kind, procedure, document, version, done, total, wall_time_s, data"
+            " FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
             (run_id, after),
         ).fetchall()
-        for seq, kind, procedure, done, total, wall_time, data in rows:
+        for seq, kind, procedure, name, version, done, total, wall_time_s, data in rows:
             values = json.loads(data)
-            for name, dtype, shape, blob in self.db.execute(
+            for array_name, dtype, shape, blob in self.db.execute(
                 "SELECT name, dtype, shape, data FROM arrays WHERE run_id = ? AND seq = ?",
                 (run_id, seq),
             ):
-                values[name] = np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(json.loads(shape))
-            yield StoredEvent(seq, kind, procedure, done, total, wall_time, values)
+                values[array_name] = np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(
+                    json.loads(shape)
+                )
+            document = self._document(name, version, kind, procedure, values)
+            yield Event(document, done, total, wall_time_s, seq)
+
+    def _document(
+        self, name: str, version: int, kind: str, procedure: str, values: dict[str, Any]
+    ) -> Document | UnknownDocument:
+        cls = self._types.get(name)
+        if cls is not None and cls.version == version:
+            try:
+                return cls.from_values(values)
+            except (TypeError, ValueError):
+                pass  # not what this class holds: keep it as it was written
+        return UnknownDocument(name, version, kind, procedure, values)  # type: ignore[arg-type]
 
     def _info(self, row) -> RunInfo:
         (
@@ -253,6 +298,7 @@ class RunStore:
             error,
             resource,
             identity,
+            chip,
             protocol,
             software,
             parameters,
@@ -271,6 +317,7 @@ class RunStore:
             error,
             resource,
             json.loads(identity) if identity else None,
+            json.loads(chip) if chip else None,
             protocol,
             software,
             json.loads(parameters) if parameters else {},
@@ -292,10 +339,10 @@ class Recorder:
 
     def __call__(self, event: Event) -> None:
         self.store.add_event(self.run_id, event)
-        if event.kind == "end":
-            status = event.data.get("status", "completed")
-            if event.procedure == self.procedure or status != "completed":
-                self.store.finish_run(self.run_id, status, event.data.get("error"))
+        end = event.document
+        if isinstance(end, End):
+            if end.procedure == self.procedure or end.status != "completed":
+                self.store.finish_run(self.run_id, end.status, end.error)
 
     def fail(self, error: BaseException) -> None:
         """Mark the run failed (an error outside any procedure, e.g. while connecting)."""
@@ -321,9 +368,12 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return value  # NaN and infinities too: Python's JSON reads them back as written
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
 
 
 def _alive(pid: int) -> bool:

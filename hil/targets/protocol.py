@@ -1,11 +1,17 @@
-"""What procedures need of a chip: small typing.Protocols, satisfied by the chip driver,
-by future bench targets and by test doubles alike."""
+"""What procedures need of a chip: small typing.Protocols, satisfied by the chip driver
+(``PcmChip``), the bench target (``BenchTarget``) and test doubles alike.
+
+``config`` is what the chip reports of itself (``ChipInfo``: geometry, g_max, safe pulse
+limits, converter ranges), the same fields on every target.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from pcm_hil.protocols.chip import ChipInfo
 
 
 @runtime_checkable
@@ -37,4 +43,24 @@ class Timed(Protocol):
 
 @runtime_checkable
 class Chip(Programmable, Readable, Timed, Protocol):
-    """A PCM array a procedure can program, read and wait on."""
+    """A PCM array a procedure can program, read and wait on, and what it reports of itself."""
+
+    @property
+    def config(self) -> ChipInfo: ...
+
+
+@runtime_checkable
+class MatrixChip(Chip, Protocol):
+    """A chip that also multiplies: analog MVM on a window of a tile (inputs V, outputs µA)."""
+
+    def mvm(
+        self,
+        tile: int,
+        inputs_V,
+        *,
+        transposed: bool = False,
+        row: int = 0,
+        column: int = 0,
+        rows: int | None = None,
+        columns: int | None = None,
+    ) -> np.ndarray: ...

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 import pytest
 
@@ -160,10 +159,9 @@ class PcmSettings:
     @property
     def resource(self) -> str:
         """The ``emulator?…`` resource string that opens the same chip in-process."""
-        options: dict[str, Any] = {"profile": self.profile, "seed": self.seed}
-        for key, value in self.overrides.items():
-            options[key] = int(value) if isinstance(value, bool) else value
-        return "emulator?" + urlencode(options)
+        from pcm_hil.emulator.resource import EmulatorOptions
+
+        return EmulatorOptions(self.profile, self.seed, self.overrides).resource
 
 
 def settings_for(node: pytest.Item) -> PcmSettings:

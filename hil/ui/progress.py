@@ -12,7 +12,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pcm_hil.documents.drift import DriftRead
 from pcm_hil.documents.events import Event
+from pcm_hil.documents.program import ProgramIteration
 
 
 class ProgressBar:
@@ -39,11 +41,12 @@ class ProgressBar:
                 event.procedure, total=event.total or None, note=""
             )
         elif event.kind == "step" and event.procedure in self._tasks:
+            document = event.document
             note = ""
-            if "converged" in event.data:
-                note = f"{event.data['converged'] / max(event.data['devices'], 1):.1%} converged"
-            elif "t_s" in event.data:
-                note = f"t = {event.data['t_s']:.3g} s"
+            if isinstance(document, ProgramIteration):
+                note = f"{document.converged / max(document.devices, 1):.1%} converged"
+            elif isinstance(document, DriftRead):
+                note = f"t = {document.t_s:.3g} s"
             self.progress.update(self._tasks[event.procedure], completed=event.done, note=note)
         elif event.kind == "end" and event.procedure in self._tasks:
             self.progress.remove_task(self._tasks.pop(event.procedure))

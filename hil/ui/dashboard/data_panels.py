@@ -41,31 +41,31 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
     if program is None:
         return panel(Text("no programming yet", style="dim"), title)
     start, step, end = program.start, program.step, program.end
-    tolerance = float(start.get("tolerance_uS") or 0.5)
-    devices = int(start.get("devices") or 0)
+    tolerance = float(start.tolerance_uS or 0.5)
+    devices = int(start.devices or 0)
     head = Text()
     if end is not None:
         head.append("converged ", style="bold")
-        head.append(f"{end.get('converged_fraction', 0.0):.1%}", style="bold green")
-        head.append(f" · stuck {end.get('stuck_devices', 0)}")
+        head.append(f"{end.converged_fraction or 0.0:.1%}", style="bold green")
+        head.append(f" · stuck {end.stuck_devices or 0}")
         head.append(
-            f" · iterations {number(end.get('iterations_mean'), '.1f')}"
-            f" (p99 {number(end.get('iterations_p99'), '.0f')})"
+            f" · iterations {number(end.iterations_mean, '.1f')}"
+            f" (p99 {number(end.iterations_p99, '.0f')})"
         )
-        head.append(f" · error σ {number(end.get('error_std_uS'), '.3f')} µS")
+        head.append(f" · error σ {number(end.error_std_uS, '.3f')} µS")
     elif step is not None:
-        converged = int(step.get("converged", 0))
-        total = int(step.get("devices") or devices or 1)
+        converged = int(step.converged)
+        total = int(step.devices or devices or 1)
         head.append("converged ", style="bold")
         head.append(f"{converged / total:.1%}", style="bold yellow")
-        head.append(f" ({converged}/{total}) · stuck {step.get('stuck', 0)}")
-        head.append(f" · iteration {step.get('iteration')}/{start.get('max_iterations', '?')}")
+        head.append(f" ({converged}/{total}) · stuck {step.stuck_devices}")
+        head.append(f" · iteration {step.iteration}/{start.max_iterations}")
     else:
         head.append(f"{devices} devices · waiting for the first verify read", style="dim")
     head.no_wrap, head.overflow = True, "ellipsis"
     setup = Text(
-        f"{start.get('strategy', '?')} · tolerance ±{tolerance:g} µS · {devices} devices"
-        f" · tile(s) {','.join(str(t) for t in start.get('tiles') or [])}",
+        f"{start.strategy} · tolerance ±{tolerance:g} µS · {devices} devices"
+        f" · tile(s) {','.join(str(t) for t in start.tiles or [])}",
         style="dim",
         no_wrap=True,
         overflow="ellipsis",
@@ -124,15 +124,15 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
     if drift is None:
         return panel(Text("no drift measurement yet", style="dim"), "drift")
     start = drift.start
-    times = start.get("times_s")
+    times = start.times_s
     planned = int(np.size(times)) if times is not None else 0
     means = state.drift_means()
     found = state.drift_levels()
     head = Text(
         f"{len(drift.times)}/{planned} reads"
         + (f", t = {span(drift.times[0])} … {span(drift.times[-1])}" if drift.times else "")
-        + f" · fit from {span(start.get('fit_from_s'))}"
-        + f" · {start.get('devices', '?')} devices",
+        + f" · fit from {span(start.fit_from_s)}"
+        + f" · {start.devices} devices",
         no_wrap=True,
         overflow="ellipsis",
     )
@@ -140,7 +140,7 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
         return panel(Group(head, Text("waiting for the first read", style="dim")), "drift")
     levels = found[0]
     fitted = {}
-    for level in (drift.end or {}).get("levels") or []:
+    for level in (drift.end.levels if drift.end is not None else None) or []:
         fitted[round(float(level.get("target_uS") or 0.0), 3)] = level
     matrix = np.vstack(means)  # read times × levels
     room = height - 2 - 1
@@ -165,7 +165,7 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
         else:
             with np.errstate(invalid="ignore"):
                 series_of.append(np.nanmean(matrix[:, rows], axis=1))
-    fit_from = float(start.get("fit_from_s") or 0.0)
+    fit_from = float(start.fit_from_s or 0.0)
     estimates = _nu_estimates(np.asarray(drift.times), np.column_stack(series_of), fit_from)
     for rows, series, estimate in zip(groups, series_of, estimates.tolist(), strict=True):
         single = rows.stop - rows.start == 1

@@ -80,18 +80,15 @@ def square_for(address: np.ndarray) -> tuple[int, int]:
 
 def emulator_shape(resource: str | None) -> tuple[int, int] | None:
     """(rows, columns) of a tile of the emulator profile an ``emulator?…`` resource names."""
-    if not resource or not resource.startswith("emulator"):
-        return None
-    query = dict(
-        part.split("=", 1) for part in resource.partition("?")[2].split("&") if "=" in part
-    )
-    try:
-        from pcm_hil.emulator import PROFILES
+    from pcm_hil.emulator.resource import EmulatorOptions, is_emulator
 
-        config = PROFILES[query.get("profile", "default")]
-        return int(query.get("rows", config.rows)), int(query.get("columns", config.columns))
-    except Exception:
+    if not is_emulator(resource):
         return None
+    try:
+        config = EmulatorOptions.parse(resource or "").config()
+    except ValueError:
+        return None
+    return config.rows, config.columns
 
 
 def tile_image(values, tile_of, address, tile, shape) -> np.ndarray:

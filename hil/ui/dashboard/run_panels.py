@@ -10,6 +10,10 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from pcm_hil.documents.analog import InferAccuracy, TrainEpoch
+from pcm_hil.documents.characterize import CurvePoint
+from pcm_hil.documents.drift import DriftRead, DriftStart
+from pcm_hil.documents.program import ProgramIteration
 from pcm_hil.ui.dashboard.draw import Context, bar, panel
 from pcm_hil.ui.dashboard.format import duration, number, span
 from pcm_hil.ui.dashboard.state import DashboardState, ProcedureProgress
@@ -110,29 +114,36 @@ def _eta(p: ProcedureProgress, now: float) -> float | None:
         return 0.0
     since = now - p.last_step
     took = p.last_step - p.started
-    t_s = p.data.get("t_s")
-    if p.name == "drift" and isinstance(t_s, (int, float)) and 0 < t_s <= 2 * took:
-        times = p.start.get("times_s")
-        if times is None or not np.size(times):
+    step, start = p.step, p.start
+    if isinstance(step, DriftRead) and isinstance(start, DriftStart) and 0 < step.t_s <= 2 * took:
+        if not np.size(start.times_s):
             return None
-        return max(float(np.max(times)) - float(t_s) - since, 0.0)
+        return max(float(np.max(start.times_s)) - float(step.t_s) - since, 0.0)
     return max(took / p.done * (p.total - p.done) - since, 0.0)
 
 
 def _note(p: ProcedureProgress) -> str:
-    data = p.data
-    if "converged" in data and data.get("devices"):
-        return f"{data['converged'] / data['devices']:.1%} converged"
-    if "t_s" in data and "conductance_uS" in data:
-        return f"t = {span(data['t_s'])}"
-    if "epoch" in data:
-        accuracy = data.get("test_accuracy")
-        return f"epoch {data['epoch']}" + (f" {accuracy:.1%}" if accuracy is not None else "")
-    if "t_s" in data and "weights" in data:
-        return f"{data['weights']} t = {span(data['t_s'])}"
+    """A few words on the newest step, by its document's type."""
+    step = p.step
+    match step:
+        case None:
+            return ""
+        case ProgramIteration() if step.devices:
+            return f"{step.converged / step.devices:.1%} converged"
+        case DriftRead():
+            return f"t = {span(step.t_s)}"
+        case TrainEpoch():
+            accuracy = step.test_accuracy
+            return f"epoch {step.epoch}" + (f" {accuracy:.1%}" if accuracy is not None else "")
+        case InferAccuracy():
+            return f"{step.weights} t = {span(step.t_s)}"
+        case CurvePoint():  # the swept value first
+            values = {step.x_name: step.x, "mean_uS": step.mean_uS, "std_uS": step.std_uS}
+        case _:
+            values = step.values()
     scalars = [
         f"{k}={number(v, '.3g') if isinstance(v, float) else v}"
-        for k, v in data.items()
+        for k, v in values.items()
         if isinstance(v, (int, float, str)) and not isinstance(v, bool)
     ]
     return " ".join(scalars[:2])[:30]

@@ -8,13 +8,17 @@ collects the run's errors and warnings."""
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from pcm_hil.documents.analog import InferAccuracy, InferStart, TrainEpoch, TrainStart
+from pcm_hil.documents.base import End, Start, Step, UnknownDocument
+from pcm_hil.documents.characterize import CurvePoint
+from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
+from pcm_hil.documents.events import Event
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.records.store import RunInfo
 from pcm_hil.ui.dashboard.reduce import (
     emulator_shape,
@@ -28,7 +32,8 @@ from pcm_hil.ui.dashboard.reduce import (
 
 @dataclass
 class ProcedureProgress:
-    """One procedure's progress: wall times of its start, last step and last event."""
+    """One procedure's progress: wall times of its start, last step and last event, and its
+    start document, newest step document and end document."""
 
     name: str
     started: float
@@ -38,25 +43,25 @@ class ProcedureProgress:
     steps: int = 0
     last_step: float | None = None
     status: str = "running"
-    start: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    end: dict | None = None
+    start: Start | UnknownDocument | None = None
+    step: Step | UnknownDocument | None = None
+    end: End | UnknownDocument | None = None
 
 
 @dataclass
 class _Program:
-    start: dict
-    step: dict | None = None
-    end: dict | None = None
+    start: ProgramStart
+    step: ProgramIteration | None = None
+    end: ProgramEnd | None = None
 
 
 @dataclass
 class _Drift:
-    start: dict
+    start: DriftStart
     times: list = field(default_factory=list)
     pending: list = field(default_factory=list)
     means: list = field(default_factory=list)
-    end: dict | None = None
+    end: DriftEnd | None = None
 
 
 class DashboardState:
@@ -68,6 +73,9 @@ class DashboardState:
     identity or the emulator profile does not tell it; ``g_max_uS`` the top of the colour
     scale.
     """
+
+    program: _Program | None
+    drift: _Drift | None
 
     def __init__(
         self,
@@ -110,16 +118,14 @@ class DashboardState:
         if identity is not None or (info is not None and info.identity):
             self.identity = identity if identity is not None else info.identity
 
-    def update(self, event: Any) -> None:
-        """Take one event: start, step or end of any procedure. Cheap: no array work."""
-        kind, name, data = event.kind, event.procedure, event.data
-        wall = getattr(event, "wall_time_s", None)
-        if wall is None:
-            wall = getattr(event, "wall_time", None) or time.time()
+    def update(self, event: Event) -> None:
+        """Take one event: the start, a step or the end of any procedure, routed by its
+        document's type. Cheap: no array work."""
+        document, name, wall = event.document, event.procedure, event.wall_time_s
         self.events += 1
         self.version += 1
         progress = self.procedures.get(name)
-        if kind == "start" or progress is None:
+        if document.kind == "start" or progress is None:
             if progress is not None:  # a procedure run again: keep the newest, last in order
                 del self.procedures[name]
             progress = self.procedures[name] = ProcedureProgress(name, wall, wall)
@@ -127,60 +133,56 @@ class DashboardState:
         progress.done = event.done
         progress.total = event.total
         self.current = name
-        if kind == "start":
-            progress.start = data
-            self._start(name, data)
-        elif kind == "step":
+        if document.kind == "start":  # by kind: a document without a class here counts too
+            progress.start = document
+        elif document.kind == "step":
             progress.steps += 1
             progress.last_step = wall
-            progress.data = data
-            self._step(name, data)
+            progress.step = document
         else:
-            progress.status = str(data.get("status") or "completed")
-            progress.end = data
-            self._end(name, data)
+            progress.status = document.values().get("status") or "completed"
+            progress.end = document
+        self._take(document)
 
-    def _start(self, name: str, data: dict) -> None:
-        if "times_s" in data and "target_uS" in data:  # drift (its start lists devices too)
-            self.drift = _Drift(data)
-        elif "address" in data and "target_uS" in data:
-            self.program = _Program(data)
-            self.map_values, self.map_from = None, ("program", None)
-        elif name == "infer":
-            self.infer = {}
-        elif name == "train":
-            self.train = []
-
-    def _step(self, name: str, data: dict) -> None:
-        if "read_uS" in data and self.program is not None:
-            self.program.step = data
-            self.map_values, self.map_from = data["read_uS"], ("program", data.get("iteration"))
-        elif "conductance_uS" in data and self.drift is not None:
-            drift = self.drift
-            drift.times.append(float(data.get("t_s", math.nan)))
-            drift.pending.append(data["conductance_uS"])
-            if len(drift.pending) > 64:  # catching up a long run: keep memory bounded
-                self.drift_means()
-            self.map_values, self.map_from = data["conductance_uS"], ("drift", data.get("t_s"))
-        elif "epoch" in data:
-            self.train.append(
-                (data["epoch"], data.get("test_accuracy"), data.get("pulses_applied"))
-            )
-        elif "t_s" in data and any(key.startswith("accuracy_") for key in data):
-            row = self.infer.setdefault((float(data["t_s"]), str(data.get("weights", ""))), {})
-            for key, value in data.items():
-                if key.startswith("accuracy_") and value is not None:
-                    row.setdefault(key[len("accuracy_") :], []).append(float(value))
-        elif "mean_uS" in data:
-            x_name = next((k for k in data if k not in ("mean_uS", "std_uS")), "x")
-            points = self.curves.setdefault(name, (x_name, []))[1]
-            points.append((data.get(x_name), data["mean_uS"], data.get("std_uS")))
-
-    def _end(self, name: str, data: dict) -> None:
-        if name == "program" and self.program is not None and "converged_fraction" in data:
-            self.program.end = data
-        elif self.drift is not None and name == "drift":
-            self.drift.end = data
+    def _take(self, document: Any) -> None:
+        """What the panels keep of a document, by its type (unknown documents: nothing)."""
+        match document:
+            case DriftStart():
+                self.drift = _Drift(document)
+            case ProgramStart():
+                self.program = _Program(document)
+                self.map_values, self.map_from = None, ("program", None)
+            case InferStart():
+                self.infer = {}
+            case TrainStart():
+                self.train = []
+            case ProgramIteration() if self.program is not None:
+                self.program.step = document
+                self.map_values = document.conductance_uS
+                self.map_from = ("program", document.iteration)
+            case DriftRead() if self.drift is not None:
+                drift = self.drift
+                drift.times.append(float(document.t_s))
+                drift.pending.append(document.conductance_uS)
+                if len(drift.pending) > 64:  # catching up a long run: keep memory bounded
+                    self.drift_means()
+                self.map_values, self.map_from = document.conductance_uS, ("drift", document.t_s)
+            case TrainEpoch():
+                self.train.append((document.epoch, document.test_accuracy, document.pulses_applied))
+            case InferAccuracy():
+                row = self.infer.setdefault((float(document.t_s), document.weights), {})
+                for compensation, value in document.accuracy.items():
+                    if value is not None:
+                        row.setdefault(compensation, []).append(float(value))
+            case CurvePoint():
+                points = self.curves.setdefault(document.procedure, (document.x_name, []))[1]
+                points.append((document.x, document.mean_uS, document.std_uS))
+            case ProgramEnd() if (
+                self.program is not None and document.converged_fraction is not None
+            ):
+                self.program.end = document  # completed or cancelled: its summary (failed: none)
+            case DriftEnd() if self.drift is not None:
+                self.drift.end = document
 
     # --- derived, at render time ---------------------------------------------------------------
 
@@ -220,13 +222,13 @@ class DashboardState:
         """(levels, level index per device) of the newest programming."""
         if self.program is None:
             return None
-        target = self.program.start["target_uS"]
+        target = self.program.start.target_uS
         return self._cached("program_levels", target, lambda: group_levels(target))
 
     def drift_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.drift is None:
             return None
-        target = self.drift.start["target_uS"]
+        target = self.drift.start.target_uS
         return self._cached("drift_levels", target, lambda: group_levels(target))
 
     def error_histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -236,13 +238,13 @@ class DashboardState:
         program = self.program
         if program is None or program.step is None:
             return None
-        read = program.step["read_uS"]
+        read = program.step.conductance_uS
         return self._cached("histogram", read, lambda: self._histogram(read))
 
     def _histogram(self, read: np.ndarray):
         levels, inverse = self.program_levels()
-        target = self.program.start["target_uS"]
-        tolerance = float(self.program.start.get("tolerance_uS") or 0.5)
+        target = self.program.start.target_uS
+        tolerance = float(self.program.start.tolerance_uS or 0.5)
         return error_histogram(read, target, inverse, levels.size, tolerance)
 
     def drift_means(self) -> list[np.ndarray]:
@@ -260,11 +262,12 @@ class DashboardState:
         return drift.means
 
     def tile_shape(self) -> tuple[int, int] | None:
-        """(rows, columns) of a tile: given, from the chip's identity or the emulator profile
-        in the resource, else the smallest power-of-two square holding every address."""
+        """(rows, columns) of a tile: given, as the chip reported it (the run's record), from
+        the emulator profile of the resource, else the smallest power-of-two square holding
+        every address."""
         if self.geometry:
             return self.geometry
-        for source in (self.identity, self.info.parameters if self.info else None):
+        for source in (self.info.chip if self.info else None, self.info.parameters if self.info else None):  # fmt: skip
             if source and source.get("rows") and source.get("columns"):
                 return int(source["rows"]), int(source["columns"])
         shape = emulator_shape(self.resource)
@@ -272,7 +275,7 @@ class DashboardState:
             return shape
         if self.program is None:
             return None
-        address = self.program.start["address"]
+        address = self.program.start.address
         return self._cached("shape", address, lambda: square_for(address))
 
     def map_tile(self) -> int | None:
@@ -280,18 +283,18 @@ class DashboardState:
             return self.tile
         if self.tile is not None:
             return self.tile
-        tiles = self.program.start.get("tiles")
+        tiles = self.program.start.tiles
         if tiles:
             return int(tiles[0])
-        tile = self.program.start.get("tile")
-        return int(tile[0]) if isinstance(tile, np.ndarray) and tile.size else None
+        tile = self.program.start.tile
+        return int(tile[0]) if tile.size else None
 
     def tile_image(self) -> np.ndarray | None:
         """The map's tile as rows × columns of conductance, NaN where not read."""
         values, program, shape = self.map_values, self.program, self.tile_shape()
         if values is None or program is None or shape is None:
             return None
-        tile_of, address = program.start.get("tile"), program.start["address"]
+        tile_of, address = program.start.tile, program.start.address
         if values.shape != address.shape:
             return None
         tile = self.map_tile()
@@ -320,30 +323,30 @@ class DashboardState:
         for p in self.procedures.values():
             if p.status in ("failed", "cancelled"):
                 text = f"{p.name} {p.status}"
-                error = (p.end or {}).get("error")
+                error = p.end.values().get("error") if p.end is not None else None
                 if error:
                     text += f": {error}"
                 if not any(error and error in shown for shown in errors):
                     (errors if p.status == "failed" else warnings).append(text)
         program = self.program
         if program is not None:
-            stuck = (program.end or {}).get("stuck_devices")
+            stuck = program.end.stuck_devices if program.end is not None else None
             if stuck is None and program.step is not None:
-                stuck = program.step.get("stuck")
-            devices = int(program.start.get("devices") or 0)
+                stuck = program.step.stuck_devices
+            devices = int(program.start.devices or 0)
             if stuck:
                 share = f" ({stuck / devices:.2%})" if devices else ""
                 warnings.append(f"{stuck} stuck devices{share}: not responding, left alone")
-            fraction = (program.end or {}).get("converged_fraction")
+            fraction = program.end.converged_fraction if program.end is not None else None
             if fraction is not None and fraction < 0.9:
                 warnings.append(
                     f"only {fraction:.1%} converged within "
-                    f"{program.start.get('max_iterations', '?')} iterations"
+                    f"{program.start.max_iterations} iterations"
                 )
-        if self.drift is not None and self.drift.end:
+        if self.drift is not None and self.drift.end is not None:
             poor = [
                 level
-                for level in self.drift.end.get("levels") or []
+                for level in self.drift.end.levels or []
                 if (level.get("good_fit_fraction") or 0.0) < 0.5
             ]
             if poor:

@@ -1,0 +1,53 @@
+"""Opening what a command runs on: the chip named by ``--resource``, a bench of discrete
+instruments (``--bench``), and the chips of a multi-chip experiment (``chip_opener``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pcm_hil.drivers import PcmChip
+
+
+def open_chip(args: argparse.Namespace) -> PcmChip:
+    """The chip of ``--resource`` (with ``--timeout`` and ``--visa-library``)."""
+    return PcmChip.open(args.resource, timeout_s=args.timeout, visa_library=args.visa_library)
+
+
+def open_target(args: argparse.Namespace):
+    """What a procedure runs on: the bench of ``--bench`` if given, else the chip."""
+    if getattr(args, "bench", None):
+        from pcm_hil.targets.bench import BenchTarget
+
+        return BenchTarget.open(args.bench, timeout_s=args.timeout, visa_library=args.visa_library)
+    return open_chip(args)
+
+
+class Borrowed:
+    """An open chip lent to code that will ``close`` it: closing does nothing."""
+
+    def __init__(self, chip) -> None:
+        self._chip = chip
+
+    def __getattr__(self, name):
+        return getattr(self._chip, name)
+
+    def close(self) -> None:
+        pass
+
+
+def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed: int, shared=None):
+    """``open_chip(i)``: the i-th chip of an experiment. On the embedded emulator chip i is a
+    fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew (the
+    ``shared`` open chip, if given: one client at a time)."""
+    from pcm_hil.emulator.resource import EmulatorOptions, is_emulator
+
+    def open_chip(index: int):
+        if is_emulator(resource):
+            options = EmulatorOptions.parse(resource, default_seed=seed)
+            fresh = options.with_seed(options.seed + index).resource
+            return PcmChip.open(fresh, timeout_s=timeout_s)
+        if shared is not None:
+            return Borrowed(shared)
+        return PcmChip.open(resource, timeout_s=timeout_s, visa_library=visa_library)
+
+    return open_chip

@@ -1,0 +1,47 @@
+"""Choosing devices from the command line: tiles (``--tiles``), addresses spread over a tile
+(``--devices``) and the target level of each device (``--levels``)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from pcm_hil.procedures.program import level_targets
+from pcm_hil.protocols.chip import ChipInfo
+
+
+def parse_tiles(text: str, config: ChipInfo) -> list[int]:
+    """``all``, ``N`` or ``a,b,c`` → tile indices, each checked against the chip."""
+    if text == "all":
+        return list(range(config.tiles))
+    try:
+        tiles = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--tiles takes 'all' or comma-separated indices, not {text!r}") from None
+    bad = [t for t in tiles if not 0 <= t < config.tiles]
+    if bad:
+        raise ValueError(f"tile(s) {bad} outside 0…{config.tiles - 1}")
+    return tiles
+
+
+def spread_addresses(count: int | None, config: ChipInfo) -> np.ndarray:
+    """``count`` device addresses spread evenly over a tile (all when None)."""
+    size = config.devices_per_tile
+    if count is None or count >= size:
+        return np.arange(size)
+    if count < 1:
+        raise ValueError("--devices must be at least 1")
+    return np.unique(np.linspace(0, size - 1, count).round().astype(np.int64))
+
+
+def select(args: argparse.Namespace, config: ChipInfo) -> tuple[np.ndarray, np.ndarray]:
+    """(tiles, addresses), one entry per device, from --tiles and --devices."""
+    tiles = parse_tiles(args.tiles, config)
+    addresses = spread_addresses(args.devices, config)
+    return np.repeat(tiles, addresses.size), np.tile(addresses, len(tiles))
+
+
+def assign_levels(count: int, levels: int, g_max_uS: float) -> np.ndarray:
+    """Targets for ``count`` devices: ``levels`` levels over 0…g_max, interleaved."""
+    return level_targets(levels, g_max_uS)[np.arange(count) % levels]

@@ -1,0 +1,388 @@
+"""The options of ``pcm-hil``: ``build_parser()`` and the option groups its commands share.
+
+Every option has a help text; ``HelpFormatter`` adds its default to it where it has one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import metadata
+
+from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
+
+YEAR_S = 365 * 86400.0
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: …)`` to an option's help unless the help tells its default already
+    or it has none (None, False, "")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "(default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default == ""
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcm-hil",
+        description="Drive PCM test chips and their emulator.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_tour(commands)
+    _add_program(commands)
+    _add_drift(commands)
+    _add_characterize(commands)
+    _add_demo(commands)
+    _add_infer(commands)
+    _add_runs_commands(commands)
+    _add_dashboard(commands)
+    _add_train(commands)
+    _add_info(commands)
+    _add_emulator(commands)
+    return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pcm-hil")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
+def _command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A (sub)command whose ``--help`` starts with its one-line help."""
+    return commands.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+
+# --- option groups ------------------------------------------------------------------------------
+
+
+def _add_resource(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resource",
+        default="emulator",
+        help="chip to use: a VISA resource (TCPIP0::host::port::SOCKET, ASRL/dev/…::INSTR), "
+        "serial:/dev/…, or 'emulator' for the embedded emulator; 'emulator?seed=3&profile=tiny' "
+        "picks its seed and shape",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="transport timeout, s")
+    parser.add_argument(
+        "--visa-library",
+        default=None,
+        help="VISA implementation for VISA resources: '@py' (pyvisa-py) or a vendor library "
+        "path (default: a plain socket for TCPIP…::SOCKET resources, pyvisa-py for others)",
+    )
+
+
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bench",
+        metavar="SMU_RESOURCE,PULSE_RESOURCE",
+        default=None,
+        help="run on discrete devices on a bench (SMU + pulse generator, e.g. the two "
+        "resources 'pcm-hil emulator bench' prints) instead of a chip; see "
+        "hil/targets/bench.py",
+    )
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    _add_json(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--dashboard", action="store_true", help="show the live dashboard")
+    _add_runs(parser)
+
+
+def _add_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="run store file (default: $PCM_HIL_RUNS, else $XDG_DATA_HOME/pcm-hil/runs.sqlite, "
+        "else ~/.local/share/pcm-hil/runs.sqlite)",
+    )
+
+
+def _add_devices(parser: argparse.ArgumentParser, tiles: str, devices: int | None = None) -> None:
+    parser.add_argument("--tiles", default=tiles, help="tiles to use: 'all' or indices a,b,…")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=devices,
+        help="devices per tile, spread over it" + (" (default: all)" if devices is None else ""),
+    )
+
+
+def _add_programming(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+    parser.add_argument(
+        "--max-iterations", type=int, default=30, help="program-and-verify iterations at most"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("amplitude", "partial-set"),
+        default="amplitude",
+        help="amplitude: melt-quench current search; partial-set: RESET then SET steps",
+    )
+
+
+def _add_network(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--network",
+        choices=("mlp", "cnn"),
+        default="mlp",
+        help="network for the digits: a multilayer perceptron or a small convolutional one",
+    )
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _add_tour(commands) -> None:
+    tour = _command(commands, "tour", "program a few devices, read them back, watch them drift")
+    _add_resource(tour)
+    tour.add_argument("--tile", type=int, default=0, help="tile to use")
+    tour.add_argument(
+        "--devices-per-level", type=int, default=64, help="devices per programming current"
+    )
+    _add_json(tour)
+
+
+def _add_program(commands) -> None:
+    program = _command(
+        commands, "program", "program-and-verify devices to target levels over 0…g_max"
+    )
+    _add_resource(program)
+    _add_bench(program)
+    _add_output(program)
+    _add_devices(program, tiles="0")
+    program.add_argument("--levels", type=int, default=16, help="target levels")
+    _add_programming(program)
+    program.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="finish recorded run RUN: program only its devices that had not converged",
+    )
+
+
+def _add_drift(commands) -> None:
+    drift = _command(
+        commands, "drift", "program levels, read at log-spaced times, fit the drift exponent ν"
+    )
+    _add_resource(drift)
+    _add_bench(drift)
+    _add_output(drift)
+    _add_devices(drift, tiles="0", devices=4096)
+    drift.add_argument("--levels", type=int, default=8, help="target levels")
+    drift.add_argument("--start", type=float, default=1.0, help="first read, s after programming")
+    drift.add_argument(
+        "--end",
+        type=float,
+        default=YEAR_S,
+        help="last read, s after programming (default: %(default).0f, a year)",
+    )
+    drift.add_argument("--points", type=int, default=25, help="read times, log-spaced")
+    drift.add_argument(
+        "--reads-per-point", type=int, default=4, help="reads averaged per read time"
+    )
+    drift.add_argument(
+        "--fit-from", type=float, default=20.0, help="fit ν to the reads from this time on, s"
+    )
+    drift.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+    drift.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN",
+        help="continue the drift measurement of recorded run RUN (cut off by a dropped "
+        "connection, say): no programming, only the reads it had not taken yet",
+    )
+
+
+def _add_characterize(commands) -> None:
+    characterize = _command(commands, "characterize", "device characterization")
+    kinds = characterize.add_subparsers(
+        dest="kind", required=True, metavar="KIND", help="what to measure"
+    )
+    curve = _command(kinds, "programming-curve", "conductance vs melt-quench current")
+    curve.add_argument(
+        "--current-min", type=float, default=200.0, help="lowest melt-quench current, µA"
+    )
+    curve.add_argument(
+        "--current-max", type=float, default=560.0, help="highest melt-quench current, µA"
+    )
+    curve.add_argument("--points", type=int, default=19, help="currents, evenly spaced")
+    curve.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    accumulation = _command(kinds, "accumulation", "conductance vs partial-SET pulses")
+    accumulation.add_argument("--pulses", type=int, default=20, help="partial-SET pulses")
+    accumulation.add_argument(
+        "--amplitude", type=float, default=90.0, help="partial-SET pulse amplitude, µA"
+    )
+    accumulation.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    noise = _command(kinds, "read-noise", "relative read noise vs conductance")
+    noise.add_argument("--reads", type=int, default=20, help="reads per device")
+    for parser in (curve, accumulation, noise):
+        _add_resource(parser)
+        _add_bench(parser)
+        _add_output(parser)
+        parser.add_argument("--tile", default="0", help="tile to use")
+        parser.add_argument(
+            "--devices", type=int, default=1024, help="devices, spread over the tile"
+        )
+
+
+def _add_demo(commands) -> None:
+    demo = _command(
+        commands,
+        "demo",
+        "the main job: program a tile, drift over a virtual year, chip-in-the-loop "
+        "inference with and without compensation; dashboard live, run recorded",
+    )
+    _add_resource(demo)
+    _add_output(demo)
+    demo.add_argument("--no-dashboard", action="store_true", help="a progress bar instead")
+    _add_network(demo)
+    demo.add_argument("--chips", type=int, default=2, help="chips for the inference experiment")
+
+
+def _add_infer(commands) -> None:
+    infer = _command(
+        commands,
+        "infer",
+        "chip-in-the-loop inference on the digits: accuracy vs time after programming",
+    )
+    _add_resource(infer)
+    _add_output(infer)
+    _add_network(infer)
+    infer.add_argument("--chips", type=int, default=3, help="chips (emulator seeds) to average")
+    infer.add_argument(
+        "--times",
+        type=float,
+        nargs="+",
+        default=[1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
+        help="seconds after programming (default: 1 s, 1 h, 1 d, 1 month, 1 year)",
+    )
+    infer.add_argument("--seed", type=int, default=0, help="training and first chip seed")
+    infer.add_argument("--data-seed", type=int, default=0, help="train/test split seed")
+
+
+def _add_runs_commands(commands) -> None:
+    runs = _command(commands, "runs", "recorded runs: list, show, export")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    listing = _command(runs_commands, "list", "recorded runs, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="runs to list at most")
+    _add_json(listing)
+    show = _command(runs_commands, "show", "one run: its record and its events")
+    show.add_argument("id", type=int, help="run id")
+    _add_json(show)
+    export = _command(runs_commands, "export", "write a run to HDF5, .npz or CSV")
+    export.add_argument("id", type=int, help="run id")
+    export.add_argument(
+        "--format", choices=("hdf5", "npz", "csv"), required=True, help="file format"
+    )
+    export.add_argument(
+        "--output", help="file (directory for csv) (default: run-ID.ext in this directory)"
+    )
+    for parser in (listing, show, export):
+        _add_runs(parser)
+
+
+def _add_dashboard(commands) -> None:
+    dashboard = _command(
+        commands, "dashboard", "watch a run live from another terminal, or look at a finished one"
+    )
+    dashboard.add_argument("id", type=int, nargs="?", help="run id (default: the newest)")
+    dashboard.add_argument("--once", action="store_true", help="draw once and return")
+    _add_runs(dashboard)
+
+
+def _add_train(commands) -> None:
+    train = _command(
+        commands,
+        "train",
+        "mixed-precision training of an MLP on the digits with its weights on the chip",
+    )
+    _add_resource(train)
+    _add_output(train)
+    train.add_argument(
+        "--hidden", type=int, help=f"hidden units of the MLP (default: {DEFAULT_HIDDEN})"
+    )
+    train.add_argument("--epochs", type=int, help=f"training epochs (default: {DEFAULT_EPOCHS})")
+    train.add_argument("--lr", type=float, help=f"learning rate (default: {DEFAULT_LR:g})")
+    train.add_argument("--batch", type=int, help=f"mini-batch size (default: {DEFAULT_BATCH})")
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial weights and the shuffles"
+    )
+
+
+def _add_info(commands) -> None:
+    info = _command(commands, "info", "identity and configuration of a chip")
+    _add_resource(info)
+    _add_json(info)
+
+
+def _add_emulator(commands) -> None:
+    emulator = _command(commands, "emulator", "serve the chip emulator")
+    emulator_commands = emulator.add_subparsers(
+        dest="emulator_command", required=True, metavar="COMMAND"
+    )
+    serve = _command(
+        emulator_commands,
+        "serve",
+        "serve an emulated chip over TCP (default) or a pty serial port; prints the "
+        "resource string on a line of its own",
+    )
+    serve.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=5025, help="TCP port; 0: any free port")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the emulated chip")
+    serve.add_argument(
+        "--profile",
+        default="default",
+        help="chip shape: tiny, small, default (4×256×256), hermes",
+    )
+    for dimension in ("tiles", "rows", "columns"):
+        serve.add_argument(
+            f"--{dimension}", type=int, help=f"{dimension} of the chip (default: the profile's)"
+        )
+    serve.add_argument("--real-time", action="store_true", help="wall-clock time, not virtual")
+    serve.add_argument(
+        "--faults",
+        default="",
+        metavar="PLAN",
+        help="inject faults (TCP only, except the device faults stuck_fraction and "
+        "drift_factor): comma-separated key=value, e.g. 'drop_after=100,delay_s=2,delay_from=5'; "
+        "keys: delay_s, delay_from, drop_after, drop_mid_block, corrupt_block, corrupt_bytes, "
+        "truncate_block, error_reply=MSG:CODE, temperature_excursion=MSGS:KELVIN, reset_after, "
+        "stuck_fraction, drift_factor, seed; counts are messages (or block replies) per "
+        "connection, see emulator/faults.py (default: none)",
+    )
+    bench = _command(
+        emulator_commands,
+        "bench",
+        "serve an emulated bench: an SMU (with the switch matrix) and a pulse generator, "
+        "each on its own TCP port, wired to the same emulated PCM devices; prints two lines, "
+        "'SMU <resource>' then 'PULSE <resource>' (see emulator/bench/)",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seed of the emulated devices")
+    bench.add_argument("--devices", type=int, default=16, help="devices on the switch matrix")
+    bench.add_argument("--smu-port", type=int, default=5100, help="SMU TCP port; 0: any free port")
+    bench.add_argument(
+        "--pulse-port", type=int, default=5101, help="pulse generator TCP port; 0: any free port"
+    )
+    bench.add_argument("--host", default="127.0.0.1", help="address to bind")

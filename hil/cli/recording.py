@@ -1,0 +1,95 @@
+"""Running a command as a recorded run: its start, events and end go to the run store
+(``--runs``), a progress bar or the live dashboard shows it, and its summary is printed as
+one JSON object or as tables.
+
+``run_procedure`` runs a procedure on one chip (or bench) opened here; ``run_report`` runs
+a command that opens its own chips (``infer``). Both go through ``run_recorded``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from rich.console import Console
+
+from pcm_hil.cli.chips import open_target
+from pcm_hil.cli.output import EXIT_INTERRUPTED, emit
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.ui.progress import ProgressBar
+
+Render = Callable[[dict, Console], None]
+
+
+def run_report(args: argparse.Namespace, run, render: Render) -> int:
+    """A command that opens its own chips (one per repetition): ``run(args, listeners)``."""
+    return run_recorded(args, lambda listeners, _store, _run_id: run(args, listeners), render)
+
+
+def run_procedure(args: argparse.Namespace, run, render: Render) -> int:
+    """A command that runs a procedure on one chip: ``run(chip, args, listeners)``."""
+    if getattr(args, "bench", None):
+        args.resource = f"bench:{args.bench}"  # what the run records
+
+    def on_chip(listeners, store, run_id):
+        with open_target(args) as chip:
+            store.describe_chip(run_id, chip.config)
+            for listener in listeners:
+                if hasattr(listener, "set_run"):  # the dashboard: show the chip it runs on
+                    listener.set_run(store.run(run_id))
+            return run(chip, args, listeners)
+
+    return run_recorded(args, on_chip, render)
+
+
+def run_recorded(args: argparse.Namespace, body, render: Render) -> int:
+    """Run ``body(listeners, store, run_id)`` as a recorded run, with a progress bar or the
+    dashboard (unless --json or --quiet), then print its summary: one JSON object, or tables.
+    A run that raises is marked failed (cancelled on Ctrl-C) with what it measured kept."""
+    procedure = getattr(args, "kind", None) or args.command
+    store = RunStore(args.runs)
+    run_id = store.start_run(
+        procedure,
+        resource=args.resource,
+        parameters=parameters(args),
+        seed=getattr(args, "seed", None),
+    )
+    recorder = Recorder(store, run_id, procedure)
+    display = [] if (args.json or args.quiet) else [_display(args, store.run(run_id))]
+    try:
+        summary = body([recorder, *display], store, run_id)
+    except BaseException as error:
+        if store.run(run_id).status == "running":
+            if isinstance(error, KeyboardInterrupt):
+                store.finish_run(run_id, "cancelled", "interrupted")
+            else:
+                recorder.fail(error)
+        raise
+    finally:
+        for listener in display:
+            listener.close()
+        store.close()
+    summary["resource"] = args.resource
+    summary["run_id"] = run_id
+    emit(args, summary, render)
+    if not args.json:
+        Console(stderr=True).print(f"recorded as run {run_id}", style="dim")
+    return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
+
+
+def _display(args: argparse.Namespace, info=None):
+    """The live dashboard (``--dashboard``, and ``demo`` unless ``--no-dashboard``), else a
+    progress bar."""
+    if args.dashboard or (args.command == "demo" and not args.no_dashboard):
+        from pcm_hil.ui.dashboard import LiveDashboard
+
+        dashboard = LiveDashboard()
+        dashboard.set_run(info, args.resource)
+        return dashboard
+    return ProgressBar()
+
+
+def parameters(args: argparse.Namespace) -> dict:
+    """The options a run records as its parameters: all but those about output and transport."""
+    skip = {"json", "quiet", "dashboard", "runs", "debug", "command", "timeout"}
+    return {k: v for k, v in vars(args).items() if k not in skip}

@@ -1,0 +1,128 @@
+"""Looking at recorded runs: ``runs list``, ``runs show``, ``runs export`` and ``dashboard``.
+
+``runs show`` reads a run back in ``show_run``: ``run_document`` is its ``--json`` object,
+``render_run`` its tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from pcm_hil.cli.output import print_json
+from pcm_hil.records.store import RunStore
+
+
+def runs(args: argparse.Namespace) -> int:
+    """``pcm-hil runs list|show|export``."""
+    with RunStore(args.runs) as store:
+        if args.runs_command == "list":
+            return list_runs(args, store)
+        if args.runs_command == "show":
+            return show_run(args, store)
+        return export_run(args, store)
+
+
+def list_runs(args: argparse.Namespace, store: RunStore) -> int:
+    found = store.runs(limit=args.limit)
+    if args.json:
+        print_json({"runs": [r.as_dict() for r in found], "store": str(store.path)})
+        return 0
+    table = Table(title=f"Runs in {store.path}")
+    for column in ("id", "procedure", "started", "status", "resource", "chip"):
+        table.add_column(column)
+    for r in found:
+        chip = f"{r.identity['model']} {r.identity['serial']}" if r.identity else ""
+        table.add_row(str(r.id), r.procedure, _when(r.started_at), r.status, r.resource or "", chip)
+    Console().print(table)
+    return 0
+
+
+def show_run(args: argparse.Namespace, store: RunStore) -> int:
+    """One run: its record and its events, as one JSON object or as two tables."""
+    info = store.run(args.id)
+    events = list(store.events(args.id))
+    if args.json:
+        print_json(run_document(info, events))
+    else:
+        render_run(info, events, Console())
+    return 0
+
+
+def run_document(info, events: list) -> dict:
+    """The ``runs show --json`` object: the run's record, and its events with arrays of more
+    than 64 values shown by type and shape only."""
+    return {
+        "run": info.as_dict(),
+        "events": [
+            {
+                "seq": e.seq,
+                "document": e.document.name,
+                "version": e.document.version,
+                "kind": e.kind,
+                "procedure": e.procedure,
+                "done": e.done,
+                "total": e.total,
+                "wall_time_s": e.wall_time_s,
+                "data": {k: _json_value(v) for k, v in e.document.values().items()},
+            }
+            for e in events
+        ],
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"<array {value.dtype} {list(value.shape)}>"
+    return value
+
+
+def render_run(info, events: list, console: Console) -> None:
+    """The run's record, then a table of its events with their data abridged."""
+    header = Table(title=f"Run {info.id}: {info.procedure}", show_header=False)
+    for key, value in info.as_dict().items():
+        header.add_row(key, _when(value) if key.endswith("_at") and value else str(value))
+    console.print(header)
+    table = Table(title=f"{len(events)} events")
+    for column in ("seq", "document", "progress", "data"):
+        table.add_column(column)
+    for e in events:
+        shown = ", ".join(
+            f"{k}=<{v.dtype}{list(v.shape)}>" if isinstance(v, np.ndarray) else f"{k}={_short(v)}"
+            for k, v in e.document.values().items()
+        )
+        table.add_row(str(e.seq), e.document.name, f"{e.done}/{e.total}", shown)
+    console.print(table)
+
+
+def export_run(args: argparse.Namespace, store: RunStore) -> int:
+    """Write the run to HDF5, .npz or CSV and print the path written."""
+    from pcm_hil.records.export import export_run as export
+
+    print(export(store, args.id, args.format, args.output))
+    return 0
+
+
+def dashboard(args: argparse.Namespace) -> int:
+    """``pcm-hil dashboard``: follow a run live, or draw a finished one."""
+    from pcm_hil.ui.dashboard import attach
+
+    with RunStore(args.runs) as store:
+        if store.latest() is None:
+            raise ValueError(f"no runs recorded in {store.path}")
+        attach(store, args.id, follow=not args.once)
+    return 0
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(value: Any) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,88 @@
+"""``pcm-hil emulator serve`` and ``pcm-hil emulator bench``: serve the emulator until Ctrl-C
+(or SIGTERM), its resource string(s) on stdout, what it does on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+
+def emulator(args: argparse.Namespace) -> int:
+    """``pcm-hil emulator serve|bench``."""
+    if args.emulator_command == "bench":
+        return serve_bench(args)
+    return serve_chip(args)
+
+
+def serve_bench(args: argparse.Namespace) -> int:
+    """An emulated SMU and pulse generator, each on its own TCP port."""
+    from pcm_hil.emulator.bench import serve_forever
+
+    serve_forever(args.devices, args.seed, args.host, args.smu_port, args.pulse_port)
+    return 0
+
+
+def serve_chip(args: argparse.Namespace) -> int:
+    """An emulated chip over TCP, or on a pseudo-terminal (``--serial``), with the faults of
+    ``--faults`` injected; each fault that fires is told on stderr."""
+    from pcm_hil.emulator import WireInterface
+    from pcm_hil.emulator.faults import FaultPlan
+    from pcm_hil.emulator.resource import EmulatorOptions
+
+    faults = FaultPlan.parse(args.faults)
+    if args.serial and faults.connection_faults:
+        raise ValueError(
+            "connection faults need the TCP server; with --serial only stuck_fraction and "
+            "drift_factor apply"
+        )
+    overrides = {
+        key: getattr(args, key)
+        for key in ("tiles", "rows", "columns")
+        if getattr(args, key) is not None
+    }
+    if args.real_time:
+        overrides["real_time"] = True
+    chip = EmulatorOptions(args.profile, args.seed, overrides).make_chip()
+    wire = WireInterface(chip)
+    if args.serial:
+        from pcm_hil.emulator.servers.pty import PtyServer
+
+        faults.apply_to_chip(chip)
+        server = PtyServer(wire)
+    else:
+        from pcm_hil.emulator.servers.tcp import TcpServer
+
+        server = TcpServer(wire, host=args.host, port=args.port, faults=faults)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    server.start()
+    c = chip.config
+    print(server.resource, flush=True)
+    print(
+        f"serving an emulated chip ({args.profile}: {c.tiles}×{c.rows}×{c.columns}, seed "
+        f"{args.seed}, {'real-time' if c.real_time else 'virtual'} clock); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    if faults:
+        print(f"injecting faults: {faults}", file=sys.stderr, flush=True)
+    events = getattr(server, "fault_events", [])
+    reported = 0
+
+    def report() -> None:  # each fault that fired, once, on stderr
+        nonlocal reported
+        for event in events[reported:]:
+            print(event, file=sys.stderr, flush=True)
+        reported = len(events)
+
+    try:
+        while not stop.wait(0.5):
+            report()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        report()
+    return 0

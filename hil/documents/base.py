@@ -1,0 +1,123 @@
+"""Typed run documents: what a procedure emits, as records with a name and a schema version.
+
+Each procedure declares its documents — the one that starts it, each kind of step, the one
+that ends it — as frozen dataclasses deriving from ``Start``, ``Step`` or ``End``, in the
+module of ``pcm_hil.documents`` named after it. A document class says which ``procedure``
+it belongs to and its ``name``, unique across all documents (``"program.iteration"``); its
+``version`` grows when its fields change, and the run store keeps it beside every document,
+so a reader knows what it reads. Field values are scalars, lists and dicts of them, and numpy
+arrays (stored as binary blobs).
+
+Subscribers (the run store, the progress bar, the dashboard, exporters, the resume readers)
+route by document type, never by which keys a record holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+DocumentKind = Literal["start", "step", "end"]
+Status = Literal["completed", "cancelled", "failed"]
+
+_REGISTRY: dict[str, type[Document]] = {}
+
+
+@dataclass(frozen=True)
+class Document:
+    """Base of every run document. Subclasses set ``procedure`` and ``name``."""
+
+    kind: ClassVar[DocumentKind]
+    procedure: ClassVar[str]
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:
+            return  # an intermediate base (Start, Step, End, a family of documents)
+        other = _REGISTRY.get(name)
+        if other is not None and other.__qualname__ != cls.__qualname__:
+            raise TypeError(f"document name {name!r} is taken by {other.__qualname__}")
+        _REGISTRY[name] = cls
+
+    def values(self) -> dict[str, Any]:
+        """The fields, by name, as they are (arrays included)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Document:
+        """The document from stored field values; a field missing from ``values`` takes its
+        default, and a name the class does not have is an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.name} (version {cls.version}) has no field(s) {unknown}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Start(Document):
+    """A procedure's first document: its parameters."""
+
+    kind: ClassVar[DocumentKind] = "start"
+
+
+@dataclass(frozen=True)
+class Step(Document):
+    """One batch of a procedure's measurements."""
+
+    kind: ClassVar[DocumentKind] = "step"
+
+
+@dataclass(frozen=True, kw_only=True)
+class End(Document):
+    """A procedure's last document: how it ended (``error`` when it failed) and, when it ran
+    far enough, its summary in the subclass's fields (None otherwise)."""
+
+    kind: ClassVar[DocumentKind] = "end"
+    status: Status = "completed"
+    error: str | None = None
+
+
+def document_type(name: str) -> type[Document]:
+    """The document class registered under ``name`` (KeyError if none)."""
+    _load_catalog()
+    return _REGISTRY[name]
+
+
+def document_types() -> dict[str, type[Document]]:
+    """Every registered document class, by name."""
+    _load_catalog()
+    return dict(_REGISTRY)
+
+
+def _load_catalog() -> None:
+    """Import the documents of every procedure of pcm-hil (registration happens on import)."""
+    from pcm_hil.documents import catalog  # noqa: F401
+
+
+@dataclass(frozen=True)
+class UnknownDocument:
+    """A stored document whose class this pcm-hil does not have (a newer version wrote it,
+    or a lab's own procedure not imported): its name, version, kind, procedure and values,
+    kept as they are so that nothing recorded is lost."""
+
+    name: str
+    version: int
+    kind: DocumentKind
+    procedure: str
+    fields: dict[str, Any]
+
+    def values(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality of field values, arrays compared element-wise (for tests and resumes)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)

@@ -1,0 +1,62 @@
+"""The documents of program-and-verify (``procedures.program``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from pcm_hil.documents.base import End, Start, Step
+
+
+@dataclass(frozen=True)
+class ProgramStart(Start):
+    """What is programmed, and how: one entry per device in ``tile``, ``address`` and
+    ``target_uS`` (µS), grouped by tile in the order the procedure works through them."""
+
+    procedure: ClassVar[str] = "program"
+    name: ClassVar[str] = "program.start"
+    strategy: str
+    tolerance_uS: float
+    max_iterations: int
+    devices: int
+    tiles: list[int]
+    tile: np.ndarray
+    address: np.ndarray
+    target_uS: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProgramIteration(Step):
+    """One iteration: one pulse command and one verify read per tile. ``conductance_uS`` is
+    each device's latest verify read (NaN before its first), ``finished`` whether it has
+    converged or been found stuck; both in the start document's device order."""
+
+    procedure: ClassVar[str] = "program"
+    name: ClassVar[str] = "program.iteration"
+    iteration: int
+    converged: int
+    stuck_devices: int
+    devices: int
+    conductance_uS: np.ndarray
+    finished: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramEnd(End):
+    """How programming went: the converged fraction, the stuck devices, the iterations, the
+    error (final read − target) std of the converged devices, µS."""
+
+    procedure: ClassVar[str] = "program"
+    name: ClassVar[str] = "program.end"
+    strategy: str | None = None
+    tolerance_uS: float | None = None
+    max_iterations: int | None = None
+    devices: int | None = None
+    converged_fraction: float | None = None
+    stuck_devices: int | None = None
+    iterations_mean: float | None = None
+    iterations_p99: float | None = None
+    error_std_uS: float | None = None
+    elapsed_s: float | None = None
