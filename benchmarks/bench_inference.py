@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -25,6 +23,7 @@ from pcm_hil.analog.network import AnalogNetwork
 from pcm_hil.analog.recipes import NOISE_ETA, trained
 from pcm_hil.drivers import PcmChip
 from pcm_hil.nn.data import load_digits_split
+from pcm_hil.testing.serve import served_emulator
 
 
 def float32_copy(network):
@@ -48,16 +47,6 @@ def images_per_s(run, images: int, repeats: int = 3) -> float:
     return images / best
 
 
-def served_emulator():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    return process, process.stdout.readline().strip()
-
-
 def measure(name: str, data, skip_experiment: bool) -> dict:
     x_train, _y_train, x_test, y_test = data
     network = trained(name, data, noise_eta=NOISE_ETA)
@@ -71,19 +60,14 @@ def measure(name: str, data, skip_experiment: bool) -> dict:
         rates["emulator in-process"] = images_per_s(
             lambda: network.accuracy(x_test, y_test, batch=1024, matmul=analog.matmul), len(x_test)
         )
-    process, resource = served_emulator()
-    try:
-        with PcmChip.open(resource, timeout_s=60) as chip:
-            analog = AnalogNetwork(chip, network)
-            analog.calibrate_inputs(x_train[:512])
-            analog.program()
-            rates["emulator over TCP"] = images_per_s(
-                lambda: network.accuracy(x_test, y_test, batch=1024, matmul=analog.matmul),
-                len(x_test),
-            )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with served_emulator() as served, PcmChip.open(served.resource, timeout_s=60) as chip:
+        analog = AnalogNetwork(chip, network)
+        analog.calibrate_inputs(x_train[:512])
+        analog.program()
+        rates["emulator over TCP"] = images_per_s(
+            lambda: network.accuracy(x_test, y_test, batch=1024, matmul=analog.matmul),
+            len(x_test),
+        )
     report = {"network": name, "images_per_s": rates}
     if not skip_experiment:
         started = time.perf_counter()

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -26,6 +24,7 @@ from pcm_hil.drivers import PcmChip
 from pcm_hil.emulator import WireInterface, make_chip
 from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.procedures.program import level_targets, program_and_verify
+from pcm_hil.testing.serve import served_emulator
 
 ROWS = COLUMNS = 256
 
@@ -110,35 +109,9 @@ def in_process(tiles: int, seed: int) -> dict:
 
 
 def over_tcp(tiles: int, seed: int) -> dict:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pcm_hil.cli",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            "--seed",
-            str(seed),
-            "--tiles",
-            str(tiles),
-            "--rows",
-            str(ROWS),
-            "--columns",
-            str(COLUMNS),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        resource = server.stdout.readline().strip()
-        with PcmChip.open(resource, timeout_s=60) as driver:
-            result, wall, in_chip = run(driver, tiles)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    options = ("--seed", str(seed), "--tiles", str(tiles), "--rows", str(ROWS), "--columns", str(COLUMNS))  # fmt: skip
+    with served_emulator(*options) as served, PcmChip.open(served.resource, timeout_s=60) as driver:
+        result, wall, in_chip = run(driver, tiles)
     return {"result": result, "wall_s": wall, "chip_calls_s": in_chip, "host_s": wall - in_chip}
 
 

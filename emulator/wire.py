@@ -72,28 +72,23 @@ class WireInterface(ScpiDevice):
         return self.chip.read_devices(tile, addresses)
 
     def _do_mvm_forward(
-        self,
-        tile: int,
-        row_start: int,
-        row_count: int,
-        column_start: int,
-        column_count: int,
+        self, tile: int, row_start: int, row_count: int, column_start: int, column_count: int,
         inputs: np.ndarray,
-    ) -> np.ndarray:
-        window = (row_start, row_count, column_start, column_count)
-        return self.chip.mvm(tile, inputs.reshape(-1, row_count), window=window)
+    ) -> np.ndarray:  # fmt: skip
+        return self._mvm(tile, (row_start, row_count, column_start, column_count), inputs, False)
 
     def _do_mvm_transposed(
-        self,
-        tile: int,
-        row_start: int,
-        row_count: int,
-        column_start: int,
-        column_count: int,
+        self, tile: int, row_start: int, row_count: int, column_start: int, column_count: int,
         inputs: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        return self._mvm(tile, (row_start, row_count, column_start, column_count), inputs, True)
+
+    def _mvm(
+        self, tile: int, window: tuple[int, int, int, int], inputs: np.ndarray, transposed: bool
     ) -> np.ndarray:
-        window = (row_start, row_count, column_start, column_count)
-        return self.chip.mvm(tile, inputs.reshape(-1, column_count), transposed=True, window=window)
+        """The window's product: inputs drive its rows (forward) or columns (transposed)."""
+        width = window[3] if transposed else window[1]
+        return self.chip.mvm(tile, inputs.reshape(-1, width), transposed=transposed, window=window)
 
     def _do_temperature(self) -> float:
         return self.chip.temperature_K

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from pcm_hil.cli.main import main
 from pcm_hil.drivers import PcmChip
+from pcm_hil.testing.serve import served_emulator
 
 
 def test_tour_json_shows_programming_and_drift(capsys):
@@ -66,50 +65,19 @@ def test_errors_are_one_line(argv, fragment, capsys):
 
 
 def test_emulator_serve_prints_resource_and_serves():
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pcm_hil.cli",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            "--profile",
-            "tiny",
-            "--seed",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline().strip()
-        assert re.fullmatch(r"TCPIP0::127\.0\.0\.1::\d+::SOCKET", line)
-        with PcmChip.open(line, timeout_s=5) as chip:
+    with served_emulator("--profile", "tiny", "--seed", "5") as served:
+        assert re.fullmatch(r"TCPIP0::127\.0\.0\.1::\d+::SOCKET", served.resource)
+        with PcmChip.open(served.resource, timeout_s=5) as chip:
             assert chip.config.rows == 16
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    assert process.returncode == 0
+    assert served.process.returncode == 0
 
 
 def test_emulator_serve_serial_prints_resource():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pcm_hil.cli", "emulator", "serve", "--serial", "--profile", "tiny"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline().strip()
-        assert re.fullmatch(r"ASRL/dev/pts/\d+::INSTR", line)
-        with PcmChip.open(line, timeout_s=5) as chip:
+    with served_emulator("--serial", "--profile", "tiny") as served:
+        assert re.fullmatch(r"ASRL/dev/pts/\d+::INSTR", served.resource)
+        with PcmChip.open(served.resource, timeout_s=5) as chip:
             assert chip.identity.model == "PCM-EMULATOR"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert served.process.returncode == 0
 
 
 def _json_of(argv, capsys) -> dict:

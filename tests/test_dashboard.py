@@ -19,7 +19,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from io import StringIO
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -45,46 +44,38 @@ SIZES = ((80, 24), (160, 48))
 
 
 @dataclass(frozen=True)
-class SweepStart(Start):
-    procedure: ClassVar[str] = "sweep"
-    name: ClassVar[str] = "test-sweep.start"
+class SweepStart(Start, name="sweep.start"):
+    pass
 
 
 @dataclass(frozen=True)
-class SweepStep(Step):
-    procedure: ClassVar[str] = "sweep"
-    name: ClassVar[str] = "test-sweep.step"
+class SweepStep(Step, name="sweep.step"):
     x: int
 
 
 @dataclass(frozen=True)
-class FirstStart(Start):
-    procedure: ClassVar[str] = "first"
-    name: ClassVar[str] = "test-first.start"
+class FirstStart(Start, name="first.start"):
+    pass
 
 
 @dataclass(frozen=True)
-class FirstStep(Step):
-    procedure: ClassVar[str] = "first"
-    name: ClassVar[str] = "test-first.step"
+class FirstStep(Step, name="first.step"):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
-class FirstEnd(End):
-    procedure: ClassVar[str] = "first"
-    name: ClassVar[str] = "test-first.end"
+class FirstEnd(End, name="first.end"):
+    pass
 
 
 @dataclass(frozen=True)
-class SecondStart(Start):
-    procedure: ClassVar[str] = "second"
-    name: ClassVar[str] = "test-second.start"
+class SecondStart(Start, name="second.start"):
+    pass
 
 
 @dataclass(frozen=True)
-class SecondStep(Step):
-    procedure: ClassVar[str] = "second"
-    name: ClassVar[str] = "test-second.step"
+class SecondStep(Step, name="second.step"):
+    pass
 
 
 def assert_fits(text: str, width: int, height: int) -> list[str]:

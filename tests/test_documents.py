@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, fields
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -115,11 +114,9 @@ def test_every_registered_document_is_typed_and_named_after_its_procedure():
 
 
 @dataclass(frozen=True)
-class LabSweepPoint(Step):
+class LabSweepPoint(Step, name="lab-sweep.point"):
     """A lab's own procedure's document, declared in the lab's code."""
 
-    procedure: ClassVar[str] = "lab-sweep"
-    name: ClassVar[str] = "lab-sweep.point"
     bias_V: float
     currents_uA: np.ndarray
 
@@ -142,9 +139,8 @@ def test_a_labs_own_documents_are_stored_and_other_versions_are_kept_as_written(
     with pytest.raises(TypeError, match="taken"):
 
         @dataclass(frozen=True)
-        class Clash(Step):
-            procedure: ClassVar[str] = "program"
-            name: ClassVar[str] = "program.iteration"
+        class Clash(Step, name="program.iteration"):
+            pass
 
 
 def test_a_failed_procedure_ends_with_its_end_document(tmp_path):

@@ -31,8 +31,6 @@ import contextlib
 import functools
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -56,6 +54,7 @@ from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.program import program_and_verify
 from pcm_hil.protocols.errors import ScpiError
+from pcm_hil.testing.serve import served_emulator
 
 SEED = 77
 TIMEOUT_S = 0.5  # the driver's I/O timeout
@@ -600,38 +599,17 @@ def test_program_and_verify_with_a_late_reply():
 
 def test_cli_serve_with_faults():
     h = handshake()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pcm_hil.cli",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            "--profile",
-            "tiny",
-            "--faults",
-            f"drop_after={h}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        resource = process.stdout.readline().strip()
+    with served_emulator("--profile", "tiny", "--faults", f"drop_after={h}") as served:
+        resource = served.resource
         assert re.fullmatch(r"TCPIP0::127\.0\.0\.1::\d+::SOCKET", resource)
         with PcmChip.open(resource, timeout_s=2.0) as chip:
             with pytest.raises(ChipDisconnectedError):
                 chip.set_temperature(350.0)
         with PcmChip.open(resource, timeout_s=2.0) as chip:  # served again (h messages)
             assert chip.identity.model == "PCM-EMULATOR"
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0
-    assert f"injecting faults: drop_after={h}" in stderr
-    assert f"fault drop_after on connection 1, message {h + 1}" in stderr
+    assert served.process.returncode == 0
+    assert f"injecting faults: drop_after={h}" in served.stderr
+    assert f"fault drop_after on connection 1, message {h + 1}" in served.stderr
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,9 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
 
     with h5py.File(tmp_path / "run.h5") as f:
         assert f["event00001"]["conductance_uS"].shape == (256,)
-    assert (tmp_path / "run-csv" / "events.csv").read_text().startswith("seq,document,kind,procedure")
+    assert (
+        (tmp_path / "run-csv" / "events.csv").read_text().startswith("seq,document,kind,procedure")
+    )
     capsys.readouterr()
     assert main(["runs", "show", "999", "--runs", runs]) == 1
     assert "no run 999" in capsys.readouterr().err

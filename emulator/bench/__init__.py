@@ -51,7 +51,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from pcm_hil.emulator.bench.devices import (
     LOW_LEVEL_MAX_V,
@@ -61,7 +61,6 @@ from pcm_hil.emulator.bench.devices import (
 )
 from pcm_hil.emulator.bench.pulse_generator import PulseGeneratorEmulator
 from pcm_hil.emulator.bench.smu import SourceMeterEmulator
-from pcm_hil.emulator.calibration import DEFAULT_MODEL, PcmModel
 from pcm_hil.emulator.chip import EmulatedChip
 from pcm_hil.emulator.servers.tcp import TcpServer
 
@@ -79,25 +78,12 @@ __all__ = [
 
 
 class EmulatedBench:
-    """N devices, an SMU with the switch matrix and a pulse generator, all wired together."""
+    """N devices, an SMU with the switch matrix and a pulse generator, all wired together.
+    ``options`` go to ``BenchDevices`` (``real_time``, ``model``, ``series_resistance_ohm``)."""
 
-    def __init__(
-        self,
-        devices: int = 16,
-        seed: int = 0,
-        *,
-        real_time: bool = False,
-        model: PcmModel = DEFAULT_MODEL,
-        series_resistance_ohm: float = SERIES_RESISTANCE_OHM,
-    ) -> None:
+    def __init__(self, devices: int = 16, seed: int = 0, **options: Any) -> None:
         self.seed = seed
-        self.dut = BenchDevices(
-            devices,
-            seed,
-            real_time=real_time,
-            model=model,
-            series_resistance_ohm=series_resistance_ohm,
-        )
+        self.dut = BenchDevices(devices, seed, **options)
         self.smu = SourceMeterEmulator(self.dut)
         self.pulse_generator = PulseGeneratorEmulator(self.dut)
 

@@ -2,9 +2,9 @@
 
 Each procedure declares its documents — the one that starts it, each kind of step, the one
 that ends it — as frozen dataclasses deriving from ``Start``, ``Step`` or ``End``, in the
-module of ``pcm_hil.documents`` named after it. A document class says which ``procedure``
-it belongs to and its ``name``, unique across all documents (``"program.iteration"``); its
-``version`` grows when its fields change, and the run store keeps it beside every document,
+module of ``pcm_hil.documents`` named after it. A document class names itself as a class
+keyword, ``class ProgramIteration(Step, name="program.iteration")``: a name unique across all
+documents, its procedure's name before the dot. Its ``version`` grows when its fields change, and the run store keeps it beside every document,
 so a reader knows what it reads. Field values are scalars, lists and dicts of them, and numpy
 arrays (stored as binary blobs).
 
@@ -27,18 +27,24 @@ _REGISTRY: dict[str, type[Document]] = {}
 
 @dataclass(frozen=True)
 class Document:
-    """Base of every run document. Subclasses set ``procedure`` and ``name``."""
+    """Base of every run document. A concrete document names itself as a class keyword:
+    ``class DriftRead(Step, name="drift.read")``."""
 
     kind: ClassVar[DocumentKind]
     procedure: ClassVar[str]
     name: ClassVar[str]
     version: ClassVar[int] = 1
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, name: str | None = None, **kwargs: Any) -> None:
+        """``class ProgramStart(Start, name="program.start")``: the document's name, its
+        procedure's name before the last dot. Without a name: an intermediate base."""
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("name")
         if name is None:
-            return  # an intermediate base (Start, Step, End, a family of documents)
+            return
+        procedure, dot, _kind = name.rpartition(".")
+        if not dot or not procedure:
+            raise TypeError(f"document name {name!r} is not '<procedure>.<document>'")
+        cls.name, cls.procedure = name, procedure
         other = _REGISTRY.get(name)
         if other is not None and other.__qualname__ != cls.__qualname__:
             raise TypeError(f"document name {name!r} is taken by {other.__qualname__}")

@@ -24,78 +24,69 @@ class CurvePoint(Step):
 
 
 @dataclass(frozen=True)
-class ProgrammingCurveStart(Start):
-    procedure: ClassVar[str] = "programming-curve"
-    name: ClassVar[str] = "programming-curve.start"
+class CharacterizationStart(Start):
+    """Which devices are characterized: ``devices`` of tile ``tile``."""
+
     tile: int
     devices: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurveEnd(End):
+    """The end of a characterization curve: how many points were measured."""
+
+    points: int | None = None
+
+
+@dataclass(frozen=True)
+class ProgrammingCurveStart(CharacterizationStart, name="programming-curve.start"):
     width_ns: float
 
 
 @dataclass(frozen=True)
-class ProgrammingCurvePoint(CurvePoint):
+class ProgrammingCurvePoint(CurvePoint, name="programming-curve.point"):
     """Conductance after one melt-quench pulse of ``current_uA``."""
 
-    procedure: ClassVar[str] = "programming-curve"
-    name: ClassVar[str] = "programming-curve.point"
     x_name: ClassVar[str] = "current_uA"
     current_uA: float
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProgrammingCurveEnd(End):
-    procedure: ClassVar[str] = "programming-curve"
-    name: ClassVar[str] = "programming-curve.end"
-    points: int | None = None
+class ProgrammingCurveEnd(CurveEnd, name="programming-curve.end"):
+    pass
 
 
 @dataclass(frozen=True)
-class AccumulationStart(Start):
-    procedure: ClassVar[str] = "accumulation"
-    name: ClassVar[str] = "accumulation.start"
-    tile: int
-    devices: int
+class AccumulationStart(CharacterizationStart, name="accumulation.start"):
     amplitude_uA: float
     width_ns: float
 
 
 @dataclass(frozen=True)
-class AccumulationPoint(CurvePoint):
+class AccumulationPoint(CurvePoint, name="accumulation.point"):
     """Conductance after ``pulses`` partial-SET pulses since a RESET (0: the RESET state)."""
 
-    procedure: ClassVar[str] = "accumulation"
-    name: ClassVar[str] = "accumulation.point"
     x_name: ClassVar[str] = "pulses"
     pulses: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class AccumulationEnd(End):
-    procedure: ClassVar[str] = "accumulation"
-    name: ClassVar[str] = "accumulation.end"
-    points: int | None = None
+class AccumulationEnd(CurveEnd, name="accumulation.end"):
+    pass
 
 
 @dataclass(frozen=True)
-class ReadNoiseStart(Start):
-    procedure: ClassVar[str] = "read-noise"
-    name: ClassVar[str] = "read-noise.start"
-    tile: int
-    devices: int
+class ReadNoiseStart(CharacterizationStart, name="read-noise.start"):
     reads: int
 
 
 @dataclass(frozen=True)
-class ReadNoiseRead(Step):
+class ReadNoiseRead(Step, name="read-noise.read"):
     """One read of every device taken (``read`` counts from 1)."""
 
-    procedure: ClassVar[str] = "read-noise"
-    name: ClassVar[str] = "read-noise.read"
     read: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReadNoiseEnd(End):
-    procedure: ClassVar[str] = "read-noise"
-    name: ClassVar[str] = "read-noise.end"
+class ReadNoiseEnd(End, name="read-noise.end"):
     reads: int | None = None

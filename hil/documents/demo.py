@@ -4,26 +4,21 @@ the procedures it runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from pcm_hil.documents.base import End, Start, Step
 
 
 @dataclass(frozen=True)
-class DemoStart(Start):
-    procedure: ClassVar[str] = "demo"
-    name: ClassVar[str] = "demo.start"
+class DemoStart(Start, name="demo.start"):
     network: str
     chips: int
 
 
 @dataclass(frozen=True)
-class DemoStage(Step):
+class DemoStage(Step, name="demo.stage"):
     """A stage done: ``program`` (with its converged fraction), ``drift`` (with its number
     of levels) or ``infer`` (with the software accuracy)."""
 
-    procedure: ClassVar[str] = "demo"
-    name: ClassVar[str] = "demo.stage"
     stage: str
     converged_fraction: float | None = None
     levels: int | None = None
@@ -31,7 +26,5 @@ class DemoStage(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DemoEnd(End):
-    procedure: ClassVar[str] = "demo"
-    name: ClassVar[str] = "demo.end"
+class DemoEnd(End, name="demo.end"):
     elapsed_s: float | None = None

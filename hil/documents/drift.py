@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -11,14 +10,12 @@ from pcm_hil.documents.base import End, Start, Step
 
 
 @dataclass(frozen=True)
-class DriftStart(Start):
+class DriftStart(Start, name="drift.start"):
     """The devices (one entry each in ``tile``, ``address``, ``target_uS``, ``usable`` —
     programmed and not stuck — and ``programmed_at_s``, chip clock), the read schedule
     (``times_s`` after the end of programming) and the fit: enough to resume the
     measurement. ``resumed`` counts the reads taken before, when resuming."""
 
-    procedure: ClassVar[str] = "drift"
-    name: ClassVar[str] = "drift.start"
     tile: np.ndarray
     address: np.ndarray
     target_uS: np.ndarray
@@ -32,22 +29,18 @@ class DriftStart(Start):
 
 
 @dataclass(frozen=True)
-class DriftRead(Step):
+class DriftRead(Step, name="drift.read"):
     """One read of every device (the mean of ``reads_per_point`` reads), µS, at ``t_s``
     after the end of programming (``read_at_s`` on the chip's clock)."""
 
-    procedure: ClassVar[str] = "drift"
-    name: ClassVar[str] = "drift.read"
     t_s: float
     read_at_s: float
     conductance_uS: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
-class DriftEnd(End):
+class DriftEnd(End, name="drift.end"):
     """The fitted drift exponent ν per target level: ``levels`` holds one dict per level
     (target_uS, nu_mean, nu_std, n_devices, good_fit_fraction)."""
 
-    procedure: ClassVar[str] = "drift"
-    name: ClassVar[str] = "drift.end"
     levels: list[dict] | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -11,12 +10,10 @@ from pcm_hil.documents.base import End, Start, Step
 
 
 @dataclass(frozen=True)
-class ProgramStart(Start):
+class ProgramStart(Start, name="program.start"):
     """What is programmed, and how: one entry per device in ``tile``, ``address`` and
     ``target_uS`` (µS), grouped by tile in the order the procedure works through them."""
 
-    procedure: ClassVar[str] = "program"
-    name: ClassVar[str] = "program.start"
     strategy: str
     tolerance_uS: float
     max_iterations: int
@@ -28,13 +25,11 @@ class ProgramStart(Start):
 
 
 @dataclass(frozen=True)
-class ProgramIteration(Step):
+class ProgramIteration(Step, name="program.iteration"):
     """One iteration: one pulse command and one verify read per tile. ``conductance_uS`` is
     each device's latest verify read (NaN before its first), ``finished`` whether it has
     converged or been found stuck; both in the start document's device order."""
 
-    procedure: ClassVar[str] = "program"
-    name: ClassVar[str] = "program.iteration"
     iteration: int
     converged: int
     stuck_devices: int
@@ -44,12 +39,10 @@ class ProgramIteration(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProgramEnd(End):
+class ProgramEnd(End, name="program.end"):
     """How programming went: the converged fraction, the stuck devices, the iterations, the
     error (final read − target) std of the converged devices, µS."""
 
-    procedure: ClassVar[str] = "program"
-    name: ClassVar[str] = "program.end"
     strategy: str | None = None
     tolerance_uS: float | None = None
     max_iterations: int | None = None

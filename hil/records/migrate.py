@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from pcm_hil.records.store import EVENTS_COLUMNS
+
 #: (procedure, kind) of version 1 -> the document name of version 2.
 DOCUMENTS_V1 = {
     (procedure, kind): f"{procedure}.{name}"
@@ -53,21 +55,7 @@ def _from_v1(db: sqlite3.Connection) -> None:
     if "chip" not in columns:
         db.execute("ALTER TABLE runs ADD COLUMN chip TEXT")
     db.execute("ALTER TABLE events RENAME TO events_v1")
-    db.execute(
-        """CREATE TABLE events (
-            run_id INTEGER NOT NULL REFERENCES runs(id),
-            seq INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            procedure TEXT NOT NULL,
-            document TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            done INTEGER NOT NULL,
-            total INTEGER NOT NULL,
-            wall_time_s REAL NOT NULL,
-            data TEXT NOT NULL,
-            PRIMARY KEY (run_id, seq)
-        )"""
-    )
+    db.execute(f"CREATE TABLE events {EVENTS_COLUMNS}")
     rows = db.execute(
         "SELECT run_id, seq, kind, procedure, done, total, wall_time, data FROM events_v1"
     ).fetchall()

@@ -23,7 +23,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,22 @@ from pcm_hil.protocols.chip import ChipInfo
 #: The store's schema version (SQLite ``user_version``): 2 added typed documents.
 STORE_VERSION = 2
 
-SCHEMA = """
+#: The columns of the events table (shared with the migration that creates it).
+EVENTS_COLUMNS = """(
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    procedure TEXT NOT NULL,
+    document TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    wall_time_s REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+)"""
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     procedure TEXT NOT NULL,
@@ -54,19 +69,7 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     pid INTEGER
 );
-CREATE TABLE IF NOT EXISTS events (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    procedure TEXT NOT NULL,
-    document TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    done INTEGER NOT NULL,
-    total INTEGER NOT NULL,
-    wall_time_s REAL NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
+CREATE TABLE IF NOT EXISTS events {EVENTS_COLUMNS};
 CREATE TABLE IF NOT EXISTS arrays (
     run_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -77,13 +80,6 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (run_id, seq, name)
 );
 """
-
-
-#: The columns of a run's record, in the order ``RunInfo`` takes them.
-_RUN_COLUMNS = (
-    "id, procedure, started_at, ended_at, status, error, resource, identity, chip,"
-    " protocol_version, software_version, parameters, seed, host, pid"
-)
 
 
 def default_path() -> Path:
@@ -126,6 +122,10 @@ class RunInfo:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+#: The columns of a run's record, in the order ``RunInfo`` takes them.
+_RUN_COLUMNS = ", ".join(f.name for f in fields(RunInfo))
 
 
 class RunStore:
@@ -289,42 +289,14 @@ class RunStore:
         return UnknownDocument(name, version, kind, procedure, values)  # type: ignore[arg-type]
 
     def _info(self, row) -> RunInfo:
-        (
-            id_,
-            procedure,
-            started,
-            ended,
-            status,
-            error,
-            resource,
-            identity,
-            chip,
-            protocol,
-            software,
-            parameters,
-            seed,
-            host,
-            pid,
-        ) = row
-        if status == "running" and host == socket.gethostname() and pid and not _alive(pid):
-            status = "killed"  # the process is gone without saying how it ended
-        return RunInfo(
-            id_,
-            procedure,
-            started,
-            ended,
-            status,
-            error,
-            resource,
-            json.loads(identity) if identity else None,
-            json.loads(chip) if chip else None,
-            protocol,
-            software,
-            json.loads(parameters) if parameters else {},
-            seed,
-            host,
-            pid,
-        )
+        values = dict(zip((f.name for f in fields(RunInfo)), row, strict=True))
+        for name in ("identity", "chip", "parameters"):
+            values[name] = json.loads(values[name]) if values[name] else None
+        values["parameters"] = values["parameters"] or {}
+        if values["status"] == "running" and values["host"] == socket.gethostname():
+            if values["pid"] and not _alive(values["pid"]):
+                values["status"] = "killed"  # the process is gone without saying how it ended
+        return RunInfo(**values)
 
 
 class Recorder:
