@@ -20,11 +20,12 @@ from pcm_hil.nn.data import load_digits_split
 from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.procedures.program import level_targets, program_and_verify
 from pcm_hil.targets.clock import ChipClock
+from pcm_hil.targets.protocol import OpenedChip
 
 
 def run_demo(
     chip,
-    open_chip: Callable[[int], object],
+    open_chip: Callable[[int], OpenedChip],
     *,
     network: str = "mlp",
     chips: int = 2,

@@ -1,5 +1,7 @@
 """The static checks: the layer contracts (import-linter, ``[tool.importlinter]`` in
-pyproject.toml) and the types of the public layers (mypy, ``[tool.mypy]``).
+pyproject.toml) and the types of the whole package (mypy, ``[tool.mypy]``: every function
+annotated in the public layers protocols, drivers and emulator; the rest checked as
+annotated, untyped bodies included).
 
 Neither tool can read the package as it is in the repository — four folders, ``hil/`` being
 ``pcm_hil`` and ``drivers/`` … its subpackages — nor through setuptools' editable finder, which
@@ -13,8 +15,8 @@ They run here, in the suite, rather than as extra steps of ``.ci/run``: the link
 code, the same for CI and a developer, and ``pytest`` is the one command both run. By hand::
 
     .venv/bin/python tests/test_static_checks.py lint-imports
-    .venv/bin/python tests/test_static_checks.py mypy            # the three public layers
-    .venv/bin/python tests/test_static_checks.py mypy -p pcm_hil # any mypy arguments
+    .venv/bin/python tests/test_static_checks.py mypy            # the whole package
+    .venv/bin/python tests/test_static_checks.py mypy -p pcm_hil.drivers  # any mypy arguments
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
-#: The packages whose types are checked (every function annotated, see [tool.mypy]).
-TYPED_PACKAGES = ("pcm_hil.protocols", "pcm_hil.drivers", "pcm_hil.emulator")
+#: What mypy checks by default: the whole package ([tool.mypy] sets how strictly, per module).
+TYPED_PACKAGES = ("pcm_hil",)
+#: The public layers, held to every function annotated and no bare generics ([tool.mypy]).
+STRICT_PACKAGES = ("pcm_hil.protocols", "pcm_hil.drivers", "pcm_hil.emulator")
 
 
 def pyproject() -> dict:
@@ -109,8 +113,8 @@ def run_lint_imports(tree: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def run_mypy(tree: Path, *args: str, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """mypy on the link tree, with pyproject.toml's configuration; by default on the three
-    typed packages."""
+    """mypy on the link tree, with pyproject.toml's configuration; by default on the whole
+    package."""
     if not any(arg.startswith(("-p", "-m", "--package", "--module")) for arg in args):
         args = (*args, *(f"-p{name}" for name in TYPED_PACKAGES))
     cache_args = ["--cache-dir", str(cache)] if cache is not None else ["--no-incremental"]
@@ -188,8 +192,26 @@ def test_import_contracts(link_tree: Path) -> None:
 # --- the types ------------------------------------------------------------------------------
 
 
-def test_mypy_on_the_public_layers(link_tree: Path, tmp_path: Path) -> None:
-    """mypy -p pcm_hil.protocols -p pcm_hil.drivers -p pcm_hil.emulator: no error."""
+def test_the_public_layers_are_typed_strictly() -> None:
+    """[tool.mypy] holds protocols, drivers and emulator to every function annotated and no
+    bare generics (the rest of pcm_hil to the global settings)."""
+    strict = {
+        "disallow_untyped_defs",
+        "disallow_incomplete_defs",
+        "disallow_any_generics",
+        "disallow_untyped_decorators",
+        "disallow_subclassing_any",
+    }
+    overrides = pyproject()["tool"]["mypy"]["overrides"]
+    for package in STRICT_PACKAGES:
+        covering = [
+            o for o in overrides if f"{package}.*" in o["module"] and all(o.get(s) for s in strict)
+        ]
+        assert covering, f"{package}: no [[tool.mypy.overrides]] with {sorted(strict)}"
+
+
+def test_mypy(link_tree: Path, tmp_path: Path) -> None:
+    """mypy -p pcm_hil: no error."""
     result = run_mypy(link_tree, cache=tmp_path / "mypy-cache")
     report = to_repository_paths(result.stdout + result.stderr, link_tree)
     assert result.returncode == 0, f"mypy:\n{report}"

@@ -21,6 +21,7 @@ from pcm_hil.documents.analog import InferAccuracy, InferEnd, InferStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.network import Network, recalibrate_batchnorm
 from pcm_hil.targets.clock import ChipClock
+from pcm_hil.targets.protocol import OpenedChip
 
 DAY_S = 86400.0
 #: 1 s, 1 hour, 1 day, 1 month (30 days), 1 year after programming.
@@ -78,7 +79,7 @@ class DriftAccuracy:
 
 
 def drift_experiment(
-    open_chip: Callable[[int], object],
+    open_chip: Callable[[int], OpenedChip],
     networks: dict[str, Network],
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     *,

@@ -48,7 +48,7 @@ import numpy as np
 
 from pcm_hil.analog.network import AnalogNetwork
 from pcm_hil.documents.analog import TrainEnd, TrainEpoch, TrainStart
-from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.documents.events import Emitter, Listener, cancellable, summary_values
 from pcm_hil.nn.network import Network
 from pcm_hil.nn.train import softmax_cross_entropy
 
@@ -367,11 +367,17 @@ class InSituTrainer:
                     if batches % self.rule.refresh_every == 0:
                         self.refresh()
                         self.calibrate_drive(x)
-                record = {"epoch": epoch, "pulses_applied": self.pulses_applied}
-                if x_test is not None:
-                    record["test_accuracy"] = network.accuracy(x_test, y_test, matmul=self.matmul)
-                history.append(record)
-                emitter.step(TrainEpoch(**record))
+                document = TrainEpoch(
+                    epoch=epoch,
+                    pulses_applied=self.pulses_applied,
+                    test_accuracy=(
+                        network.accuracy(x_test, y_test, matmul=self.matmul)
+                        if x_test is not None and y_test is not None
+                        else None
+                    ),
+                )
+                history.append(summary_values(document))  # without test_accuracy if no test set
+                emitter.step(document)
         emitter.end(TrainEnd(status=run.status, pulses_applied=self.pulses_applied))
         return TrainingResult(
             len(history),

@@ -7,6 +7,11 @@ import argparse
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pcm_hil.emulator.servers.pty import PtyServer
+    from pcm_hil.emulator.servers.tcp import TcpServer
 
 
 def emulator(args: argparse.Namespace) -> int:
@@ -46,6 +51,7 @@ def serve_chip(args: argparse.Namespace) -> int:
         overrides["real_time"] = True
     chip = EmulatorOptions(args.profile, args.seed, overrides).make_chip()
     wire = WireInterface(chip)
+    server: PtyServer | TcpServer
     if args.serial:
         from pcm_hil.emulator.servers.pty import PtyServer
 

@@ -322,6 +322,8 @@ class BatchNorm(Layer):
         self.count = np.zeros(())
 
     def _axes(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        axes: tuple[int, ...]
+        shape: tuple[int, ...]
         if x.ndim == 2:
             axes, shape = (0,), (1, self.num_features)
         elif x.ndim == 4:

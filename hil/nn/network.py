@@ -183,7 +183,9 @@ class Network:
         arrays["architecture"] = np.array(json.dumps(architecture))
         arrays["format_version"] = np.array(FORMAT_VERSION)
         with open(path, "wb") as f:
-            np.savez(f, **arrays)
+            # allow_pickle given: no key of ``arrays`` can be taken for it (mypy sees that
+            # too); False as load() reads, the arrays being numeric or strings
+            np.savez(f, allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:

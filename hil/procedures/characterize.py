@@ -4,16 +4,18 @@ accumulation curve and read noise. Each step is one batched pulse and one batche
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from pcm_hil.documents.base import End, Start
+from pcm_hil.documents.base import Start
 from pcm_hil.documents.characterize import (
     AccumulationEnd,
     AccumulationPoint,
     AccumulationStart,
+    CurveEnd,
     CurvePoint,
     ProgrammingCurveEnd,
     ProgrammingCurvePoint,
@@ -52,7 +54,14 @@ class Curve:
         }
 
 
-def _run(start: Start, point: type[CurvePoint], end: type[End], xs, step, listeners) -> Curve:
+def _run(
+    start: Start,
+    point: type[CurvePoint],
+    end: type[CurveEnd],
+    xs: Sequence[float],
+    step: Callable[[float], npt.ArrayLike],
+    listeners: Iterable[Listener],
+) -> Curve:
     """Drive ``step(x) -> reads`` over ``xs``; Ctrl-C keeps the points measured so far."""
     emitter = Emitter(listeners, total=len(xs))
     started = time.perf_counter()
@@ -180,6 +189,7 @@ def read_noise(
             samples.append(chip.read(tile, addresses))
             emitter.step(ReadNoiseRead(read=len(samples)))
     emitter.end(ReadNoiseEnd(status=run.status, reads=len(samples)))
+    count: np.ndarray  # bin counts (integers) once measured
     g = rel = count = np.zeros(0)
     if len(samples) >= 2:
         data = np.asarray(samples, dtype=np.float64)

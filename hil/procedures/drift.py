@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcm_hil.documents.base import Status
 from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.procedures.program import ProgramResult, program_and_verify
@@ -48,7 +49,7 @@ class DriftResult:
     elapsed_s: np.ndarray
     conductance_uS: np.ndarray
     fit_from_s: float
-    status: str
+    status: Status
     wall_s: float
     programming: ProgramResult | None
 
@@ -121,9 +122,9 @@ class DriftProgress:
 def measure_drift(
     chip: Chip,
     clock: ChipClock,
-    tiles,
-    addresses: np.ndarray,
-    targets_uS: np.ndarray,
+    tiles: int | Iterable[int] | np.ndarray | None,
+    addresses: np.ndarray | None,
+    targets_uS: np.ndarray | None,
     times_s: Iterable[float] | None = None,
     *,
     fit_from_s: float = 20.0,
@@ -141,8 +142,8 @@ def measure_drift(
     programming, and fit ν per device over its own time since its last programming pulse.
     Devices that did not converge or are stuck are read but not fitted. Ctrl-C returns the
     fits over the times read so far. With ``resume``, the devices, programming times and
-    schedule come from there (tiles, addresses, targets and times_s are ignored) and only the
-    reads not yet taken are taken."""
+    schedule come from there (tiles, addresses, targets and times_s are ignored, may be None)
+    and only the reads not yet taken are taken."""
     listeners = tuple(listeners)
     started = time.perf_counter()
     programming = None
@@ -155,6 +156,8 @@ def measure_drift(
             [np.asarray(r, np.float32) for r in resume.reads],
         )
     else:
+        if tiles is None or addresses is None or targets_uS is None:
+            raise TypeError("measure_drift needs tiles, addresses and targets_uS, or resume")
         times = log_times() if times_s is None else np.asarray(sorted(times_s), dtype=np.float64)
         tile_of = np.broadcast_to(np.asarray(tiles, dtype=np.int64), np.shape(addresses))
         addresses = np.asarray(addresses, dtype=np.int64)
@@ -198,7 +201,8 @@ def measure_drift(
         reads_per_point=reads_per_point,
         resumed=len(read_rows),
     )
-    programming_done = programming is None or programming.status == "completed"
+    programming_status: Status = "completed" if programming is None else programming.status
+    programming_done = programming_status == "completed"
     with cancellable(emitter, start, DriftEnd) as run:
         for t in times[len(read_rows) :] if programming_done else ():
             clock.wait_until(end_of_programming + t)
@@ -218,7 +222,7 @@ def measure_drift(
                     conductance_uS=read_rows[-1],
                 )
             )
-    status = run.status if programming_done else programming.status
+    status = run.status if programming_done else programming_status
     elapsed = (np.asarray(done_at, dtype=np.float64)[:, None] - programmed_at[None, :]).reshape(
         -1, addresses.size
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcm_hil.documents.base import Status
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.procedures.strategies import AmplitudeSearch, Strategy
@@ -87,7 +88,7 @@ class ProgramResult:
     iterations: np.ndarray
     final_uS: np.ndarray
     programmed_at_s: np.ndarray
-    status: str
+    status: Status
     elapsed_s: float
 
     @property
@@ -139,7 +140,7 @@ class ProgramResult:
 
 def program_and_verify(
     chip: Chip,
-    tiles: Iterable[int] | np.ndarray,
+    tiles: int | Iterable[int] | np.ndarray,
     addresses: np.ndarray,
     targets_uS: np.ndarray,
     *,

@@ -47,7 +47,9 @@ def export_run(store: RunStore, run_id: int, fmt: str, output: str | Path | None
                 if isinstance(value, np.ndarray):
                     arrays[f"event{event.seq:05d}.{name}"] = value
         with open(path, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # allow_pickle given: no key of ``arrays`` can be taken for it; the store's arrays
+            # are numeric (rebuilt from raw bytes), the records strings
+            np.savez_compressed(f, allow_pickle=False, **arrays)
     elif fmt == "csv":
         path.mkdir(parents=True, exist_ok=True)
         (path / "run.json").write_text(record + "\n", encoding="utf-8")
@@ -56,8 +58,8 @@ def export_run(store: RunStore, run_id: int, fmt: str, output: str | Path | None
         )
         with open(path / "events.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            head = ["seq", "document", "kind", "procedure", "done", "total", "wall_time_s"]
-            writer.writerow([*head, *keys])
+            columns = ["seq", "document", "kind", "procedure", "done", "total", "wall_time_s"]
+            writer.writerow([*columns, *keys])
             for e in events:
                 data = values[e.seq]
                 cells = [

@@ -188,7 +188,10 @@ class RunStore:
                 os.getpid(),
             ),
         )
-        return int(cursor.lastrowid)
+        run_id = cursor.lastrowid
+        if run_id is None:  # sqlite3 sets it after every INSERT into a rowid table
+            raise RuntimeError("the run store did not number the new run")
+        return run_id
 
     def add_event(self, run_id: int, event: Event) -> int:
         """Record one event — its document's name and version, its scalars as JSON, its

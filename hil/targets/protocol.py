@@ -64,3 +64,11 @@ class MatrixChip(Chip, Protocol):
         rows: int | None = None,
         columns: int | None = None,
     ) -> np.ndarray: ...
+
+
+@runtime_checkable
+class OpenedChip(MatrixChip, Protocol):
+    """A matrix chip opened for one use and closed after it: what ``open_chip(i)`` of the
+    inference experiment returns."""
+
+    def close(self) -> None: ...

@@ -55,10 +55,10 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
         head.append(f" · error σ {number(end.error_std_uS, '.3f')} µS")
     elif step is not None:
         converged = int(step.converged)
-        total = int(step.devices or devices or 1)
+        of = int(step.devices or devices or 1)
         head.append("converged ", style="bold")
-        head.append(f"{converged / total:.1%}", style="bold yellow")
-        head.append(f" ({converged}/{total}) · stuck {step.stuck_devices}")
+        head.append(f"{converged / of:.1%}", style="bold yellow")
+        head.append(f" ({converged}/{of}) · stuck {step.stuck_devices}")
         head.append(f" · iteration {step.iteration}/{start.max_iterations}")
     else:
         head.append(f"{devices} devices · waiting for the first verify read", style="dim")
@@ -73,17 +73,17 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
     parts: list[RenderableType] = [head]
     room = height - 2 - 1
     histogram = state.error_histogram()
-    levels = state.program_levels()
+    found = state.program_levels()  # not None when the histogram is not
     if room >= 5 or histogram is None:
         parts.append(setup)
         room -= 1
     subtitle = f"|Δ| = |read − target| in t = {tolerance:g} µS"
-    if histogram is None or room < 2:
+    if histogram is None or found is None or room < 2:
         if histogram is not None and room == 1:
             parts.append(setup)
         return panel(Group(*parts), title, subtitle if histogram is not None else None)
     counts, total, mean_error = histogram
-    levels = levels[0]
+    levels = found[0]
     groups = _group_rows(levels.size, room - 1)
     scale = 2 if ctx.large else 1
     table = Grid()
@@ -108,7 +108,7 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
             char = " " if value == 0 else SPARK[max(math.ceil(value / peak * 8) - 1, 0)]
             style = "green" if k < within else ("yellow" if k < within + 2 else "red")
             bars.append(char * scale, style=style)
-        row = [_level_label(levels, rows), f"{conv:.1%}", bars]
+        row: list[str | Text] = [_level_label(levels, rows), f"{conv:.1%}", bars]
         if ctx.large:
             read = total[rows] - counts[rows, -1]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -140,8 +140,8 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
         return panel(Group(head, Text("waiting for the first read", style="dim")), "drift")
     levels = found[0]
     fitted = {}
-    for level in (drift.end.levels if drift.end is not None else None) or []:
-        fitted[round(float(level.get("target_uS") or 0.0), 3)] = level
+    for fit in (drift.end.levels if drift.end is not None else None) or []:
+        fitted[round(float(fit.get("target_uS") or 0.0), 3)] = fit
     matrix = np.vstack(means)  # read times × levels
     room = height - 2 - 1
     groups = _group_rows(levels.size, room - 1)
@@ -169,12 +169,16 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
     estimates = _nu_estimates(np.asarray(drift.times), np.column_stack(series_of), fit_from)
     for rows, series, estimate in zip(groups, series_of, estimates.tolist(), strict=True):
         single = rows.stop - rows.start == 1
-        row = [_level_label(levels, rows), Text(sparkline(series, spark_width), style="cyan")]
+        row: list[str | Text] = [
+            _level_label(levels, rows),
+            Text(sparkline(series, spark_width), style="cyan"),
+        ]
         row.append(f"{number(series[0], '.2f')}→{number(series[-1], '.2f')}")
         group = [fitted.get(round(float(v), 3)) for v in levels[rows]]
         level = group[0] if single else None
-        if not single and drift.end and all(g is not None for g in group):
-            nus = [g.get("nu_mean") for g in group if g.get("nu_mean") is not None]
+        fits = [g for g in group if g is not None]
+        if not single and drift.end and len(fits) == len(group):
+            nus = [nu for nu in (g.get("nu_mean") for g in fits) if nu is not None]
             level = {"nu_mean": float(np.mean(nus)) if nus else None}
         if level is not None:
             row.append(Text(number(level.get("nu_mean"), ".4f"), style="bold"))

@@ -93,8 +93,8 @@ class Grid:
         for d in range(depth):
             line = Text(style="bold")
             for k, (_, justify) in enumerate(self.columns):
-                cell = headers[k][d]
-                line.append((cell.rjust if justify == "right" else cell.ljust)(widths[k]) + " ")
+                head = headers[k][d]
+                line.append((head.rjust if justify == "right" else head.ljust)(widths[k]) + " ")
             lines.append(line)
         for row in self.rows:
             line = Text()
@@ -123,7 +123,8 @@ def viridis(index: int) -> tuple[int, int, int]:
     low = min(int(x), len(VIRIDIS) - 2)
     f = x - low
     a, b = VIRIDIS[low], VIRIDIS[low + 1]
-    return tuple(round(a[k] + (b[k] - a[k]) * f) for k in range(3))
+    red, green, blue = (round(a[k] + (b[k] - a[k]) * f) for k in range(3))
+    return red, green, blue
 
 
 _STYLES: dict[tuple[int, int], Style] = {}

@@ -40,7 +40,8 @@ def attach(
             new = 0
             for event in store.events(info.id, after=last_seq):
                 state.update(event)
-                last_seq = event.seq
+                if event.seq is not None:  # a stored event always has its seq
+                    last_seq = event.seq
                 new += 1
             if new or time.monotonic() - drawn_at >= 1.0:
                 dashboard.refresh()

@@ -84,7 +84,8 @@ def _build(state: DashboardState, width: int, height: int, colour: bool) -> Layo
     top: list[Layout] = []
     if large:
         lines = min(max(procedures, 3), 4)
-        row = Layout(size=lines + 2, name="top")
+        top_height = lines + 2
+        row = Layout(size=top_height, name="top")
         row.split_row(
             Layout(identity_panel(state, ctx), name="identity"),
             Layout(progress_panel(state, width - width // 2, lines, ctx), name="progress"),
@@ -93,12 +94,13 @@ def _build(state: DashboardState, width: int, height: int, colour: bool) -> Layo
         alert_rows = min(max(len(alerts), 1), 4) + 2
     else:
         lines = min(max(procedures, 1), 2 if height >= 20 else 1)
+        top_height = 4 + lines + 2
         top.append(Layout(identity_panel(state, ctx), size=4, name="identity"))
         top.append(
             Layout(progress_panel(state, width, lines, ctx), size=lines + 2, name="progress")
         )
         alert_rows = min(len(alerts), 1 if height < 30 else 3) + 2 if alerts else 0
-    body_height = height - sum(part.size for part in top) - alert_rows
+    body_height = height - top_height - alert_rows
     columns: list[Layout] = []
     if body_height >= 4:
         has_map = state.tile_image() is not None

@@ -110,7 +110,7 @@ class LiveDashboard:
     def _due(self, now: float) -> bool:
         if now - self._last < self.interval:
             return False
-        if self.max_overhead <= 0:
+        if self.max_overhead <= 0 or self._first is None:  # no budget, or nothing drawn yet
             return True
         return self.draw_seconds + self._last_took <= self.max_overhead * (now - self._first)
 

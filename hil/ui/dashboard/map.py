@@ -104,8 +104,8 @@ class MapPanel:
             for line in colour_lines(q):
                 out.append(([pad, *line], len(pad.text) + drawn))
         else:
-            for line in ramp_lines(q):
-                out.append(([pad, Segment(line[:width])], len(pad.text) + len(line[:width])))
+            for ramp in ramp_lines(q):
+                out.append(([pad, Segment(ramp[:width])], len(pad.text) + len(ramp[:width])))
         legend = [pad]
         if colour:
             legend.append(Segment("0 "))

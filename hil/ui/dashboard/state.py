@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pcm_hil.documents.analog import InferAccuracy, InferStart, TrainEpoch, TrainStart
-from pcm_hil.documents.base import End, Start, Step, UnknownDocument
+from pcm_hil.documents.base import Document, UnknownDocument
 from pcm_hil.documents.characterize import CurvePoint
 from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Event
@@ -33,7 +33,8 @@ from pcm_hil.ui.dashboard.reduce import (
 @dataclass
 class ProcedureProgress:
     """One procedure's progress: wall times of its start, last step and last event, and its
-    start document, newest step document and end document."""
+    start document, newest step document and end document (any document of that kind: they
+    are routed by ``kind``, so a document without a class here counts too)."""
 
     name: str
     started: float
@@ -43,9 +44,9 @@ class ProcedureProgress:
     steps: int = 0
     last_step: float | None = None
     status: str = "running"
-    start: Start | UnknownDocument | None = None
-    step: Step | UnknownDocument | None = None
-    end: End | UnknownDocument | None = None
+    start: Document | UnknownDocument | None = None
+    step: Document | UnknownDocument | None = None
+    end: Document | UnknownDocument | None = None
 
 
 @dataclass
@@ -113,10 +114,14 @@ class DashboardState:
         ``resource`` and ``identity`` default to the run's."""
         self.version += 1
         self.info = info
-        if resource is not None or info is not None:
-            self.resource = resource if resource is not None else info.resource
-        if identity is not None or (info is not None and info.identity):
-            self.identity = identity if identity is not None else info.identity
+        if resource is not None:
+            self.resource = resource
+        elif info is not None:
+            self.resource = info.resource
+        if identity is not None:
+            self.identity = identity
+        elif info is not None and info.identity:
+            self.identity = info.identity
 
     def update(self, event: Event) -> None:
         """Take one event: the start, a step or the end of any procedure, routed by its
@@ -222,7 +227,10 @@ class DashboardState:
         """(levels, level index per device) of the newest programming."""
         if self.program is None:
             return None
-        target = self.program.start.target_uS
+        return self._program_levels(self.program)
+
+    def _program_levels(self, program: _Program) -> tuple[np.ndarray, np.ndarray]:
+        target = program.start.target_uS
         return self._cached("program_levels", target, lambda: group_levels(target))
 
     def drift_levels(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -239,12 +247,14 @@ class DashboardState:
         if program is None or program.step is None:
             return None
         read = program.step.conductance_uS
-        return self._cached("histogram", read, lambda: self._histogram(read))
+        return self._cached("histogram", read, lambda: self._histogram(program, read))
 
-    def _histogram(self, read: np.ndarray):
-        levels, inverse = self.program_levels()
-        target = self.program.start.target_uS
-        tolerance = float(self.program.start.tolerance_uS or 0.5)
+    def _histogram(
+        self, program: _Program, read: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        levels, inverse = self._program_levels(program)
+        target = program.start.target_uS
+        tolerance = float(program.start.tolerance_uS or 0.5)
         return error_histogram(read, target, inverse, levels.size, tolerance)
 
     def drift_means(self) -> list[np.ndarray]:
