@@ -116,8 +116,10 @@ class PcmChip:
                 f"{self.resource} speaks protocol {version}; this driver speaks {PROTOCOL_VERSION} "
                 "(major versions must match): update pcm-hil or the chip firmware"
             )
-        replies = {"protocol_version": version}
-        replies.update({handler: self._call(handler) for handler in CONFIGURATION[1:]})
+        replies = {
+            handler: version if handler == "protocol_version" else self._call(handler)
+            for handler in CONFIGURATION
+        }
         return ChipInfo.from_replies(identity, replies)
 
     def _identify(self) -> Identity:

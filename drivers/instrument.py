@@ -31,9 +31,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
-from pcm_hil.protocols.codec import encode_command, parse_reply
+from pcm_hil.protocols.codec import encode_command, parse_reply, short_mnemonic
 from pcm_hil.protocols.common import ERROR_NEXT
-from pcm_hil.protocols.errors import DATA_OUT_OF_RANGE, ScpiError
+from pcm_hil.protocols.errors import DATA_OUT_OF_RANGE, ScpiError, parse_error_entry
 from pcm_hil.protocols.table import Arg, Command, CommandTable
 from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
@@ -131,15 +131,13 @@ def allowed_text(arg: Arg, limits: Any, unit: str = "") -> str:
     if arg.kind == "bool":
         return "True or False (ON/OFF)"
     if arg.choices:
-        return "one of " + ", ".join(_short(c) if arg.kind == "enum" else c for c in arg.choices)
+        return "one of " + ", ".join(
+            short_mnemonic(c) if arg.kind == "enum" else c for c in arg.choices
+        )
     if arg.minimum is None and arg.maximum is None:
         return f"any {arg.kind}"
     low, high = arg.bounds(limits)
     return f"{low:g}…{high:g}{' ' + unit if unit else ''}"
-
-
-def _short(mnemonic: str) -> str:
-    return "".join(c for c in mnemonic if not c.islower()) or mnemonic
 
 
 class Property:
@@ -445,14 +443,13 @@ class Instrument:
     def read_error(self) -> tuple[int, str]:
         """One entry of the error queue: (code, message); (0, "No error") when empty."""
         reply = self.query(ERROR_QUERY)
-        code_text, _comma, message = reply.partition(",")
         try:
-            code = int(code_text.strip())
+            entry = parse_error_entry(reply)
         except ValueError:
             raise InstrumentReplyError(
                 f"{self.name}: reply {reply!r} to {ERROR_QUERY} is not 'code,\"message\"'"
             ) from None
-        return code, message.strip().strip('"')
+        return entry.code, entry.text
 
     def drain_errors(self) -> list[tuple[int, str]]:
         """Read the error queue until it is empty; return the errors read (oldest first)."""

@@ -3,7 +3,7 @@
 A ``FaultPlan`` describes faults of two kinds.
 
 *Connection faults* happen on a connection to the chip (a TCP connection to ``TcpServer``,
-or one ``drivers.transports.InProcessTransport``). They are counted, per connection, in
+or one ``servers.inprocess.InProcessTransport``). They are counted, per connection, in
 program messages: message 1 is the first complete, LF-terminated message the chip receives on
 that connection, and every message counts whether or not it has a reply (the pcm-hil driver
 sends a command and its ``SYST:ERR?`` as two messages; a query with arguments likewise; a

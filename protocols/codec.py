@@ -63,12 +63,10 @@ def printable(raw: bytes, limit: int = 40) -> str:
 
 @dataclass(frozen=True)
 class ParsedCommand:
-    """A command with its checked argument values (ints, floats, str, tuples, numpy arrays)
-    and the numeric suffixes of its header (1 where absent)."""
+    """A command with its checked argument values (ints, floats, str, tuples, numpy arrays)."""
 
     command: Command
     values: dict[str, Any]
-    suffixes: tuple[int, ...] = ()
 
 
 def parse_message(message: bytes, table: CommandTable, limits: Limits) -> Iterator[ParsedCommand]:
@@ -87,11 +85,11 @@ def parse_message(message: bytes, table: CommandTable, limits: Limits) -> Iterat
         if match is None:
             raise ScpiError(INVALID_CHARACTER, f"at {printable(message[pos:])!r}")
         pos = match.end()
-        command, suffixes = table.resolve_header(match.group().decode("ascii"), limits)
+        command, _suffixes = table.resolve_header(match.group().decode("ascii"), limits)
         if pos < end and message[pos] not in b" \t;":
             raise ScpiError(INVALID_CHARACTER, f"after header at {printable(message[pos:])!r}")
         raw_args, pos = _split_args(message, pos)
-        yield ParsedCommand(command, _convert_args(command, raw_args, limits), suffixes)
+        yield ParsedCommand(command, _convert_args(command, raw_args, limits))
         if pos < end:  # at ';'
             pos += 1
 
@@ -373,8 +371,15 @@ def _prepare(arg: Arg, value: Any) -> Any:
         if np.dtype(arg.dtype).kind in "iu" and array.dtype.kind == "f":
             if array.size and not np.array_equal(array, np.round(array)):
                 raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must hold integers")
-        if np.dtype(arg.dtype).kind in "iu" and array.size and array.min() < 0:
-            raise ScpiError(arg.range_error, f"{arg.name} holds a negative value")
+        if np.dtype(arg.dtype).kind in "iu" and array.size:
+            # before the cast, which would wrap: 2**32 + 5 must not become address 5
+            limits = np.iinfo(np.dtype(arg.dtype))
+            lowest, highest = array.min(), array.max()
+            if lowest < limits.min or highest > limits.max:
+                bad = lowest if lowest < limits.min else highest
+                raise ScpiError(
+                    arg.range_error, f"{arg.name} holds {bad}, outside {np.dtype(arg.dtype).name}"
+                )
         return np.ascontiguousarray(array.ravel(), dtype=np.dtype(arg.dtype))
     if kind in ("int", "float"):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):

@@ -10,9 +10,10 @@ A subclass implements one method ``_do_<handler>`` per row of its table that is 
 common command (checked at construction: a row without a handler is a startup error), and
 says who it is (``identity``). A plain setting — one the instrument only keeps and reports —
 needs no code: its power-on value in ``defaults`` under the row's name makes ``set_<name>``
-store its argument in ``settings[name]`` and the query ``<name>`` answer it. A rejected command changes nothing: all arguments are parsed
-and checked by the table before a handler runs, and handlers check their own preconditions
-before acting. A query that fails sends no reply (IEEE 488.2): the client reads the error
+store its argument in ``settings[name]`` and the query ``<name>`` answer it.
+
+A rejected command changes nothing: all arguments are parsed and checked by the table before
+a handler runs, and handlers check their own preconditions before acting. A query that fails sends no reply (IEEE 488.2): the client reads the error
 queue.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pcm_hil.protocols.codec import format_reply, parse_message
 from pcm_hil.protocols.common import SCPI_VERSION, Identity
@@ -37,6 +38,19 @@ from pcm_hil.protocols.errors import (
 )
 from pcm_hil.protocols.framing import MessageFramer
 from pcm_hil.protocols.table import Command, CommandTable
+
+
+class Served(Protocol):
+    """What a server (TCP, pty, in process) needs of what it serves: a framer per
+    connection, the bytes to answer, and for an exclusive instrument the refusal."""
+
+    exclusive: bool
+
+    def new_framer(self) -> Any: ...
+
+    def feed(self, framer: Any, data: bytes) -> bytes: ...
+
+    def busy_entry(self) -> ErrorEntry: ...
 
 
 class ScpiDevice:

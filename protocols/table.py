@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from pcm_hil.protocols.errors import (
@@ -273,19 +274,19 @@ class Command:
                     f"{self.header}: spelling {self.spelling!r} is not one of its forms"
                 )
 
-    @property
+    @cached_property
     def is_query(self) -> bool:
         return self.header.endswith("?")
 
-    @property
+    @cached_property
     def is_common(self) -> bool:
         return self.header.startswith("*")
 
-    @property
+    @cached_property
     def has_suffix(self) -> bool:
         return any(suffix for *_, suffix in self.nodes)
 
-    @property
+    @cached_property
     def short_form(self) -> str:
         """The shortest accepted spelling, e.g. ``SYST:ERR?``."""
         if self.is_common:
@@ -293,7 +294,7 @@ class Command:
         text = ":".join(short for short, _long, optional, _s in self.nodes if not optional)
         return text + ("?" if self.is_query else "")
 
-    @property
+    @cached_property
     def long_form(self) -> str:
         """The full spelling in capitals, e.g. ``SYSTEM:ERROR:NEXT?``."""
         if self.is_common:
@@ -304,8 +305,14 @@ class Command:
     def send_form(self, suffix: int | str | None = None) -> str:
         """What a driver sends as the header: ``spelling`` (or the short form) with ``suffix``
         in place of ``#`` (nothing when None), and ``?`` for a query."""
-        text = (self.spelling or self.short_form).rstrip("?")
-        text = text.replace("#", "" if suffix is None else str(suffix))
+        if suffix is None:
+            return self._plain_send_form
+        text = (self.spelling or self.short_form).rstrip("?").replace("#", str(suffix))
+        return text + ("?" if self.is_query else "")
+
+    @cached_property
+    def _plain_send_form(self) -> str:
+        text = (self.spelling or self.short_form).rstrip("?").replace("#", "")
         return text + ("?" if self.is_query else "")
 
     def raises(self) -> set[int]:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from pcm_hil.drivers import PcmChip, PulseLimitError
+from pcm_hil.drivers import ChipError, PcmChip, PulseLimitError
 from pcm_hil.drivers.instrument import InstrumentError
 from pcm_hil.drivers.pulse_generator import PulseGenerator
 from pcm_hil.drivers.smu import SourceMeter
@@ -196,6 +196,27 @@ def test_out_of_range_pulse_never_reaches_the_wire(target, bench, amplitude_uA, 
     assert (bench.smu.messages, bench.pulse_generator.messages) == messages
     for name, values in bench.chip.devices.snapshot().items():
         np.testing.assert_array_equal(values, state[name])
+
+
+@pytest.mark.parametrize("address", [2**32 + 1, -1, 16])
+def test_an_address_off_the_bench_is_refused_not_wrapped(target, bench, address):
+    """2**32 + 1 must not reach channel 2 (a cast to 32 bits would wrap it there)."""
+    messages = (bench.smu.messages, bench.pulse_generator.messages)
+    with pytest.raises(ChipError) as refused:
+        target.pulse(0, [address], 300.0, 100.0)
+    assert refused.value.code == -222 and refused.value.sent is False
+    with pytest.raises(ChipError):
+        target.read(0, [address])
+    assert (bench.smu.messages, bench.pulse_generator.messages) == messages
+
+
+def test_pulse_levels_and_widths_are_sent_as_given(target, bench):
+    """The checks use the chip's float32 rows; the values sent are the float64 ones given."""
+    target.pulse(0, [3], 123.4, 33.3)
+    assert bench.pulse_generator.settings["high_level"] == 0.1234
+    assert bench.pulse_generator.settings["width"] == 3.33e-08
+    assert target.read(0, []).shape == (0,)  # nothing asked, nothing read
+    target.pulse(0, [], 300.0, 50.0)  # nothing to pulse: nothing sent, no error
 
 
 def test_instrument_error_is_typed(bench):

@@ -16,6 +16,7 @@ from pcm_hil.drivers import (
     ResourceError,
 )
 from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.emulator.servers.pty import PtyServer
 from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.protocols import errors
@@ -274,3 +275,17 @@ def test_hermes_profile_runs():
         assert np.median(tile[addresses]) > 5 * np.median(np.delete(tile, addresses))
         out = chip.mvm(63, np.full((4, 256), 0.1))
         assert out.shape == (4, 256)
+
+
+def test_an_address_beyond_32_bits_is_refused_not_wrapped():
+    """The addresses travel as 32-bit integers: 2**32 + 5 must be refused, not become 5."""
+    emulated = make_chip("tiny", seed=SEED)
+    state = emulated.devices.snapshot()
+    with PcmChip(InProcessTransport("emulator", WireInterface(emulated))) as driver:
+        with pytest.raises(ChipError) as refused:
+            driver.pulse(0, [2**32 + 5], 300.0, 50.0)  # device 5 would melt-quench to ~15 µS
+        assert refused.value.code == errors.DATA_OUT_OF_RANGE and not refused.value.sent
+        with pytest.raises(ChipError):
+            driver.read(0, np.array([2**40]))
+    for name, values in emulated.devices.snapshot().items():
+        np.testing.assert_array_equal(values, state[name], err_msg=name)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from urllib.parse import parse_qsl
 
 from pcm_hil.protocols.transport import (
@@ -45,7 +44,7 @@ _VISA = re.compile(r"^(TCPIP\d*|ASRL|GPIB\d*|USB\d*|VXI\d*|PXI\d*|VICP\d*)", re.
 _SERIAL_URL = re.compile(r"^(socket|rfc2217|loop|spy|alt|hwgrep)://", re.IGNORECASE)
 
 Opener = Callable[[str, float], Transport]
-_schemes: dict[str, Opener] = {}
+_schemes: dict[str, Opener | None] = {}
 
 
 def register_scheme(scheme: str, opener: Opener) -> None:
@@ -54,12 +53,24 @@ def register_scheme(scheme: str, opener: Opener) -> None:
 
 
 def _opener(scheme: str) -> Opener | None:
-    """The registered opener of ``scheme``: registered at run time, or by entry point."""
+    """The opener of ``scheme``: registered at run time, or by an entry point (looked up
+    once; a scheme nobody registers is remembered as None)."""
     if scheme not in _schemes:
-        for entry in entry_points(group=ENTRY_POINTS, name=scheme):
-            _schemes[scheme] = entry.load()
+        from importlib.metadata import entry_points
+
+        found = entry_points(group=ENTRY_POINTS, name=scheme)
+        opener = None
+        for entry in found:
+            try:
+                opener = entry.load()
+            except Exception as error:  # a broken or stale install: say which, in one line
+                raise ResourceError(
+                    f"the transport {scheme!r} registered by {entry.value} cannot be loaded: "
+                    f"{type(error).__name__}: {error} (reinstall pcm-hil?)"
+                ) from error
             break
-    return _schemes.get(scheme)
+        _schemes[scheme] = opener
+    return _schemes[scheme]
 
 
 def open_transport(

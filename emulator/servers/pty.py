@@ -12,7 +12,7 @@ import termios
 import threading
 import tty
 
-from pcm_hil.emulator.servers.tcp import Served
+from pcm_hil.protocols.device import Served
 
 
 class PtyServer:

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
-from pcm_hil.protocols.errors import ErrorEntry
+from pcm_hil.protocols.device import Served
 from pcm_hil.protocols.framing import MessageFramer
 
 if TYPE_CHECKING:
@@ -39,18 +39,6 @@ if TYPE_CHECKING:
 
 RECEIVE_BYTES = 1 << 20
 _QUICK_ACK = getattr(socket, "TCP_QUICKACK", None)
-
-
-class Served(Protocol):
-    """What the server needs of an instrument."""
-
-    exclusive: bool
-
-    def new_framer(self) -> Any: ...
-
-    def feed(self, framer: Any, data: bytes) -> bytes: ...
-
-    def busy_entry(self) -> ErrorEntry: ...
 
 
 class TcpServer:
@@ -104,7 +92,11 @@ class TcpServer:
                 continue
             except OSError:
                 break
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client is already gone
+                connection.close()
+                continue
             threading.Thread(
                 target=self._admit, args=(connection,), name=f"pcm-tcp-{peer[1]}", daemon=True
             ).start()

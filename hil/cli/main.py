@@ -11,6 +11,7 @@ recorded runs in ``recording``; their tables in ``tables``, JSON in ``output``; 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
 from rich.console import Console
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcm-hil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (PcmHilError, OSError, ValueError, KeyError, RuntimeError) as error:
+    except (PcmHilError, OSError, ValueError, KeyError, RuntimeError, sqlite3.Error) as error:
         if args.debug:
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

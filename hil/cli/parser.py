@@ -93,8 +93,7 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         metavar="SMU_RESOURCE,PULSE_RESOURCE",
         default=None,
         help="run on discrete devices on a bench (SMU + pulse generator, e.g. the two "
-        "resources 'pcm-hil emulator bench' prints) instead of a chip; see "
-        "hil/targets/bench.py",
+        "resources 'pcm-hil emulator bench' prints) instead of a chip (pcm_hil.BenchTarget)",
     )
 
 

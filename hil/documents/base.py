@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
-import numpy as np
-
 DocumentKind = Literal["start", "step", "end"]
 Status = Literal["completed", "cancelled", "failed"]
 
@@ -89,10 +87,11 @@ class End(Document):
     error: str | None = None
 
 
-def document_type(name: str) -> type[Document]:
-    """The document class registered under ``name`` (KeyError if none)."""
+def document_type(name: str) -> type[Document] | None:
+    """The document class registered under ``name`` now (None if none): pcm-hil's own, and
+    any a lab's code has declared by the time it asks."""
     _load_catalog()
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
 
 
 def document_types() -> dict[str, type[Document]]:
@@ -120,10 +119,3 @@ class UnknownDocument:
 
     def values(self) -> dict[str, Any]:
         return dict(self.fields)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality of field values, arrays compared element-wise (for tests and resumes)."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)

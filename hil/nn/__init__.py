@@ -1,7 +1,7 @@
 """A small numpy neural-network library whose weight-layer products can run on a PCM chip.
 
 Every Dense/Conv2D product goes through ``Network.forward(matmul=...)`` and
-``Network.backward(matmul_t=...)`` hooks; see ``hil.nn.network``.
+``Network.backward(matmul_t=...)`` hooks; see ``pcm_hil.nn.network``.
 """
 
 from pcm_hil.nn.data import load_digits_split, synthetic_blobs

@@ -5,8 +5,8 @@ kind and a dict of values, and named a few values differently. Version 2 stores 
 typed document: its name and schema version beside its fields. The migration names every
 version-1 event's document from its procedure and kind, renames the values that changed, and
 keeps any event it cannot place as it was, under a document name no class has (it then
-reads back as an ``UnknownDocument``). It runs in one transaction: a failure leaves the store
-as it was.
+reads back as an ``UnknownDocument``). ``RunStore`` runs it in one transaction under the
+write lock, after copying the old store beside itself: a failure leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ RENAMED_V1 = {
 
 
 def migrate(db: sqlite3.Connection, version: int) -> None:
-    """Bring a store of schema ``version`` up to the current one (see the module)."""
+    """Bring a store of schema ``version`` up to the current one (see the module), inside the
+    caller's transaction."""
     if version == 0:
-        with db:
-            db.execute("BEGIN IMMEDIATE")
-            _from_v1(db)
+        _from_v1(db)
 
 
 def _from_v1(db: sqlite3.Connection) -> None:

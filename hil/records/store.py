@@ -18,6 +18,7 @@ Where: ``$PCM_HIL_RUNS`` if set, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite`` (by
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -29,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from pcm_hil.documents.base import Document, End, UnknownDocument, document_types
+from pcm_hil.documents.base import Document, UnknownDocument, document_type
 from pcm_hil.documents.events import Event
 from pcm_hil.protocols.chip import ChipInfo
+
+log = logging.getLogger(__name__)
 
 #: The store's schema version (SQLite ``user_version``): 2 added typed documents.
 STORE_VERSION = 2
@@ -137,19 +140,41 @@ class RunStore:
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # every commit survives a killed process
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if self._version() != STORE_VERSION:
+            self._upgrade()
+
+    def _version(self) -> int:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
         if version > STORE_VERSION:
             raise RuntimeError(
                 f"{self.path} is a run store of version {version}; this pcm-hil reads up to "
                 f"{STORE_VERSION}: update pcm-hil"
             )
-        if version < STORE_VERSION and _has_table(self.db, "events"):
-            from pcm_hil.records.migrate import migrate
+        return version
 
-            migrate(self.db, version)
-        self.db.executescript(SCHEMA)
-        self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
-        self._types = document_types()
+    def _upgrade(self) -> None:
+        """Create the schema, or migrate an older one, in one transaction under the write
+        lock: a second process opening the store meanwhile waits and then finds it done; a
+        crash leaves the store as it was. An older store is first copied beside itself."""
+        if _has_table(self.db, "events"):
+            backup = self.path.with_name(f"{self.path.name}.v{self._version()}.bak")
+            if not backup.exists():
+                with sqlite3.connect(backup) as copy:
+                    self.db.backup(copy)
+                log.warning("migrating run store %s; a copy of it is in %s", self.path, backup)
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            version = self._version()  # again, under the lock
+            if version == STORE_VERSION:
+                return
+            if _has_table(self.db, "events"):
+                from pcm_hil.records.migrate import migrate
+
+                migrate(self.db, version)
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -283,7 +308,7 @@ class RunStore:
     def _document(
         self, name: str, version: int, kind: str, procedure: str, values: dict[str, Any]
     ) -> Document | UnknownDocument:
-        cls = self._types.get(name)
+        cls = document_type(name)  # looked up now: a class imported later counts
         if cls is not None and cls.version == version:
             try:
                 return cls.from_values(values)
@@ -314,10 +339,11 @@ class Recorder:
 
     def __call__(self, event: Event) -> None:
         self.store.add_event(self.run_id, event)
-        end = event.document
-        if isinstance(end, End):
-            if end.procedure == self.procedure or end.status != "completed":
-                self.store.finish_run(self.run_id, end.status, end.error)
+        if event.kind == "end":  # by kind: an end this process has no class for counts too
+            values = event.document.values()
+            status = values.get("status", "completed")
+            if event.procedure == self.procedure or status != "completed":
+                self.store.finish_run(self.run_id, status, values.get("error"))
 
     def fail(self, error: BaseException) -> None:
         """Mark the run failed (an error outside any procedure, e.g. while connecting)."""
@@ -343,7 +369,9 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    return value  # NaN and infinities too: Python's JSON reads them back as written
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # strict JSON (SQLite's json functions, other readers): NaN is null
+    return value
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:

@@ -2,7 +2,7 @@
 
 A source-measure unit reads a device, a pulse generator programs it through a series
 resistor, and a 1-of-N switch matrix picks the device. ``BenchTarget`` gives procedures the
-same interface as the chip driver (``hil.chip_protocol.Chip``: ``pulse``, ``read``,
+same interface as the chip driver (``pcm_hil.targets.protocol.Chip``: ``pulse``, ``read``,
 ``read_tile``, ``time``, ``clock_mode``, ``advance``, and a ``config`` with the fields they
 use): the bench is one tile (tile 0) of ``1 × N`` devices, address k being switch channel
 k + 1. A bench handles one device at a time, so each batched call loops over its devices
@@ -254,7 +254,9 @@ class BenchTarget:
             raise chip_error(error.code, error.detail, command=handler, sent=False) from None
 
     def _check_pulses(self, tile, addresses, amplitude_uA, width_ns):
-        """(addresses, amplitudes µA, widths ns), one each, after every safe-limit check."""
+        """(addresses, amplitudes µA, widths ns), one each, after every safe-limit check. The
+        values sent are the ones given (float64), not the float32 copies the chip's row
+        checks."""
         checked = self._check(
             "pulse",
             tile=tile,
@@ -263,8 +265,8 @@ class BenchTarget:
             widths=np.atleast_1d(np.asarray(width_ns, dtype=np.float32)).ravel(),
         )
         addresses = checked["addresses"].astype(np.int64)
-        amplitude = np.broadcast_to(checked["amplitudes"].astype(np.float64), addresses.shape)
-        width = np.broadcast_to(checked["widths"].astype(np.float64), addresses.shape)
+        amplitude = np.broadcast_to(np.asarray(amplitude_uA, dtype=np.float64).ravel(), addresses.shape)  # fmt: skip
+        width = np.broadcast_to(np.asarray(width_ns, dtype=np.float64).ravel(), addresses.shape)
         return addresses, amplitude, width
 
     def _addresses(self, tile: int, addresses) -> np.ndarray:
@@ -281,7 +283,11 @@ class BenchTarget:
 
     def pulse(self, tile: int, addresses, amplitude_uA, width_ns) -> None:
         """One pulse per device (µA, ns; scalars broadcast), one device after another. All
-        are checked before the first is sent. A 0 µA pulse sends nothing (it does nothing)."""
+        are checked before the first is sent. A 0 µA pulse sends nothing (it does nothing), nor
+        does an empty list of addresses."""
+        if np.size(addresses) == 0:
+            self._check("read_tile", tile=tile)
+            return
         addresses, amplitude, width = self._check_pulses(tile, addresses, amplitude_uA, width_ns)
         pulse = self.pulse_generator
         resistance = self.setup.series_resistance_ohm
@@ -302,6 +308,9 @@ class BenchTarget:
 
     def read(self, tile: int, addresses) -> np.ndarray:
         """Conductance of each device, µS (float32), in order: G = I/V of one SMU reading."""
+        if np.size(addresses) == 0:
+            self._check("read_tile", tile=tile)
+            return np.empty(0, dtype=np.float32)
         addresses = self._addresses(tile, addresses)
         out = np.empty(addresses.size, dtype=np.float32)
         for index, address in enumerate(addresses):

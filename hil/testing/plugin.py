@@ -3,13 +3,13 @@
 Installed with pcm-hil and registered through the ``pytest11`` entry point (name ``pcm_hil``;
 ``-p no:pcm_hil`` turns it off), so any project's tests can use its fixtures:
 
-- ``pcm_chip``: an open ``drivers.PcmChip`` on a fresh in-process emulated chip, closed after
+- ``pcm_chip``: an open ``pcm_hil.PcmChip`` on a fresh in-process emulated chip, closed after
   the test;
 - ``pcm_resource``: the resource string of a fresh emulated chip served over TCP on 127.0.0.1
   for the test (started and stopped by the fixture), for scripts that open a chip themselves;
-- ``pcm_emulator``: the ``emulator.EmulatedChip`` behind both, for assertions on device state;
+- ``pcm_emulator``: the ``pcm_hil.EmulatedChip`` behind both, for assertions on device state;
   None when the tests run on a chip;
-- ``pcm_clock``: a ``hil.clock.ChipClock`` on ``pcm_chip``.
+- ``pcm_clock``: a ``pcm_hil.ChipClock`` on ``pcm_chip``.
 
 Within one test the fixtures share one emulated chip. It is seeded and shaped by the marker
 ``@pytest.mark.pcm(seed=…, profile=…, tiles=…, rows=…, columns=…, real_time=…, faults=…)``
@@ -21,7 +21,7 @@ defaults: profile ``tiny`` (2 tiles of 16×16), seed 0.
 markers' emulator settings do not apply. Tests marked ``@pytest.mark.pcm_hardware`` run only
 then.
 
-``faults=`` hands its text to ``emulator.faults.FaultPlan.parse`` and serves the chip with that
+``faults=`` hands its text to ``pcm_hil.FaultPlan.parse`` and serves the chip with that
 plan (``TcpServer(wire, faults=plan)``); ``pcm_chip`` then connects through the same server,
 so the driver meets the faults too. A run on a chip (``--pcm-resource``) skips such tests.
 
@@ -312,7 +312,7 @@ def _pcm_bench(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def pcm_emulator(_pcm_bench: PcmBench) -> EmulatedChip | None:
-    """The ``emulator.EmulatedChip`` behind ``pcm_chip`` and ``pcm_resource``, for assertions
+    """The ``pcm_hil.EmulatedChip`` behind ``pcm_chip`` and ``pcm_resource``, for assertions
     on device state (``pcm_emulator.devices.g_prog``, ``.read_tile(t)``, ``.now()`` …);
     None when the tests run on a chip (``--pcm-resource``)."""
     return _pcm_bench.emulator
@@ -320,7 +320,7 @@ def pcm_emulator(_pcm_bench: PcmBench) -> EmulatedChip | None:
 
 @pytest.fixture
 def pcm_chip(_pcm_bench: PcmBench):
-    """An open ``drivers.PcmChip``: in-process on this test's emulated chip (see the ``pcm``
+    """An open ``pcm_hil.PcmChip``: in-process on this test's emulated chip (see the ``pcm``
     marker), or on ``--pcm-resource``. Closed after the test."""
     chip = _pcm_bench.open_chip()
     try:
@@ -339,7 +339,7 @@ def pcm_resource(_pcm_bench: PcmBench) -> str:
 
 @pytest.fixture
 def pcm_clock(pcm_chip: PcmChip) -> ChipClock:
-    """A ``hil.clock.ChipClock`` on ``pcm_chip``: ``wait(s)`` advances the emulator's virtual
+    """A ``pcm_hil.ChipClock`` on ``pcm_chip``: ``wait(s)`` advances the emulator's virtual
     clock at once and waits ``s`` of real time on a real-time chip."""
     from pcm_hil.targets.clock import ChipClock
 

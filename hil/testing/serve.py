@@ -3,6 +3,7 @@ chip behind a real socket (or pty) and a server they do not share a process with
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,11 +32,19 @@ def served_emulator(*options: str, timeout_s: float = 10.0) -> Iterator[ServedEm
     served = ServedEmulator("", process)
     try:
         assert process.stdout is not None
-        served.resource = process.stdout.readline().strip()
+        ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+        served.resource = process.stdout.readline().strip() if ready else ""
         if not served.resource:
-            process.wait(timeout=timeout_s)
-            raise RuntimeError(f"pcm-hil emulator serve ended: {process.stderr.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(
+                f"pcm-hil emulator serve printed no resource within {timeout_s:g} s"
+                if process.poll() is None
+                else "pcm-hil emulator serve ended before serving"
+            )
         yield served
     finally:
         process.terminate()
-        _out, served.stderr = process.communicate(timeout=timeout_s)
+        try:
+            _out, served.stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, served.stderr = process.communicate()

@@ -1,7 +1,7 @@
 """The live terminal dashboard: a procedure's run as it happens, or a recorded run.
 
-``DashboardState`` takes events — live ``Event``s from a procedure or ``StoredEvent``s read
-back from the run store, the same attribute names — and keeps only what the panels need: the
+``DashboardState`` takes events — live from a procedure, or read back from the run store:
+the same ``Event``s with the same typed documents — and keeps only what the panels need: the
 newest arrays by reference and a few scalars per step. Everything costly (level grouping,
 error histograms, the downsampled conductance map, drift means per level) is computed when a
 frame is drawn, and cached until new data arrives, so listening costs a procedure a few

@@ -66,7 +66,7 @@ class _Drift:
 
 
 class DashboardState:
-    """What the panels show, fed by ``update(event)`` (live ``Event`` or ``StoredEvent``).
+    """What the panels show, fed by ``update(event)`` (live, or read back from the run store).
 
     ``update`` only stores references and scalars; the heavy lifting happens at render time
     and is cached per array. ``tile`` picks the tile of the map (default: the first tile of
