@@ -25,7 +25,13 @@ from pcm_hil.drivers.errors import (
     chip_error,
 )
 from pcm_hil.drivers.transports import Transport, open_transport
-from pcm_hil.protocols.chip import COMMANDS, CONFIGURATION, PROTOCOL_VERSION, ChipInfo
+from pcm_hil.protocols.chip import (
+    ADDED_IN,
+    COMMANDS,
+    CONFIGURATION,
+    PROTOCOL_VERSION,
+    ChipInfo,
+)
 from pcm_hil.protocols.codec import encode_command, is_error_entry, parse_reply, split_units
 from pcm_hil.protocols.common import Identity
 from pcm_hil.protocols.errors import ErrorEntry, ScpiError
@@ -116,9 +122,11 @@ class PcmChip:
                 f"{self.resource} speaks protocol {version}; this driver speaks {PROTOCOL_VERSION} "
                 "(major versions must match): update pcm-hil or the chip firmware"
             )
+        spoken = _version_tuple(version)
         replies = {
             handler: version if handler == "protocol_version" else self._call(handler)
             for handler in CONFIGURATION
+            if spoken >= ADDED_IN.get(handler, (1, 0))
         }
         return ChipInfo.from_replies(identity, replies)
 
@@ -306,21 +314,30 @@ class PcmChip:
         """Analog matrix-vector multiply on the window of ``rows`` × ``columns`` devices at
         (``row``, ``column``) of a tile (default: the rest of the tile from there).
         ``inputs_V``: (rows,) or (n, rows) forward, (columns,) or (n, columns) transposed.
-        Returns µA: (columns,) / (n, columns) forward, (rows,) / (n, rows) transposed."""
+        Returns µA: (columns,) / (n, columns) forward, (rows,) / (n, rows) transposed.
+        A batch larger than the chip takes in one command (``MVM:BATCh?``) is sent as several,
+        in order."""
         rows = self.config.rows - row if rows is None else rows
         columns = self.config.columns - column if columns is None else columns
         inputs = np.asarray(inputs_V, dtype=np.float32)
         width, outputs = (columns, rows) if transposed else (rows, columns)
         if inputs.shape[-1] != width:
             raise ValueError(f"inputs must have {width} values per vector, not {inputs.shape[-1]}")
-        out = self._call(
-            "mvm_transposed" if transposed else "mvm_forward",
-            tile=tile,
-            row_start=row,
-            row_count=rows,
-            column_start=column,
-            column_count=columns,
-            inputs=inputs.reshape(-1),
+        vectors = inputs.reshape(-1, width)
+        batch = self.config.mvm_batch_max or len(vectors)  # the chip's most per command
+        out = np.concatenate(
+            [
+                self._call(
+                    "mvm_transposed" if transposed else "mvm_forward",
+                    tile=tile,
+                    row_start=row,
+                    row_count=rows,
+                    column_start=column,
+                    column_count=columns,
+                    inputs=vectors[first : first + batch].reshape(-1),
+                )
+                for first in range(0, max(len(vectors), 1), batch)
+            ]
         )
         return out.reshape(outputs) if inputs.ndim == 1 else out.reshape(-1, outputs)
 
@@ -373,3 +390,11 @@ __all__ = [
     "Identity",
     "PcmChip",
 ]
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """(major, minor) of a protocol version as the chip reports it ("1.1"); (0,) if unreadable."""
+    try:
+        return tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return (0,)

@@ -317,7 +317,9 @@ class FaultSession:
         self.closed = False
         self.events: list[FaultEvent] = []
 
-    def feed(self, framer: MessageFramer, data: bytes) -> Iterator[Outcome]:
+    def feed(
+        self, framer: MessageFramer, data: bytes | bytearray | memoryview
+    ) -> Iterator[Outcome]:
         """Like ``WireInterface.feed``, one message at a time: yields an Outcome per message
         as it executes. Lazy: a message executes only when the previous outcome has been
         taken; stop iterating after an outcome that closes (nothing more is yielded)."""

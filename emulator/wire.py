@@ -24,7 +24,14 @@ from pcm_hil.protocols.chip import (
 )
 from pcm_hil.protocols.common import Identity
 from pcm_hil.protocols.device import ScpiDevice
-from pcm_hil.protocols.errors import EXECUTION_ERROR, ErrorEntry, ScpiError, entry
+from pcm_hil.protocols.errors import (
+    EXECUTION_ERROR,
+    OUT_OF_MEMORY,
+    ErrorEntry,
+    ScpiError,
+    entry,
+)
+from pcm_hil.protocols.limits import DEFAULT_LIMITS, ServingLimits
 from pcm_hil.protocols.table import Command, CommandTable
 
 
@@ -33,10 +40,15 @@ class WireInterface(ScpiDevice):
 
     exclusive = True
 
-    def __init__(self, chip: EmulatedChip, table: CommandTable = COMMANDS) -> None:
+    def __init__(
+        self,
+        chip: EmulatedChip,
+        table: CommandTable = COMMANDS,
+        serving: ServingLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.chip = chip
         self.info: ChipInfo = chip.info()  # the configuration is frozen
-        super().__init__(table, self.info.limits())
+        super().__init__(table, self.info.limits(), serving)
 
     def handler_for(self, command: Command) -> Callable[..., Any] | None:
         if command.handler in CONFIGURATION:
@@ -86,8 +98,15 @@ class WireInterface(ScpiDevice):
     def _mvm(
         self, tile: int, window: tuple[int, int, int, int], inputs: np.ndarray, transposed: bool
     ) -> np.ndarray:
-        """The window's product: inputs drive its rows (forward) or columns (transposed)."""
-        width = window[3] if transposed else window[1]
+        """The window's product: inputs drive its rows (forward) or columns (transposed).
+        A product whose reply would exceed ``max_reply_bytes`` is refused before it is made."""
+        width, outputs = (window[3], window[1]) if transposed else (window[1], window[3])
+        reply_bytes = inputs.size // width * outputs * 4
+        if reply_bytes > self.serving.max_reply_bytes:
+            raise ScpiError(
+                OUT_OF_MEMORY,
+                f"reply of {reply_bytes} bytes exceeds {self.serving.max_reply_bytes}",
+            )
         return self.chip.mvm(tile, inputs.reshape(-1, width), transposed=transposed, window=window)
 
     def _do_temperature(self) -> float:

@@ -13,10 +13,12 @@ from typing import Any
 
 from pcm_hil.protocols.common import Identity, common_commands
 from pcm_hil.protocols.errors import (
+    BATCH_TOO_LARGE,
     DATA_OUT_OF_RANGE,
     DUPLICATE_ADDRESS,
     EXECUTION_ERROR,
     LENGTH_MISMATCH,
+    OUT_OF_MEMORY,
 )
 from pcm_hil.protocols.table import Arg, Command, CommandTable, Length, Reply
 
@@ -30,11 +32,12 @@ CHIP_ERRORS: dict[int, str] = {
     DUPLICATE_ADDRESS: "Duplicate address in one command",
     VIRTUAL_CLOCK_UNAVAILABLE: "Virtual clock not available",
     CHIP_BUSY: "Chip busy",
+    BATCH_TOO_LARGE: "Batch too large",
 }
 
 #: Protocol version, MAJOR.MINOR. A driver refuses a chip whose MAJOR differs from its own;
 #: MINOR grows when commands are added without changing existing ones.
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 TILE = Arg("tile", "int", "Tile index.", minimum=0, maximum="tiles-1")
 ADDRESSES = Arg(
@@ -135,6 +138,15 @@ COMMANDS = CommandTable(
             ),
             group="Chip configuration",
         ),
+        Command(
+            "MVM:BATCh?",
+            "mvm_batch",
+            "Most input vectors one MVM command takes (a larger batch is refused with 106); "
+            "a driver splits a larger batch into commands of at most this many. Since "
+            "protocol 1.1.",
+            reply=Reply("int", "Vectors per command.", fields=("mvm_batch_max",)),
+            group="Chip configuration",
+        ),
         # --- Programming ----------------------------------------------------------------------
         Command(
             "PULSe:APPLy",
@@ -211,13 +223,13 @@ COMMANDS = CommandTable(
                     "Batch of input vectors, n × row_count, row-major.",
                     unit="V",
                     dtype="<f4",
-                    length=Length(multiple_of="row_count"),
+                    length=Length(multiple_of="row_count", most_multiples="mvm_batch_max"),
                 ),
             ),
             reply=Reply(
                 "block", "n × column_count column currents, row-major.", unit="uA", dtype="<f4"
             ),
-            errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH),
+            errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH, BATCH_TOO_LARGE, OUT_OF_MEMORY),
             group="Analog matrix-vector multiply",
         ),
         Command(
@@ -235,11 +247,11 @@ COMMANDS = CommandTable(
                     "Batch of input vectors, n × column_count, row-major.",
                     unit="V",
                     dtype="<f4",
-                    length=Length(multiple_of="column_count"),
+                    length=Length(multiple_of="column_count", most_multiples="mvm_batch_max"),
                 ),
             ),
             reply=Reply("block", "n × row_count row currents, row-major.", unit="uA", dtype="<f4"),
-            errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH),
+            errors=(DATA_OUT_OF_RANGE, LENGTH_MISMATCH, BATCH_TOO_LARGE, OUT_OF_MEMORY),
             group="Analog matrix-vector multiply",
         ),
         # --- Temperature ---------------------------------------------------------------------
@@ -316,7 +328,12 @@ CONFIGURATION = (
     "read_voltage",
     "mvm_resolution",
     "mvm_range",
+    "mvm_batch",
 )
+
+#: Configuration queries added after protocol 1.0, by the version that added them: a driver
+#: does not ask an older chip (the fields stay None).
+ADDED_IN = {"mvm_batch": (1, 1)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,6 +359,7 @@ class ChipInfo:
     adc_bits: int | None = None
     mvm_input_max_V: float | None = None
     mvm_output_max_uA: float | None = None
+    mvm_batch_max: int | None = None
 
     @property
     def devices_per_tile(self) -> int:
@@ -363,6 +381,8 @@ class ChipInfo:
         the fields by the reply rows' field names."""
         values: dict[str, Any] = {}
         for handler in CONFIGURATION:
+            if handler not in replies:  # a query the chip's protocol version lacks
+                continue
             reply = COMMANDS.by_handler(handler).reply
             value = replies[handler]
             items = value if reply.kind in ("ints", "floats") else (value,)

@@ -13,15 +13,19 @@ needs no code: its power-on value in ``defaults`` under the row's name makes ``s
 store its argument in ``settings[name]`` and the query ``<name>`` answer it.
 
 A rejected command changes nothing: all arguments are parsed and checked by the table before
-a handler runs, and handlers check their own preconditions before acting. A query that fails sends no reply (IEEE 488.2): the client reads the error
-queue.
+a handler runs, and handlers check their own preconditions before acting. A query that fails
+sends no reply (IEEE 488.2): the client reads the error queue.
+
+Replies are streamed: ``replies`` yields each query's reply as soon as it is made, before the
+next message unit runs, so a server holds one reply at a time (at most
+``serving.max_reply_bytes``; a larger one is refused with -225 "Out of memory").
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 from pcm_hil.protocols.codec import format_reply, parse_message
@@ -29,6 +33,7 @@ from pcm_hil.protocols.common import SCPI_VERSION, Identity
 from pcm_hil.protocols.errors import (
     ESR_OPERATION_COMPLETE,
     EXECUTION_ERROR,
+    OUT_OF_MEMORY,
     STB_ERROR_AVAILABLE,
     STB_EVENT_SUMMARY,
     ErrorEntry,
@@ -37,16 +42,24 @@ from pcm_hil.protocols.errors import (
     esr_bit,
 )
 from pcm_hil.protocols.framing import MessageFramer
+from pcm_hil.protocols.limits import DEFAULT_LIMITS, ServingLimits
 from pcm_hil.protocols.table import Command, CommandTable
+
+#: Longest block header (``#9`` and nine digits): not counted in ``max_reply_bytes``.
+BLOCK_HEADER_BYTES = 11
 
 
 class Served(Protocol):
     """What a server (TCP, pty, in process) needs of what it serves: a framer per
-    connection, the bytes to answer, and for an exclusive instrument the refusal."""
+    connection, the replies to send, one at a time, for the bytes received, the limits a
+    connection is held to, and for an exclusive instrument the refusal."""
 
     exclusive: bool
+    serving: ServingLimits
 
     def new_framer(self) -> Any: ...
+
+    def replies(self, framer: Any, data: bytes | bytearray | memoryview) -> Iterator[bytes]: ...
 
     def feed(self, framer: Any, data: bytes) -> bytes: ...
 
@@ -64,8 +77,16 @@ class ScpiDevice:
     #: Power-on values of the plain settings, by the name of their rows (see the module).
     defaults: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, table: CommandTable, limits: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        table: CommandTable,
+        limits: Mapping[str, float],
+        serving: ServingLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.table = table
+        self.serving = serving
+        """What one connection may cost (sizes, timeouts): read by the framer, the reply
+        check and the servers."""
         self.settings: dict[str, Any] = dict(self.defaults)
         self.limits = dict(limits)
         self.errors = ErrorQueue(table.errors)
@@ -118,47 +139,78 @@ class ScpiDevice:
     # --- the wire -------------------------------------------------------------------------------
 
     def new_framer(self) -> MessageFramer:
-        """A framer for one connection's byte stream."""
-        return MessageFramer()
+        """A framer for one connection's byte stream: blocks only where the table takes
+        them, within the serving limits."""
+        return MessageFramer(
+            max_text=self.serving.max_text_bytes,
+            max_block=self.serving.max_message_bytes,
+            block_header=self.table.takes_block,
+        )
 
-    def feed(self, framer: MessageFramer, data: bytes) -> bytes:
-        """Process the bytes a connection received; return what to send back (maybe b"")."""
-        out = []
-        for item in framer.feed(data):
+    def replies(
+        self, framer: MessageFramer, data: bytes | bytearray | memoryview
+    ) -> Iterator[bytes]:
+        """Take the bytes a connection received; yield what to send back, piece by piece, as
+        each query runs (send each before asking for the next: the next unit runs then)."""
+        for item in framer.messages(data):
             if isinstance(item, ScpiError):
                 with self.lock:
                     self.push_error(item)
             else:
-                reply = self.execute(item)
-                if reply is not None:
-                    out.append(reply)
-        return b"".join(out)
+                yield from self.respond(item)
 
-    def execute(self, message: bytes) -> bytes | None:
-        """Execute one program message; the response message (with LF) or None."""
-        replies: list[bytes] = []
-        dialect = self.table.dialect
+    def feed(self, framer: MessageFramer, data: bytes) -> bytes:
+        """Process the bytes a connection received; return all there is to send (maybe b"")."""
+        return b"".join(self.replies(framer, data))
+
+    def respond(self, message: bytes) -> Iterator[bytes]:
+        """Execute one program message unit by unit; yield its response message in pieces:
+        each query's reply (``;`` between them) as soon as it is made, then the LF. The
+        first failing unit ends the message (its error queued; replies made before it are
+        still sent)."""
+        units = parse_message(message, self.table, self.limits)
         with self.lock:
             self.messages += 1
-            try:
-                for parsed in parse_message(message, self.table, self.limits):
-                    command = parsed.command
-                    result = self._handlers[command.handler](**parsed.values)
-                    if command.is_query:
-                        replies.append(format_reply(command.reply, result, dialect))
-            except ScpiError as error:
-                self.push_error(error)
-            except Exception as error:  # a handler bug must not kill the connection
-                self.push_error(
-                    ScpiError(EXECUTION_ERROR, f"internal error: {type(error).__name__}")
+        answered = False
+        while True:
+            with self.lock:
+                done, reply = self._next_unit(units)
+            if reply is not None:
+                if answered:
+                    yield b";"
+                yield reply
+                answered = True
+            if done:
+                break
+        if answered:
+            yield b"\n"
+
+    def execute(self, message: bytes) -> bytes | None:
+        """Execute one program message; the whole response message (with LF) or None."""
+        return b"".join(self.respond(message)) or None
+
+    def _next_unit(self, units: Iterator[Any]) -> tuple[bool, bytes | None]:
+        """Run the next parsed unit: (whether the message is done, its reply or None)."""
+        try:
+            parsed = next(units)
+            command = parsed.command
+            result = self._handlers[command.handler](**parsed.values)
+            if not command.is_query:
+                return False, None
+            reply = format_reply(command.reply, result, self.table.dialect)
+            if len(reply) > self.serving.max_reply_bytes + BLOCK_HEADER_BYTES:
+                raise ScpiError(
+                    OUT_OF_MEMORY,
+                    f"reply of {len(reply)} bytes exceeds {self.serving.max_reply_bytes}",
                 )
-        if not replies:
-            return None
-        parts = [replies[0]]
-        for reply in replies[1:]:
-            parts += (b";", reply)
-        parts.append(b"\n")
-        return b"".join(parts)  # one copy of a block reply, not two
+            return False, reply
+        except StopIteration:
+            return True, None
+        except ScpiError as error:
+            self.push_error(error)
+        except Exception as error:  # a handler bug must not kill the connection
+            self.push_error(ScpiError(EXECUTION_ERROR, f"internal error: {type(error).__name__}"))
+        return True, None
 
     def push_error(self, error: ScpiError) -> None:
         """Queue an error and set its event-status bit."""

@@ -35,6 +35,7 @@ STANDARD_ERRORS: dict[int, str] = {
     -222: "Data out of range",
     -223: "Too much data",
     -224: "Illegal parameter value",
+    -225: "Out of memory",
     # Device-specific errors (-300 … -399).
     -350: "Queue overflow",
     -363: "Input buffer overrun",
@@ -58,14 +59,16 @@ SETTINGS_CONFLICT = -221
 DATA_OUT_OF_RANGE = -222
 TOO_MUCH_DATA = -223
 ILLEGAL_PARAMETER_VALUE = -224
+OUT_OF_MEMORY = -225
 QUEUE_OVERFLOW = -350
 INPUT_BUFFER_OVERRUN = -363
 
 #: Device-specific codes of the block-argument rules of the core (``table.Length`` and
 #: ``table.Arg.unique``); a table whose arguments use those rules declares them with their
-#: messages in its ``device_errors`` (the chip does: 102, 103).
+#: messages in its ``device_errors`` (the chip does: 102, 103, 106).
 LENGTH_MISMATCH = 102
 DUPLICATE_ADDRESS = 103
+BATCH_TOO_LARGE = 106
 
 #: Event-status-register bit set by each class of error (IEEE 488.2 §11.5.1).
 ESR_OPERATION_COMPLETE = 0x01

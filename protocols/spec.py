@@ -14,13 +14,15 @@ from pathlib import Path
 from pcm_hil.protocols.blocks import MAX_BLOCK_BYTES
 from pcm_hil.protocols.chip import COMMANDS, PROTOCOL_VERSION
 from pcm_hil.protocols.common import SCPI_VERSION
-from pcm_hil.protocols.framing import MAX_TEXT_BYTES
+from pcm_hil.protocols.limits import DEFAULT_LIMITS
 from pcm_hil.protocols.pulse_generator import PULSE_GENERATOR_COMMANDS
 from pcm_hil.protocols.smu import SMU_COMMANDS
 from pcm_hil.protocols.table import Arg, Bound, Command, CommandTable
 
 SPEC_PATH = Path(__file__).with_name("SPEC.md")
 BENCH_PATH = Path(__file__).with_name("BENCH.md")
+
+L = DEFAULT_LIMITS
 
 PREAMBLE = f"""\
 # PCM test-chip protocol, version {PROTOCOL_VERSION}
@@ -43,14 +45,45 @@ emulator in `emulator/` implements it, and a firmware engineer can implement it 
   error, the error is queued and the rest of the message is discarded; units already executed
   stay executed. A message executes only once its LF has arrived: a connection that drops
   mid-message leaves no partial command applied.
-- At most {MAX_TEXT_BYTES} bytes of non-block text per message; longer messages are discarded up
-  to the next LF with error -363. Blocks may hold at most {MAX_BLOCK_BYTES} bytes; a larger
-  length in a block header discards the message up to the next LF with error -223.
+- A `#` followed by a digit starts a block only where a block may be: at the start of an
+  argument (after the header and a space, or after `,`, or right after another block) of a
+  unit whose header has a block argument. Anywhere else `#` is text, so a malformed line
+  costs that line and nothing after it: `FOO #15` is one message (error -113), the next
+  line is read as a message of its own.
 - One client at a time. On TCP, a connection made while another is open waits up to 1 s for
   it to close (so that a client reconnecting at once is served); if the other is still open
   then, it receives a single line `105,"Chip busy;another client controls this chip"` and is
-  closed. The first client is not disturbed. Clients are expected to read every response they asked for before sending
-  further queries.
+  closed. The first client is not disturbed.
+- On a serial line, a client closing the port hangs the line up: the chip drops a partial
+  message and any response not yet read, so the next session starts clean.
+
+### 1.1 Limits of one connection
+What one connection may cost the chip is bounded, so that no sequence of bytes a client
+sends raises the chip's memory by more than a fixed amount. The values are the defaults of
+`pcm_hil.protocols.limits.ServingLimits`; `pcm-hil emulator serve` sets the timeouts
+(`--partial-timeout`, `--idle-timeout`, `--stall-timeout`).
+
+| limit | default | when exceeded |
+|---|---|---|
+| non-block text of one message | {L.max_text_bytes} bytes | -363; the message is discarded up to its LF |
+| one block's announced length | {MAX_BLOCK_BYTES} bytes | -223 at the header; the message is discarded up to the next LF |
+| all blocks of one message | {L.max_message_bytes} bytes | -223; the block's announced bytes are skipped unstored, then the message up to its LF |
+| one query's reply (block header not counted) | {L.max_reply_bytes} bytes | -225 "Out of memory"; the query is refused before its reply is made where it can tell (MVM), else its reply is dropped; nothing is sent |
+| input vectors of one MVM | the chip's `MVM:BATCh?` (emulator: 16384) | 106 "Batch too large" |
+| a partial message (a line without its LF, a block not complete) with nothing more | {L.partial_timeout_s:g} s | the connection is closed and the partial message discarded: the chip is free for the next client |
+| a connection idle between messages | {"none" if L.idle_timeout_s is None else f"{L.idle_timeout_s:g} s"} | the connection is closed |
+| a client reading nothing of a response | {L.send_stall_timeout_s:g} s | the connection is closed |
+
+- Responses are sent as each query runs: the response of one unit is on its way before the
+  next unit executes, and the next message is read only once the last response is sent. A
+  client that sends queries without reading their responses is therefore no longer read
+  (TCP flow control holds it back) until it reads; a client that reads, however slowly,
+  gets every byte of every response.
+- Clients are expected to read every response they asked for before sending further
+  queries.
+- On TCP the emulator listens on loopback (127.0.0.1) unless told otherwise; bound to any
+  other address it serves only the networks it is given (`--allow CIDR[,CIDR…]`) and this
+  machine: a connection from anywhere else is closed at once, unanswered, and logged.
 
 ## 2. Syntax of a unit
 - Header: SCPI mnemonics separated by `:`, each in its short form (the capitals in this

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from pcm_hil.protocols.errors import (
+    BATCH_TOO_LARGE,
     DATA_OUT_OF_RANGE,
     DUPLICATE_ADDRESS,
     HEADER_SUFFIX_OUT_OF_RANGE,
@@ -105,13 +106,15 @@ class Length:
 
     ``same_as``: as many as the block argument of that name (or exactly 1 when ``broadcast``);
     ``multiple_of``: a positive whole multiple of that limit or earlier argument (``"rows"``);
-    ``at_least``: a minimum count.
+    ``at_least``: a minimum count. ``most_multiples``: with ``multiple_of``, at most that
+    limit's number of multiples (an MVM's batch of input vectors), else 106.
     """
 
     same_as: str | None = None
     broadcast: bool = False
     multiple_of: str | None = None
     at_least: int = 1
+    most_multiples: str | None = None
 
     def describe(self) -> str:
         parts = []
@@ -121,6 +124,8 @@ class Length:
                 parts[-1] += ", or exactly 1 (applied to all)"
         if self.multiple_of:
             parts.append(f"a positive multiple of `{self.multiple_of}` elements")
+        if self.most_multiples:
+            parts[-1] += f", at most `{self.most_multiples}` multiples (else 106)"
         if not parts:
             parts.append(f"at least {self.at_least} element(s)")
         return "; ".join(parts)
@@ -204,6 +209,14 @@ class Arg:
                     LENGTH_MISMATCH,
                     f"{self.name} has {count} elements, not a multiple of {rule.multiple_of}={unit}",
                 )
+            if rule.most_multiples is not None:
+                most = int(resolve(rule.most_multiples, limits) or 0)
+                if count // unit > most:
+                    raise ScpiError(
+                        BATCH_TOO_LARGE,
+                        f"{self.name} holds {count // unit} vectors, at most "
+                        f"{rule.most_multiples}={most}",
+                    )
 
     def raises(self) -> set[int]:
         """The error codes checking this argument can raise besides the syntax errors."""
@@ -214,6 +227,8 @@ class Arg:
             codes.add(DATA_OUT_OF_RANGE)  # NaN and infinities
             if self.length is not None:
                 codes.add(LENGTH_MISMATCH)
+                if self.length.most_multiples is not None:
+                    codes.add(BATCH_TOO_LARGE)
             if self.unique:
                 codes.add(DUPLICATE_ADDRESS)
         return codes
@@ -465,6 +480,15 @@ class CommandTable:
             return self.resolve_header(header, None)[0]
         except ScpiError:
             return None
+
+    def takes_block(self, header: bytes) -> bool:
+        """Whether the command a header names (as written, bytes) has a block argument: where
+        the framer lets a ``#<digit>`` start a block."""
+        try:
+            command = self.lookup(header.decode("ascii"))
+        except UnicodeDecodeError:
+            return False
+        return command is not None and any(arg.kind == "block" for arg in command.args)
 
     def resolve_header(self, header: str, limits: Limits | None) -> tuple[Command, tuple[int, ...]]:
         """(command, its numeric suffixes, 1 where absent) for a header as written; raises

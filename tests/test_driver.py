@@ -66,7 +66,8 @@ def test_identity_and_configuration(served):
     assert c.read_voltage_V == 0.2
     assert (c.dac_bits, c.adc_bits) == (8, 8)
     assert c.mvm_output_max_uA == pytest.approx(chip.config.mvm_output_max_uA)
-    assert c.protocol_version == "1.0"
+    assert c.protocol_version == "1.1"
+    assert c.mvm_batch_max == chip.config.mvm_batch_max
     assert driver.scpi_version() == "1999.0"
     assert driver.self_test()
 

@@ -40,6 +40,7 @@ LIMITS = {
     "pulse_width_max_ns": 1000.0,
     "temperature_min_K": 233.0,
     "temperature_max_K": 400.0,
+    "mvm_batch_max": 100_000,
 }
 
 settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None)

@@ -160,7 +160,7 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
     listed = json.loads(capsys.readouterr().out)["runs"]
     assert listed[0]["id"] == program["run_id"] and listed[0]["status"] == "completed"
     assert (
-        listed[0]["identity"]["model"] == "PCM-EMULATOR" and listed[0]["protocol_version"] == "1.0"
+        listed[0]["identity"]["model"] == "PCM-EMULATOR" and listed[0]["protocol_version"] == "1.1"
     )
     assert listed[0]["parameters"]["levels"] == 4
     assert main(["runs", "show", str(program["run_id"]), "--json", "--runs", runs]) == 0

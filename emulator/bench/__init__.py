@@ -51,6 +51,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from pcm_hil.emulator.bench.devices import (
@@ -62,7 +63,7 @@ from pcm_hil.emulator.bench.devices import (
 from pcm_hil.emulator.bench.pulse_generator import PulseGeneratorEmulator
 from pcm_hil.emulator.bench.smu import SourceMeterEmulator
 from pcm_hil.emulator.chip import EmulatedChip
-from pcm_hil.emulator.servers.tcp import TcpServer
+from pcm_hil.emulator.servers.tcp import Network, TcpServer
 
 __all__ = [
     "LOW_LEVEL_MAX_V",
@@ -92,19 +93,34 @@ class EmulatedBench:
         """The emulated chip holding the bench's devices (tile 0, address = channel − 1)."""
         return self.dut.chip
 
-    def serve(self, host: str = "127.0.0.1", smu_port: int = 0, pulse_port: int = 0) -> BenchServer:
-        """Both instruments on TCP sockets (not started: use as a context manager or start())."""
-        return BenchServer(self, host, smu_port, pulse_port)
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        smu_port: int = 0,
+        pulse_port: int = 0,
+        allow: Iterable[str | Network] = (),
+    ) -> BenchServer:
+        """Both instruments on TCP sockets (not started: use as a context manager or start());
+        ``allow``: the networks served besides this machine (needed beyond loopback)."""
+        return BenchServer(self, host, smu_port, pulse_port, allow)
 
 
 class BenchServer:
     """The SMU and the pulse generator of a bench, each a ``TCPIP0::host::port::SOCKET``."""
 
-    def __init__(self, bench: EmulatedBench, host: str, smu_port: int, pulse_port: int) -> None:
+    def __init__(
+        self,
+        bench: EmulatedBench,
+        host: str,
+        smu_port: int,
+        pulse_port: int,
+        allow: Iterable[str | Network] = (),
+    ) -> None:
         self.bench = bench
-        self.smu = TcpServer(bench.smu, host=host, port=smu_port)
+        allow = tuple(allow)
+        self.smu = TcpServer(bench.smu, host=host, port=smu_port, allow=allow)
         try:
-            self.pulse = TcpServer(bench.pulse_generator, host=host, port=pulse_port)
+            self.pulse = TcpServer(bench.pulse_generator, host=host, port=pulse_port, allow=allow)
         except BaseException:
             self.smu.stop()
             raise
@@ -141,6 +157,7 @@ def serve_forever(
     smu_port: int = 5100,
     pulse_port: int = 5101,
     *,
+    allow: Iterable[str | Network] = (),
     real_time: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -152,7 +169,7 @@ def serve_forever(
     bench = EmulatedBench(devices, seed, real_time=real_time)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with bench.serve(host, smu_port, pulse_port) as server:
+    with bench.serve(host, smu_port, pulse_port, allow) as server:
         for name, resource in server.resources.items():
             print(f"{name} {resource}", file=out, flush=True)
         print(

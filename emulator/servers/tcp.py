@@ -1,16 +1,27 @@
 """Serve an instrument over TCP, as a VISA ``TCPIP0::host::port::SOCKET`` resource.
 
 One server for every instrument this package emulates — the chip, the source-measure unit,
-the pulse generator — anything with ``new_framer()``, ``feed(framer, data)`` and
-``exclusive`` (``pcm_hil.protocols.device.ScpiDevice``). A client that drops mid-message
-leaves no half-applied command: a message executes only once its terminating LF has
-arrived, and a partial message is discarded with the connection.
+the pulse generator — anything ``Served`` (``pcm_hil.protocols.device.ScpiDevice``). A client
+that drops mid-message leaves no half-applied command: a message executes only once its
+terminating LF has arrived, and a partial message is discarded with the connection.
+
+What a connection may cost is bounded by the device's ``serving`` limits
+(``pcm_hil.protocols.limits``): one reused receive buffer; replies streamed as each query
+runs, one at a time, and the next message read only once the last reply is sent (a client
+that does not read stops being read: TCP flow control holds it back, not the server's
+memory); a partial message with nothing more for ``partial_timeout_s`` closes the connection
+(an exclusive chip is then free); a client that reads nothing of a reply for
+``send_stall_timeout_s`` is dropped, and one that reads slowly gets every byte.
 
 An *exclusive* instrument (the chip) has one client at a time. A connection made while
 another is open waits up to ``busy_wait_s`` (1 s) for it to close — so a client that
 reconnects at once is not turned away — and is then refused: it receives one line, the
 instrument's ``busy_entry()`` (``105,"Chip busy;…"``), and is closed. Other instruments take
 several clients; their messages run one at a time.
+
+Only this machine may connect unless told: a server bound beyond loopback needs ``allow``,
+the networks whose clients it serves; a connection from elsewhere is closed at once and
+logged (logger ``pcm_hil.emulator.servers.tcp``).
 
 With a ``FaultPlan`` (``pcm_hil.emulator.faults``, for the chip) the server misbehaves on
 purpose: late replies, dropped connections, damaged blocks, injected errors, temperature
@@ -26,8 +37,12 @@ acknowledgement would cost ~40 ms per setting.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 import threading
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
@@ -38,7 +53,17 @@ if TYPE_CHECKING:
     from pcm_hil.emulator.wire import WireInterface
 
 RECEIVE_BYTES = 1 << 20
+#: How often a waiting connection looks at the server's stop flag and its own timeouts, s.
+POLL_S = 0.2
 _QUICK_ACK = getattr(socket, "TCP_QUICKACK", None)
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class _Stalled(Exception):
+    """The client read nothing of a reply for ``send_stall_timeout_s``."""
 
 
 class TcpServer:
@@ -51,9 +76,19 @@ class TcpServer:
         port: int = 0,
         busy_wait_s: float = 1.0,
         faults: FaultPlan | None = None,
+        allow: Iterable[str | Network] = (),
     ) -> None:
         self.device = device
         self.busy_wait_s = busy_wait_s
+        self.allow = tuple(ipaddress.ip_network(net, strict=False) for net in allow)
+        """Networks whose clients are served besides this machine's (loopback)."""
+        self.refused: list[str] = []
+        """Addresses of the clients refused for not being allowed, in order."""
+        if not self.allow and not _is_loopback(host):
+            raise ValueError(
+                f"serving on {host} lets other machines send pulses: name the networks that "
+                "may connect (allow=, --allow CIDR[,CIDR…]), or bind 127.0.0.1"
+            )
         self.faults = faults if faults else None
         """The fault plan (None: a well-behaved instrument)."""
         self.fault_events: list[FaultEvent] = []
@@ -63,8 +98,9 @@ class TcpServer:
             if chip is None:
                 raise ValueError("fault injection acts on the emulated chip, not this instrument")
             self.faults.apply_to_chip(chip)
-        self._listener = socket.create_server((host, port), reuse_port=False)
-        self._listener.settimeout(0.2)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, reuse_port=False)
+        self._listener.settimeout(POLL_S)
         self.host, self.port = self._listener.getsockname()[:2]
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -74,8 +110,12 @@ class TcpServer:
 
     @property
     def resource(self) -> str:
-        """The VISA resource string that reaches this server."""
-        return f"TCPIP0::{self.host}::{self.port}::SOCKET"
+        """The VISA resource string that reaches this server (bound to every interface: the
+        address of this machine's outgoing interface)."""
+        host = self.host
+        if ipaddress.ip_address(host).is_unspecified:
+            host = _reachable_address(ipaddress.ip_address(host).version)
+        return f"TCPIP0::{host}::{self.port}::SOCKET"
 
     def start(self) -> TcpServer:
         self._thread = threading.Thread(
@@ -92,6 +132,11 @@ class TcpServer:
                 continue
             except OSError:
                 break
+            if not self._permitted(peer[0]):
+                self.refused.append(peer[0])
+                log.warning("refused a connection from %s: not in the allowed networks", peer[0])
+                connection.close()
+                continue
             try:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # the client is already gone
@@ -126,31 +171,51 @@ class TcpServer:
         finally:
             connection.close()
 
+    def _permitted(self, address: str) -> bool:
+        """Whether a client at ``address`` may connect: this machine, or an allowed network."""
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return ip.is_loopback or any(ip in network for network in self.allow)
+
     def _serve_client(self, connection: socket.socket, number: int) -> None:
         framer = self.device.new_framer()
+        limits = self.device.serving
         session = None
         if self.faults is not None and self.faults.connection_faults:
             # a plan is taken only for a device with a chip, the chip's wire (see __init__)
             wire = cast("WireInterface", self.device)
             session = self.faults.session(wire, number, self.fault_events.append)
+        buffer = bytearray(RECEIVE_BYTES)  # one receive buffer for the whole connection
+        received_view = memoryview(buffer)
         try:
-            connection.settimeout(0.2)
+            connection.settimeout(POLL_S)
+            heard = time.monotonic()
             while not self._stop.is_set():
                 try:
-                    data = connection.recv(RECEIVE_BYTES)
+                    received = connection.recv_into(buffer)
                 except TimeoutError:
+                    if self._timed_out(framer, time.monotonic() - heard, number):
+                        break
                     continue
-                if not data:
+                if not received:
                     break
+                heard = time.monotonic()
                 if _QUICK_ACK is not None:
                     connection.setsockopt(socket.IPPROTO_TCP, _QUICK_ACK, 1)
+                data = received_view[:received]  # the framer copies what it keeps
                 if session is not None:
                     if not self._feed_faulty(connection, session, framer, data):
                         break
                     continue
-                reply = self.device.feed(framer, data)
-                if reply:
-                    connection.sendall(reply)
+                for reply in self.device.replies(framer, data):
+                    self._send(connection, reply, limits.send_stall_timeout_s)
+        except _Stalled:
+            log.warning(
+                "connection %d dropped: its client read nothing for %g s",
+                number,
+                limits.send_stall_timeout_s,
+            )
         except OSError:
             pass  # the client went away; its partial message dies with the framer
         finally:
@@ -159,12 +224,45 @@ class TcpServer:
                 self._clients.discard(connection)
                 self._idle.notify_all()
 
+    def _timed_out(self, framer: MessageFramer, quiet_s: float, number: int) -> bool:
+        """Whether a connection quiet for ``quiet_s`` is to be closed: holding part of a
+        message past ``partial_timeout_s``, or idle past ``idle_timeout_s``."""
+        limits = self.device.serving
+        if framer.pending and quiet_s > limits.partial_timeout_s:
+            log.warning(
+                "connection %d closed: a partial message, nothing more for %g s",
+                number,
+                limits.partial_timeout_s,
+            )
+            return True
+        if limits.idle_timeout_s is not None and quiet_s > limits.idle_timeout_s:
+            log.info("connection %d closed: idle for %g s", number, limits.idle_timeout_s)
+            return True
+        return False
+
+    def _send(self, connection: socket.socket, data: bytes, stall_s: float) -> None:
+        """Send all of ``data``, waiting for a slow reader as long as it reads something
+        every ``stall_s``; raise _Stalled otherwise (OSError when the client is gone)."""
+        with memoryview(data) as view:
+            progress = time.monotonic()
+            while view:
+                try:
+                    sent = connection.send(view)
+                except TimeoutError:
+                    if self._stop.is_set():
+                        raise OSError("server stopping") from None
+                    if time.monotonic() - progress > stall_s:
+                        raise _Stalled from None
+                    continue
+                view = view[sent:]
+                progress = time.monotonic()
+
     def _feed_faulty(
         self,
         connection: socket.socket,
         session: FaultSession,
         framer: MessageFramer,
-        data: bytes,
+        data: memoryview,
     ) -> bool:
         """Process received bytes under the fault plan, one message at a time; False when
         the connection is to end (dropped by a fault, or its client left during a delay)."""
@@ -174,7 +272,7 @@ class TcpServer:
             ):
                 return False
             if outcome.reply:
-                connection.sendall(outcome.reply)
+                self._send(connection, outcome.reply, self.device.serving.send_stall_timeout_s)
             if outcome.close:
                 hang_up(connection)
                 return False
@@ -198,3 +296,28 @@ class TcpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is this machine only."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def _reachable_address(version: int) -> str:
+    """This machine's address on its outgoing interface (no packet is sent), else its name."""
+    family, probe = (
+        (socket.AF_INET, ("192.0.2.1", 9))
+        if version == 4
+        else (socket.AF_INET6, ("2001:db8::1", 9))
+    )
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect(probe)
+            address = udp.getsockname()[0]
+    except OSError:
+        return socket.gethostname()
+    return socket.gethostname() if ipaddress.ip_address(address).is_unspecified else address

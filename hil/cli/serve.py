@@ -1,9 +1,11 @@
 """``pcm-hil emulator serve`` and ``pcm-hil emulator bench``: serve the emulator until Ctrl-C
-(or SIGTERM), its resource string(s) on stdout, what it does on stderr."""
+(or SIGTERM), its resource string(s) on stdout, what it does on stderr (faults that fire,
+connections refused or timed out)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 def emulator(args: argparse.Namespace) -> int:
     """``pcm-hil emulator serve|bench``."""
+    logging.basicConfig(level=logging.INFO, format="pcm-hil: %(message)s", stream=sys.stderr)
     if args.emulator_command == "bench":
         return serve_bench(args)
     return serve_chip(args)
@@ -25,7 +28,9 @@ def serve_bench(args: argparse.Namespace) -> int:
     """An emulated SMU and pulse generator, each on its own TCP port."""
     from pcm_hil.emulator.bench import serve_forever
 
-    serve_forever(args.devices, args.seed, args.host, args.smu_port, args.pulse_port)
+    serve_forever(
+        args.devices, args.seed, args.host, args.smu_port, args.pulse_port, allow=args.allow
+    )
     return 0
 
 
@@ -35,6 +40,7 @@ def serve_chip(args: argparse.Namespace) -> int:
     from pcm_hil.emulator import WireInterface
     from pcm_hil.emulator.faults import FaultPlan
     from pcm_hil.emulator.resource import EmulatorOptions
+    from pcm_hil.protocols.limits import ServingLimits
 
     faults = FaultPlan.parse(args.faults)
     if args.serial and faults.connection_faults:
@@ -50,7 +56,12 @@ def serve_chip(args: argparse.Namespace) -> int:
     if args.real_time:
         overrides["real_time"] = True
     chip = EmulatorOptions(args.profile, args.seed, overrides).make_chip()
-    wire = WireInterface(chip)
+    limits = ServingLimits(
+        partial_timeout_s=args.partial_timeout,
+        idle_timeout_s=args.idle_timeout,
+        send_stall_timeout_s=args.stall_timeout,
+    )
+    wire = WireInterface(chip, serving=limits)
     server: PtyServer | TcpServer
     if args.serial:
         from pcm_hil.emulator.servers.pty import PtyServer
@@ -60,7 +71,7 @@ def serve_chip(args: argparse.Namespace) -> int:
     else:
         from pcm_hil.emulator.servers.tcp import TcpServer
 
-        server = TcpServer(wire, host=args.host, port=args.port, faults=faults)
+        server = TcpServer(wire, host=args.host, port=args.port, faults=faults, allow=args.allow)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
