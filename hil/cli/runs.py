@@ -1,7 +1,8 @@
 """Looking at recorded runs: ``runs list``, ``runs show``, ``runs export`` and ``dashboard``.
 
 ``runs show`` reads a run back in ``show_run``: ``run_document`` is its ``--json`` object,
-``render_run`` its tables.
+``render_run`` its tables. All of them only read the store: they open it read-only, so a store
+they cannot write, or one not made yet, is read as it is and left so.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pcm_hil.records.store import RunStore
 
 def runs(args: argparse.Namespace) -> int:
     """``pcm-hil runs list|show|export``."""
-    with RunStore(args.runs) as store:
+    with RunStore(args.runs, readonly=True) as store:
         if args.runs_command == "list":
             return list_runs(args, store)
         if args.runs_command == "show":
@@ -112,7 +113,7 @@ def dashboard(args: argparse.Namespace) -> int:
     """``pcm-hil dashboard``: follow a run live, or draw a finished one."""
     from pcm_hil.ui.dashboard import attach
 
-    with RunStore(args.runs) as store:
+    with RunStore(args.runs, readonly=True) as store:
         if store.latest() is None:
             raise ValueError(f"no runs recorded in {store.path}")
         attach(store, args.id, follow=not args.once)

@@ -9,30 +9,42 @@ read a run while it is written.
 Each event is stored as its typed document (``pcm_hil.documents``): the document's name and
 schema version beside its fields (scalars as JSON, arrays as binary blobs), read back as the
 same class. The store's own schema version is SQLite's ``user_version`` (``STORE_VERSION``); a
-store written by an older pcm-hil is migrated in place when opened (``migrate``).
+store written by an older pcm-hil is migrated in place when opened to record (``migrate``).
 
 Where: ``$PCM_HIL_RUNS`` if set, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite`` (by default
-``~/.local/share/pcm-hil/runs.sqlite``); every command takes ``--runs PATH``.
+``~/.local/share/pcm-hil/runs.sqlite``); every command takes ``--runs PATH``. Only the default
+location's folder is made when missing: a store named elsewhere in a folder that does not exist
+is refused (a mistyped path would otherwise scatter stores about).
+
+Opened ``readonly=True`` (``runs``, ``dashboard``, the ``--resume`` readers) a store is only
+read: no journal mode set, no table made, no migration, no file or folder created (SQLite's
+-wal and -shm files exist while it reads, and are gone when it closes unless a writer keeps
+them) — a store that does not exist yet reads as one without runs. Every failure to open, read
+or write a store is a ``StoreError``: one line naming the file and what is wrong, the file
+left as it was.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
 import sqlite3
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from pcm_hil.documents.base import Document, UnknownDocument, document_type
 from pcm_hil.documents.events import Event
 from pcm_hil.protocols.chip import ChipInfo
+from pcm_hil.protocols.transport import PcmHilError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +97,58 @@ CREATE TABLE IF NOT EXISTS arrays (
 """
 
 
+class StoreError(PcmHilError, RuntimeError):
+    """The run store cannot be opened, read or written: the message is one line that names
+    the file and what is wrong with it."""
+
+
+class UnknownRunError(StoreError, KeyError):
+    """No run of that id in the store."""
+
+    def __str__(self) -> str:  # as given, not quoted as a KeyError's key is
+        return str(self.args[0]) if self.args else ""
+
+
+#: What SQLite's own messages mean for a run store (the message itself follows in brackets).
+_SQLITE_MEANINGS = {
+    "file is not a database": "not a pcm-hil run store",
+    "database disk image is malformed": "the run store is damaged",
+    "attempt to write a readonly database": "the run store is read-only",
+    "database or disk is full": "no room left to write the run store",
+    "unable to open database file": "cannot open the run store",
+    "database is locked": "the run store is locked by another process",
+    "disk I/O error": "cannot read or write the run store",
+}
+
+
+def _store_error(path: Path, error: BaseException) -> StoreError:
+    """``error`` (an ``sqlite3.Error`` or ``OSError`` met opening or using the store at
+    ``path``) as a one-line ``StoreError`` naming the file."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, OSError):
+        return StoreError(f"{path}: {(error.strerror or str(error)).lower()}")
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    meaning = next((m for key, m in _SQLITE_MEANINGS.items() if text.startswith(key)), None)
+    return StoreError(f"{path}: {meaning or 'run store error'} ({text})")
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _guarded(method: _Method) -> _Method:
+    """A ``RunStore`` method whose SQLite and OS errors come out as ``StoreError``."""
+
+    @functools.wraps(method)
+    def guarded(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as error:
+            raise _store_error(self.path, error) from error
+
+    return cast(_Method, guarded)
+
+
 def default_path() -> Path:
     """``$PCM_HIL_RUNS``, else ``$XDG_DATA_HOME/pcm-hil/runs.sqlite``."""
     if os.environ.get("PCM_HIL_RUNS"):
@@ -132,21 +196,90 @@ _RUN_COLUMNS = ", ".join(f.name for f in fields(RunInfo))
 
 
 class RunStore:
-    """A run store file. Safe to open from several processes at once."""
+    """A run store file. Safe to open from several processes at once.
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    ``readonly``: only read it (see the module); a store that needs migrating is refused
+    then, as migrating writes. Raises ``StoreError`` for whatever keeps it from being opened.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        try:
+            exists = _check_file(self.path, readonly)
+            self.db = self._open_readonly(exists) if readonly else self._open_writable(exists)
+        except (sqlite3.Error, OSError) as error:
+            raise _store_error(self.path, error) from error
+
+    def _open_writable(self, exists: bool) -> sqlite3.Connection:
+        folder = self.path.parent
+        if exists and not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path}: the run store is read-only (permission denied)")
+        if not os.access(folder, os.W_OK):  # for the store itself, or its write-ahead log
+            raise StoreError(
+                f"{self.path}: cannot write in its folder {folder} (permission denied)"
+            )
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # every commit survives a killed process
-        if self._version() != STORE_VERSION:
-            self._upgrade()
+        try:
+            version = self._version()
+            self._check_tables(version)  # before anything is written into it
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # every commit survives a killed process
+            if version != STORE_VERSION:
+                self._upgrade()
+        except BaseException:
+            self.db.close()  # SQLite removes the side files it made
+            raise
+        return self.db
+
+    def _open_readonly(self, exists: bool) -> sqlite3.Connection:
+        """A connection that only reads: through the write-ahead log when one is there (a
+        writer has the store open); else opened for writing but refusing every write, so
+        that SQLite removes the side files it makes while reading when it closes; else, when
+        the store cannot be written at all, as an immutable file. A store that does not exist
+        or holds nothing yet reads as an empty one, in memory."""
+        if not exists or self.path.stat().st_size == 0:
+            return _empty_store()
+        uri = self.path.absolute().as_uri()
+        if Path(f"{self.path}-wal").exists():
+            uri += "?mode=ro"
+        elif os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+            uri += "?mode=rw"
+        else:
+            uri += "?mode=ro&immutable=1"
+        self.db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA query_only = 1")
+            version = self._version()
+            if not self._check_tables(version):
+                self.db.close()
+                return _empty_store()
+            if version != STORE_VERSION:
+                raise StoreError(
+                    f"{self.path}: a run store of an older pcm-hil (version {max(version, 1)})"
+                    " to be migrated, and this command only reads; the next run recorded into"
+                    " it migrates it in place (a copy kept beside it)"
+                )
+        except BaseException:
+            self.db.close()
+            raise
+        return self.db
+
+    def _check_tables(self, version: int) -> bool:
+        """Whether the store holds any tables; refuses an SQLite file of something else."""
+        tables = {
+            row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if version == 0 and tables and "events" not in tables:
+            raise StoreError(
+                f"{self.path}: not a pcm-hil run store (an SQLite file of other tables)"
+            )
+        return bool(tables)
 
     def _version(self) -> int:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
         if version > STORE_VERSION:
-            raise RuntimeError(
+            raise StoreError(
                 f"{self.path} is a run store of version {version}; this pcm-hil reads up to "
                 f"{STORE_VERSION}: update pcm-hil"
             )
@@ -159,8 +292,14 @@ class RunStore:
         if _has_table(self.db, "events"):
             backup = self.path.with_name(f"{self.path.name}.v{self._version()}.bak")
             if not backup.exists():
-                with sqlite3.connect(backup) as copy:
+                copy = sqlite3.connect(backup)
+                try:
                     self.db.backup(copy)
+                except BaseException:
+                    backup.unlink(missing_ok=True)  # no half copy left to pass for the store
+                    raise
+                finally:
+                    copy.close()
                 log.warning("migrating run store %s; a copy of it is in %s", self.path, backup)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
@@ -187,6 +326,7 @@ class RunStore:
 
     # --- writing ----------------------------------------------------------------------------
 
+    @_guarded
     def start_run(
         self,
         procedure: str,
@@ -218,6 +358,7 @@ class RunStore:
             raise RuntimeError("the run store did not number the new run")
         return run_id
 
+    @_guarded
     def add_event(self, run_id: int, event: Event) -> int:
         """Record one event — its document's name and version, its scalars as JSON, its
         arrays as blobs — in one transaction."""
@@ -250,6 +391,7 @@ class RunStore:
                 )
         return seq
 
+    @_guarded
     def describe_chip(self, run_id: int, info: ChipInfo) -> None:
         """Record what the chip a run talks to reported of itself: identity, protocol
         version, geometry and limits."""
@@ -259,6 +401,7 @@ class RunStore:
             (json.dumps(asdict(info.identity)), json.dumps(chip), info.protocol_version, run_id),
         )
 
+    @_guarded
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.db.execute(
             "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -267,6 +410,7 @@ class RunStore:
 
     # --- reading ----------------------------------------------------------------------------
 
+    @_guarded
     def runs(self, limit: int | None = None) -> list[RunInfo]:
         """Runs, newest first."""
         query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + (
@@ -274,10 +418,11 @@ class RunStore:
         )
         return [self._info(row) for row in self.db.execute(query)]
 
+    @_guarded
     def run(self, run_id: int) -> RunInfo:
         row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise KeyError(f"no run {run_id} in {self.path}")
+            raise UnknownRunError(f"no run {run_id} in {self.path}")
         return self._info(row)
 
     def latest(self) -> RunInfo | None:
@@ -288,6 +433,12 @@ class RunStore:
         """The run's events with seq > ``after``, in order, each with its typed document
         (arrays included); a document of a class this pcm-hil does not know, or of another
         version of it, comes back as an ``UnknownDocument`` holding its values."""
+        try:
+            yield from self._events(run_id, after)
+        except (sqlite3.Error, OSError) as error:
+            raise _store_error(self.path, error) from error
+
+    def _events(self, run_id: int, after: int) -> Iterator[Event]:
         rows = self.db.execute(
             "SELECT seq, kind, procedure, document, version, done, total, wall_time_s, data"
             " FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
@@ -387,3 +538,55 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_file(path: Path, readonly: bool) -> bool:
+    """Whether a store file is at ``path``; refuses what cannot be one — a folder, a device,
+    a file that is not an SQLite database, a store cut short — before SQLite opens it (and
+    makes its side files beside it), and a missing folder but the default store's (made here
+    to write in it). An empty file is an empty store."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            if path.absolute() != default_path().absolute():
+                raise StoreError(f"{path}: the directory {path.parent} does not exist") from None
+            if not readonly:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        return False
+    if stat.S_ISDIR(status.st_mode):
+        raise StoreError(f"{path}: is a directory, not a run store file")
+    if not stat.S_ISREG(status.st_mode):
+        raise StoreError(f"{path}: not a regular file, so not a run store")
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header:
+        return True
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path}: not a pcm-hil run store (file is not a database)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise StoreError(f"{path}: the run store is damaged (page size {page_size} in its header)")
+    # the size the header records is valid when its change counter matches (SQLite 3.7+);
+    # with a write-ahead log beside it the file may legitimately lag behind
+    pages = int.from_bytes(header[28:32], "big")
+    wal = Path(f"{path}-wal")
+    if pages and header[24:28] == header[92:96] and not (wal.exists() and wal.stat().st_size):
+        if status.st_size < pages * page_size:
+            raise StoreError(
+                f"{path}: the run store is truncated ({status.st_size} of its "
+                f"{pages * page_size} bytes)"
+            )
+    return True
+
+
+def _empty_store() -> sqlite3.Connection:
+    """A store without runs, in memory: what a store not yet made reads as."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(f"{SCHEMA}PRAGMA user_version = {STORE_VERSION}; PRAGMA query_only = 1;")
+    return db
