@@ -6,6 +6,7 @@ methods here; the arguments reaching them have passed the command table's checks
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -39,6 +40,9 @@ class ChipConfig:
     """MVM input resolution [choice: HERMES uses 8-bit inputs]."""
     adc_bits: int = 8
     """MVM output resolution [choice]."""
+    mvm_batch_max: int = 16384
+    """Most input vectors one MVM command takes [choice: a reply of 16 MiB at 256 columns,
+    the ``max_reply_bytes`` a server allows]."""
     adc_full_scale_fraction: float = 0.03
     """ADC full scale as a fraction of rows·g_max·read_voltage, the current of a fully
     driven, fully SET column [choice]."""
@@ -54,6 +58,8 @@ class ChipConfig:
         for name in ("tiles", "rows", "columns"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.mvm_batch_max < 1:
+            raise ValueError("mvm_batch_max must be at least 1")
         if not 2 <= self.dac_bits <= 16 or not 2 <= self.adc_bits <= 16:
             raise ValueError("DAC and ADC bits must be 2…16")
         if not self.temperature_min_K <= self.ambient_K <= self.temperature_max_K:
@@ -87,15 +93,58 @@ PROFILES: dict[str, ChipConfig] = {
 }
 DEFAULT_PROFILE = "default"
 
+#: Bytes an emulated chip allocates per device: the device arrays (``PcmDevices``: nine
+#: arrays, 41 B) and the temporaries of drawing them (32 B) [measured with tracemalloc].
+BYTES_PER_DEVICE = 73
+#: Bytes per device of one tile, for the temporaries of reading or pulsing all of it [measured].
+BYTES_PER_TILE_DEVICE = 80
+#: The share of the host's physical memory one emulated chip may take, and a fixed ceiling
+#: that holds on any host: 64 GiB, about 900 million devices (so a tile also stays below the
+#: 2³² devices that 32-bit addresses reach).
+MEMORY_FRACTION = 0.5
+MEMORY_CEILING = 64 * 2**30
+
+
+def memory_estimate(config: ChipConfig) -> int:
+    """Bytes an emulated chip of ``config`` allocates at its peak, about: its device arrays,
+    the temporaries of drawing them and those of a whole-tile read."""
+    per_tile = config.devices_per_tile
+    return BYTES_PER_DEVICE * config.tiles * per_tile + BYTES_PER_TILE_DEVICE * per_tile
+
+
+def memory_limit() -> int:
+    """Bytes an emulated chip may take: ``MEMORY_FRACTION`` of the host's physical memory, at
+    most ``MEMORY_CEILING`` (the ceiling alone where the host does not tell its memory)."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX host
+        return MEMORY_CEILING
+    return min(int(MEMORY_FRACTION * physical), MEMORY_CEILING)
+
+
+def check_memory(config: ChipConfig) -> None:
+    """ValueError, before anything is allocated, for a geometry whose arrays would not fit:
+    ``memory_estimate`` above ``memory_limit()``."""
+    needed, limit = memory_estimate(config), memory_limit()
+    if needed > limit:
+        raise ValueError(
+            f"a chip of {config.tiles}×{config.rows}×{config.columns} devices needs about "
+            f"{needed / 2**30:.1f} GiB of memory, more than the {limit / 2**30:.1f} GiB an "
+            f"emulated chip may take ({MEMORY_FRACTION:.0%} of this host's memory, at most "
+            f"{MEMORY_CEILING // 2**30} GiB)"
+        )
+
 
 class EmulatedChip:
     """A PCM test chip in software. ``rng`` (a seeded numpy Generator) drives every random
-    draw: the same seed and the same calls give the same results."""
+    draw: the same seed and the same calls give the same results. A geometry whose arrays
+    would not fit in memory is refused (ValueError, ``check_memory``) before any is made."""
 
     def __init__(
         self, config: ChipConfig | None = None, rng: np.random.Generator | None = None
     ) -> None:
         self.config = config or PROFILES[DEFAULT_PROFILE]
+        check_memory(self.config)  # before the device arrays are allocated
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.clock = RealTimeClock() if self.config.real_time else VirtualClock()
         self.devices = PcmDevices(
@@ -140,6 +189,7 @@ class EmulatedChip:
             adc_bits=c.adc_bits,
             mvm_input_max_V=self.converters.input_max_V,
             mvm_output_max_uA=self.converters.output_max_uA,
+            mvm_batch_max=c.mvm_batch_max,
         )
 
     # --- time and temperature -------------------------------------------------------------------

@@ -14,13 +14,20 @@ from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
-from pcm_hil.emulator.chip import DEFAULT_PROFILE, PROFILES, ChipConfig, EmulatedChip, make_chip
+from pcm_hil.emulator.chip import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    ChipConfig,
+    EmulatedChip,
+    check_memory,
+    make_chip,
+)
 from pcm_hil.protocols.transport import ResourceError
 
 SCHEME = "emulator"
 _INTEGERS = ("tiles", "rows", "columns")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
 
 
 def is_emulator(resource: str | None) -> bool:
@@ -32,7 +39,8 @@ def is_emulator(resource: str | None) -> bool:
 @dataclass(frozen=True)
 class EmulatorOptions:
     """What an ``emulator?…`` resource asks for: a chip profile, a seed, and changes to the
-    profile's geometry and clock (``ChipConfig`` fields)."""
+    profile's geometry and clock (``ChipConfig`` fields). A geometry too large for memory is
+    refused here (ResourceError), before any chip is made."""
 
     profile: str = DEFAULT_PROFILE
     seed: int = 0
@@ -43,8 +51,12 @@ class EmulatorOptions:
             raise ResourceError(
                 f"unknown chip profile {self.profile!r}; known: {', '.join(PROFILES)}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ResourceError(f"emulator seed must be an integer, not {self.seed!r}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
+            raise ResourceError(f"emulator seed must be an integer ≥ 0, not {self.seed!r}")
         unknown = set(self.overrides) - {*_INTEGERS, "real_time"}
         if unknown:
             raise ResourceError(
@@ -52,7 +64,7 @@ class EmulatorOptions:
                 f"profile, seed, {', '.join(_INTEGERS)}, real_time"
             )
         try:
-            self.config()
+            check_memory(self.config())  # a chip too large for memory, refused before it is made
         except ValueError as error:
             raise ResourceError(f"bad emulator option: {error}") from None
 
@@ -79,7 +91,10 @@ class EmulatorOptions:
                 overrides[key] = _integer(key, value)
             elif key == "real_time":
                 if value.lower() not in (*_TRUE, *_FALSE):
-                    raise ResourceError(f"real_time takes 1 or 0, not {value!r}")
+                    raise ResourceError(
+                        f"emulator option real_time takes {'/'.join(_TRUE)} or "
+                        f"{'/'.join(_FALSE)}, not {value!r}"
+                    )
                 overrides[key] = value.lower() in _TRUE
             else:
                 overrides[key] = value  # refused, with the known keys, by __post_init__

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
@@ -89,10 +89,10 @@ def open_transport(
         opener = _opener(scheme)
         if opener is not None:
             return opener(text, timeout_s)
-    from pcm_hil.drivers.transports.tcp import SocketTransport
+    from pcm_hil.drivers.transports.tcp import SocketTransport, parse_port
 
-    address = SocketTransport.match(text) if visa_library is None else None
-    if address is not None:  # pyvisa-py would only wrap a plain socket, slower
+    address = SocketTransport.match(text)  # its port checked, whichever transport opens it
+    if address is not None and visa_library is None:  # pyvisa-py would wrap a plain socket
         return SocketTransport(text, *address, timeout_s)
     if _VISA.match(text):
         from pcm_hil.drivers.transports.visa import VisaTransport
@@ -107,6 +107,8 @@ def open_transport(
         from pcm_hil.drivers.transports.serial_port import SerialTransport
 
         port, _sep, query = text.removeprefix("serial:").partition("?")
+        if re.match(r"^(socket|rfc2217)://", port, re.IGNORECASE):  # pyserial's TCP URLs
+            parse_port(urlsplit(port).netloc.rpartition(":")[2], resource)
         options = dict(parse_qsl(query))
         try:
             baud = int(options.pop("baud", 115200))

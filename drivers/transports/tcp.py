@@ -7,7 +7,15 @@ import re
 from pcm_hil.protocols.transport import (
     ChipDisconnectedError,
     ChipTimeoutError,
+    ResourceError,
 )
+
+
+def parse_port(text: str, resource: str) -> int:
+    """The TCP port ``text`` names in ``resource``: a number 1…65535, else ResourceError."""
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65535:
+        raise ResourceError(f"the port of {resource!r} must be a number 1…65535, not {text!r}")
+    return int(text)
 
 
 class SocketTransport:
@@ -15,7 +23,7 @@ class SocketTransport:
     pyvisa-py sends, without its per-call overhead (attribute look-ups, a select before every
     recv, 4 KiB receives). Exact-count reads land straight in one buffer (``recv_into``)."""
 
-    _SOCKET = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>\d+)::SOCKET$", re.IGNORECASE)
+    _SOCKET = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>[^:]*)::SOCKET$", re.IGNORECASE)
 
     def __init__(self, resource: str, host: str, port: int, timeout_s: float) -> None:
         import socket
@@ -31,8 +39,10 @@ class SocketTransport:
 
     @classmethod
     def match(cls, resource: str) -> tuple[str, int] | None:
+        """(host, port) of a ``TCPIP[n]::host::port::SOCKET`` resource, None for any other;
+        ResourceError when its port is not a number 1…65535."""
         found = cls._SOCKET.match(resource)
-        return (found["host"], int(found["port"])) if found else None
+        return (found["host"], parse_port(found["port"], resource)) if found else None
 
     def write(self, data: bytes) -> None:
         try:

@@ -13,6 +13,19 @@ def open_chip(args: argparse.Namespace) -> PcmChip:
     return PcmChip.open(args.resource, timeout_s=args.timeout, visa_library=args.visa_library)
 
 
+def check_resource(resource: str) -> None:
+    """Refuse a resource string that names no chip to open, before anything is opened or
+    recorded (ResourceError): an emulator's options, its geometry estimated to fit in memory;
+    a TCP socket's port."""
+    from pcm_hil.drivers.transports.tcp import SocketTransport
+    from pcm_hil.emulator.resource import EmulatorOptions, is_emulator
+
+    if is_emulator(resource):
+        EmulatorOptions.parse(resource)
+    else:
+        SocketTransport.match(resource.strip())
+
+
 def open_target(args: argparse.Namespace):
     """What a procedure runs on: the bench of ``--bench`` if given, else the chip."""
     if getattr(args, "bench", None):

@@ -4,6 +4,10 @@ the ``--json`` object, and what ``pcm_hil.cli.tables`` draws.
 The recorded procedures (``program``, ``drift``, ``characterize``, ``demo``, ``train``) take
 the open chip and the listeners of the run (``pcm_hil.cli.recording``); ``infer`` opens its own
 chips, one per repetition. ``info`` and ``tour`` open the chip themselves and record nothing.
+
+Before a run is recorded its options are checked: ``check`` what needs no chip (before one is
+opened), ``check_on_chip`` what needs the chip (right after it is opened). A refused option
+is one ValueError naming it; nothing has been pulsed and no run recorded.
 """
 
 from __future__ import annotations
@@ -11,13 +15,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from dataclasses import asdict
+from itertools import pairwise
 
 import numpy as np
 from rich.console import Console
 
 from pcm_hil.cli import resume
-from pcm_hil.cli.chips import chip_opener, open_chip
-from pcm_hil.cli.devices import assign_levels, parse_tiles, select, spread_addresses
+from pcm_hil.cli.chips import check_resource, chip_opener, open_chip
+from pcm_hil.cli.devices import (
+    assign_levels,
+    check_levels,
+    devices_within,
+    select,
+    spread_addresses,
+)
+from pcm_hil.cli.parser import CHARACTERIZE_DEVICES, DRIFT_DEVICES
 from pcm_hil.documents.events import Listener
 from pcm_hil.drivers import PcmHilError
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
@@ -25,9 +37,90 @@ from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.procedures.program import program_and_verify
 from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
 from pcm_hil.procedures.tour import run_tour
+from pcm_hil.protocols.chip import ChipInfo
 from pcm_hil.targets.clock import ChipClock
 
 STRATEGIES = {"amplitude": AmplitudeSearch, "partial-set": PartialSetSteps}
+#: Read times a drift fit needs from --fit-from on (``procedures.drift`` fits none on fewer).
+FIT_POINTS = 3
+
+
+def check(args: argparse.Namespace) -> None:
+    """The checks that need no chip, before one is opened or a run recorded: the resource
+    strings, and the options that must agree with each other (ValueError naming them)."""
+    for resource in args.bench.split(",") if getattr(args, "bench", None) else [args.resource]:
+        check_resource(resource)
+    if args.command == "drift" and args.resume is None:
+        if args.start >= args.end:
+            raise ValueError(f"--start {args.start:g} s is not before --end {args.end:g} s")
+        if not args.start <= args.fit_from <= args.end:
+            raise ValueError(
+                f"--fit-from {args.fit_from:g} s is outside the read window, --start "
+                f"{args.start:g} s … --end {args.end:g} s"
+            )
+        fitted = int((log_times(args.start, args.end, args.points) >= args.fit_from).sum())
+        if fitted < FIT_POINTS:
+            raise ValueError(
+                f"--fit-from {args.fit_from:g} s leaves {fitted} of the {args.points} read "
+                f"times to fit ν: it needs {FIT_POINTS}"
+            )
+    elif getattr(args, "kind", None) == "programming-curve":
+        if args.current_min >= args.current_max:
+            raise ValueError(
+                f"--current-min {args.current_min:g} µA is not below --current-max "
+                f"{args.current_max:g} µA"
+            )
+    elif args.command == "infer":
+        for before, after in pairwise(args.times):
+            if after <= before:
+                raise ValueError(f"--times must increase: {after:g} s comes after {before:g} s")
+
+
+def check_on_chip(chip, args: argparse.Namespace) -> None:
+    """The checks against the open chip, before the run is recorded and anything pulsed: the
+    devices within its tiles, levels the tolerance tells apart over its range, pulses within
+    its limits, a network its tiles hold; for ``--resume``, that the recorded run continues
+    on this chip (``resume.check_resume``). Sets ``--devices`` left to its default to what
+    the tile holds of it."""
+    config: ChipInfo = chip.config
+    if args.command in ("program", "drift"):
+        if args.resume is not None:
+            resume.check_resume(args, chip)
+            return
+        default = DRIFT_DEVICES if args.command == "drift" else None
+        args.devices = devices_within(args.devices, config, default)
+        select(args, config)  # the tiles, checked
+        check_levels(args.levels, args.tolerance, config.g_max_uS)
+    elif args.command == "characterize":
+        if args.tile >= config.tiles:
+            raise ValueError(f"--tile {args.tile} outside 0…{config.tiles - 1}")
+        args.devices = devices_within(args.devices, config, CHARACTERIZE_DEVICES)
+        _check_pulses(args, config)
+    elif args.command == "train":
+        from pcm_hil.analog.insitu import DEFAULT_HIDDEN
+        from pcm_hil.analog.mapping import place_layers
+
+        hidden = args.hidden or DEFAULT_HIDDEN
+        try:  # the layers of zoo.mlp: 64 inputs → hidden → 10 outputs
+            place_layers([(64, hidden), (hidden, 10)], config.tiles, config.rows, config.columns)
+        except ValueError as error:
+            raise ValueError(f"--hidden {hidden}: {error}") from None
+
+
+def _check_pulses(args: argparse.Namespace, config: ChipInfo) -> None:
+    """The pulses of ``characterize`` within the chip's safe limits."""
+    largest = config.pulse_amplitude_max_uA
+    for option in ("current_max", "amplitude"):
+        value = getattr(args, option, None)
+        if value is not None and value > largest:
+            raise ValueError(
+                f"--{option.replace('_', '-')} {value:g} µA is above the chip's pulse limit, "
+                f"{largest:g} µA"
+            )
+    width = getattr(args, "width", None)
+    low, high = config.pulse_width_min_ns, config.pulse_width_max_ns
+    if width is not None and not low <= width <= high:
+        raise ValueError(f"--width {width:g} ns is outside the chip's limits, {low:g}…{high:g} ns")
 
 
 def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
@@ -84,7 +177,7 @@ def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict
 
 
 def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
-    tile = parse_tiles(args.tile, chip.config)[0]
+    tile = args.tile
     addresses = spread_addresses(args.devices, chip.config)
     if args.kind == "programming-curve":
         currents = np.linspace(args.current_min, args.current_max, args.points)

@@ -21,7 +21,7 @@ def parse_tiles(text: str, config: ChipInfo) -> list[int]:
         raise ValueError(f"--tiles takes 'all' or comma-separated indices, not {text!r}") from None
     bad = [t for t in tiles if not 0 <= t < config.tiles]
     if bad:
-        raise ValueError(f"tile(s) {bad} outside 0…{config.tiles - 1}")
+        raise ValueError(f"--tiles {text}: tile(s) {bad} outside 0…{config.tiles - 1}")
     return tiles
 
 
@@ -33,6 +33,37 @@ def spread_addresses(count: int | None, config: ChipInfo) -> np.ndarray:
     if count < 1:
         raise ValueError("--devices must be at least 1")
     return np.unique(np.linspace(0, size - 1, count).round().astype(np.int64))
+
+
+def devices_within(count: int | None, config: ChipInfo, default: int | None = None) -> int | None:
+    """``--devices``, checked to be at most a tile's devices (ValueError); when not given,
+    ``default`` (None: all) but no more than a tile holds."""
+    size = config.devices_per_tile
+    if count is None:
+        return None if default is None else min(default, size)
+    if count > size:
+        raise ValueError(
+            f"--devices {count}: a tile of this chip has {size} devices "
+            f"({config.rows}×{config.columns})"
+        )
+    return count
+
+
+def check_levels(levels: int, tolerance_uS: float, g_max_uS: float) -> None:
+    """ValueError unless ``levels`` targets over 0…g_max (``level_targets``: g_max/levels
+    apart) are at least one ``tolerance_uS`` apart, so that programming can tell them apart."""
+    spacing = g_max_uS / levels
+    if spacing >= tolerance_uS:
+        return
+    most = int(g_max_uS // tolerance_uS)
+    if most < 1:
+        raise ValueError(
+            f"--tolerance {tolerance_uS:g} µS is wider than the chip's range 0…{g_max_uS:g} µS"
+        )
+    raise ValueError(
+        f"--levels {levels} over 0…{g_max_uS:g} µS are {spacing:.3g} µS apart, closer than "
+        f"--tolerance {tolerance_uS:g} µS: at most {most} levels at that tolerance"
+    )
 
 
 def select(args: argparse.Namespace, config: ChipInfo) -> tuple[np.ndarray, np.ndarray]:

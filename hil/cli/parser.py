@@ -1,6 +1,9 @@
 """The options of ``pcm-hil``: ``build_parser()`` and the option groups its commands share.
 
 Every option has a help text; ``HelpFormatter`` adds its default to it where it has one.
+Every number is checked as it is parsed (``positive_int``, ``port``, … of ``options``: a usage
+error before anything runs); what needs two options or the chip is checked by
+``pcm_hil.cli.commands.check`` and ``check_on_chip``, before a run is recorded.
 """
 
 from __future__ import annotations
@@ -9,8 +12,25 @@ import argparse
 from importlib import metadata
 
 from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
+from pcm_hil.cli.options import (
+    float_range,
+    int_range,
+    networks,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
 
 YEAR_S = 365 * 86400.0
+#: At most this many read times, currents, pulses or reads in one measurement.
+MAX_POINTS = 10_000
+#: The longest transport timeout, s (a day).
+MAX_TIMEOUT_S = 86400.0
+#: Devices per tile that ``drift`` and ``characterize`` use unless told (fewer on a smaller
+#: tile: all of it).
+DRIFT_DEVICES = 4096
+CHARACTERIZE_DEVICES = 1024
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -78,7 +98,12 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
         "serial:/dev/…, or 'emulator' for the embedded emulator; 'emulator?seed=3&profile=tiny' "
         "picks its seed and shape",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="transport timeout, s")
+    parser.add_argument(
+        "--timeout",
+        type=float_range(0.0, MAX_TIMEOUT_S),
+        default=10.0,
+        help="transport timeout, s",
+    )
     parser.add_argument(
         "--visa-library",
         default=None,
@@ -121,16 +146,32 @@ def _add_devices(parser: argparse.ArgumentParser, tiles: str, devices: int | Non
     parser.add_argument("--tiles", default=tiles, help="tiles to use: 'all' or indices a,b,…")
     parser.add_argument(
         "--devices",
-        type=int,
-        default=devices,
-        help="devices per tile, spread over it" + (" (default: all)" if devices is None else ""),
+        type=positive_int,
+        help="devices per tile, spread over it, at most the tile's "
+        + (
+            "(default: all)"
+            if devices is None
+            else f"(default: {devices}, or all of a smaller tile)"
+        ),
+    )
+
+
+def _add_tolerance(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tolerance",
+        type=positive_float,
+        default=0.5,
+        help="programming tolerance, µS; the levels must be at least this far apart",
     )
 
 
 def _add_programming(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+    _add_tolerance(parser)
     parser.add_argument(
-        "--max-iterations", type=int, default=30, help="program-and-verify iterations at most"
+        "--max-iterations",
+        type=int_range(1, MAX_POINTS),
+        default=30,
+        help="program-and-verify iterations at most",
     )
     parser.add_argument(
         "--strategy",
@@ -155,9 +196,12 @@ def _add_network(parser: argparse.ArgumentParser) -> None:
 def _add_tour(commands) -> None:
     tour = _command(commands, "tour", "program a few devices, read them back, watch them drift")
     _add_resource(tour)
-    tour.add_argument("--tile", type=int, default=0, help="tile to use")
+    tour.add_argument("--tile", type=non_negative_int, default=0, help="tile to use")
     tour.add_argument(
-        "--devices-per-level", type=int, default=64, help="devices per programming current"
+        "--devices-per-level",
+        type=positive_int,
+        default=64,
+        help="devices per programming current",
     )
     _add_json(tour)
 
@@ -170,11 +214,11 @@ def _add_program(commands) -> None:
     _add_bench(program)
     _add_output(program)
     _add_devices(program, tiles="0")
-    program.add_argument("--levels", type=int, default=16, help="target levels")
+    program.add_argument("--levels", type=positive_int, default=16, help="target levels")
     _add_programming(program)
     program.add_argument(
         "--resume",
-        type=int,
+        type=positive_int,
         metavar="RUN",
         help="finish recorded run RUN: program only its devices that had not converged",
     )
@@ -187,26 +231,36 @@ def _add_drift(commands) -> None:
     _add_resource(drift)
     _add_bench(drift)
     _add_output(drift)
-    _add_devices(drift, tiles="0", devices=4096)
-    drift.add_argument("--levels", type=int, default=8, help="target levels")
-    drift.add_argument("--start", type=float, default=1.0, help="first read, s after programming")
+    _add_devices(drift, tiles="0", devices=DRIFT_DEVICES)
+    drift.add_argument("--levels", type=positive_int, default=8, help="target levels")
+    drift.add_argument(
+        "--start", type=positive_float, default=1.0, help="first read, s after programming"
+    )
     drift.add_argument(
         "--end",
-        type=float,
+        type=positive_float,
         default=YEAR_S,
         help="last read, s after programming (default: %(default).0f, a year)",
     )
-    drift.add_argument("--points", type=int, default=25, help="read times, log-spaced")
     drift.add_argument(
-        "--reads-per-point", type=int, default=4, help="reads averaged per read time"
+        "--points", type=int_range(2, MAX_POINTS), default=25, help="read times, log-spaced"
     )
     drift.add_argument(
-        "--fit-from", type=float, default=20.0, help="fit ν to the reads from this time on, s"
+        "--reads-per-point",
+        type=int_range(1, MAX_POINTS),
+        default=4,
+        help="reads averaged per read time",
     )
-    drift.add_argument("--tolerance", type=float, default=0.5, help="programming tolerance, µS")
+    drift.add_argument(
+        "--fit-from",
+        type=positive_float,
+        default=20.0,
+        help="fit ν to the reads from this time on, s; at least 3 read times from there to --end",
+    )
+    _add_tolerance(drift)
     drift.add_argument(
         "--resume",
-        type=int,
+        type=positive_int,
         metavar="RUN",
         help="continue the drift measurement of recorded run RUN (cut off by a dropped "
         "connection, say): no programming, only the reads it had not taken yet",
@@ -220,28 +274,54 @@ def _add_characterize(commands) -> None:
     )
     curve = _command(kinds, "programming-curve", "conductance vs melt-quench current")
     curve.add_argument(
-        "--current-min", type=float, default=200.0, help="lowest melt-quench current, µA"
+        "--current-min",
+        type=positive_float,
+        default=200.0,
+        help="lowest melt-quench current, µA, below --current-max",
     )
     curve.add_argument(
-        "--current-max", type=float, default=560.0, help="highest melt-quench current, µA"
+        "--current-max",
+        type=positive_float,
+        default=560.0,
+        help="highest melt-quench current, µA, within the chip's pulse limit",
     )
-    curve.add_argument("--points", type=int, default=19, help="currents, evenly spaced")
-    curve.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    curve.add_argument(
+        "--points", type=int_range(1, MAX_POINTS), default=19, help="currents, evenly spaced"
+    )
     accumulation = _command(kinds, "accumulation", "conductance vs partial-SET pulses")
-    accumulation.add_argument("--pulses", type=int, default=20, help="partial-SET pulses")
     accumulation.add_argument(
-        "--amplitude", type=float, default=90.0, help="partial-SET pulse amplitude, µA"
+        "--pulses", type=int_range(1, MAX_POINTS), default=20, help="partial-SET pulses"
     )
-    accumulation.add_argument("--width", type=float, default=50.0, help="pulse width, ns")
+    accumulation.add_argument(
+        "--amplitude",
+        type=positive_float,
+        default=90.0,
+        help="partial-SET pulse amplitude, µA, within the chip's pulse limit",
+    )
+    for parser in (curve, accumulation):
+        parser.add_argument(
+            "--width",
+            type=positive_float,
+            default=50.0,
+            help="pulse width, ns, within the chip's pulse limits",
+        )
     noise = _command(kinds, "read-noise", "relative read noise vs conductance")
-    noise.add_argument("--reads", type=int, default=20, help="reads per device")
+    noise.add_argument(
+        "--reads",
+        type=int_range(2, MAX_POINTS),
+        default=20,
+        help="reads per device (a spread needs two)",
+    )
     for parser in (curve, accumulation, noise):
         _add_resource(parser)
         _add_bench(parser)
         _add_output(parser)
-        parser.add_argument("--tile", default="0", help="tile to use")
+        parser.add_argument("--tile", type=non_negative_int, default=0, help="tile to use")
         parser.add_argument(
-            "--devices", type=int, default=1024, help="devices, spread over the tile"
+            "--devices",
+            type=positive_int,
+            help="devices, spread over the tile, at most the tile's "
+            f"(default: {CHARACTERIZE_DEVICES}, or all of a smaller tile)",
         )
 
 
@@ -256,7 +336,9 @@ def _add_demo(commands) -> None:
     _add_output(demo)
     demo.add_argument("--no-dashboard", action="store_true", help="a progress bar instead")
     _add_network(demo)
-    demo.add_argument("--chips", type=int, default=2, help="chips for the inference experiment")
+    demo.add_argument(
+        "--chips", type=positive_int, default=2, help="chips for the inference experiment"
+    )
 
 
 def _add_infer(commands) -> None:
@@ -268,29 +350,35 @@ def _add_infer(commands) -> None:
     _add_resource(infer)
     _add_output(infer)
     _add_network(infer)
-    infer.add_argument("--chips", type=int, default=3, help="chips (emulator seeds) to average")
+    infer.add_argument(
+        "--chips", type=positive_int, default=3, help="chips (emulator seeds) to average"
+    )
     infer.add_argument(
         "--times",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=[1.0, 3600.0, 86400.0, 2592000.0, 31536000.0],
-        help="seconds after programming (default: 1 s, 1 h, 1 d, 1 month, 1 year)",
+        help="seconds after programming, increasing (default: 1 s, 1 h, 1 d, 1 month, 1 year)",
     )
-    infer.add_argument("--seed", type=int, default=0, help="training and first chip seed")
-    infer.add_argument("--data-seed", type=int, default=0, help="train/test split seed")
+    infer.add_argument(
+        "--seed", type=non_negative_int, default=0, help="training and first chip seed"
+    )
+    infer.add_argument(
+        "--data-seed", type=non_negative_int, default=0, help="train/test split seed"
+    )
 
 
 def _add_runs_commands(commands) -> None:
     runs = _command(commands, "runs", "recorded runs: list, show, export")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = _command(runs_commands, "list", "recorded runs, newest first")
-    listing.add_argument("--limit", type=int, default=20, help="runs to list at most")
+    listing.add_argument("--limit", type=positive_int, default=20, help="runs to list at most")
     _add_json(listing)
     show = _command(runs_commands, "show", "one run: its record and its events")
-    show.add_argument("id", type=int, help="run id")
+    show.add_argument("id", type=positive_int, help="run id")
     _add_json(show)
     export = _command(runs_commands, "export", "write a run to HDF5, .npz or CSV")
-    export.add_argument("id", type=int, help="run id")
+    export.add_argument("id", type=positive_int, help="run id")
     export.add_argument(
         "--format", choices=("hdf5", "npz", "csv"), required=True, help="file format"
     )
@@ -305,7 +393,7 @@ def _add_dashboard(commands) -> None:
     dashboard = _command(
         commands, "dashboard", "watch a run live from another terminal, or look at a finished one"
     )
-    dashboard.add_argument("id", type=int, nargs="?", help="run id (default: the newest)")
+    dashboard.add_argument("id", type=positive_int, nargs="?", help="run id (default: the newest)")
     dashboard.add_argument("--once", action="store_true", help="draw once and return")
     _add_runs(dashboard)
 
@@ -319,13 +407,22 @@ def _add_train(commands) -> None:
     _add_resource(train)
     _add_output(train)
     train.add_argument(
-        "--hidden", type=int, help=f"hidden units of the MLP (default: {DEFAULT_HIDDEN})"
+        "--hidden",
+        type=positive_int,
+        help=f"hidden units of the MLP, as the chip's tiles hold (default: {DEFAULT_HIDDEN})",
     )
-    train.add_argument("--epochs", type=int, help=f"training epochs (default: {DEFAULT_EPOCHS})")
-    train.add_argument("--lr", type=float, help=f"learning rate (default: {DEFAULT_LR:g})")
-    train.add_argument("--batch", type=int, help=f"mini-batch size (default: {DEFAULT_BATCH})")
     train.add_argument(
-        "--seed", type=int, default=0, help="seed of the initial weights and the shuffles"
+        "--epochs", type=positive_int, help=f"training epochs (default: {DEFAULT_EPOCHS})"
+    )
+    train.add_argument("--lr", type=positive_float, help=f"learning rate (default: {DEFAULT_LR:g})")
+    train.add_argument(
+        "--batch", type=positive_int, help=f"mini-batch size (default: {DEFAULT_BATCH})"
+    )
+    train.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the initial weights and the shuffles",
     )
 
 
@@ -348,8 +445,11 @@ def _add_emulator(commands) -> None:
     )
     serve.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=int, default=5025, help="TCP port; 0: any free port")
-    serve.add_argument("--seed", type=int, default=0, help="seed of the emulated chip")
+    _add_allow(serve)
+    serve.add_argument(
+        "--port", type=port, default=5025, help="TCP port, 1…65535; 0: any free port"
+    )
+    serve.add_argument("--seed", type=non_negative_int, default=0, help="seed of the emulated chip")
     serve.add_argument(
         "--profile",
         default="default",
@@ -357,9 +457,12 @@ def _add_emulator(commands) -> None:
     )
     for dimension in ("tiles", "rows", "columns"):
         serve.add_argument(
-            f"--{dimension}", type=int, help=f"{dimension} of the chip (default: the profile's)"
+            f"--{dimension}",
+            type=positive_int,
+            help=f"{dimension} of the chip, as many as fit in memory (default: the profile's)",
         )
     serve.add_argument("--real-time", action="store_true", help="wall-clock time, not virtual")
+    _add_serving_limits(serve)
     serve.add_argument(
         "--faults",
         default="",
@@ -378,10 +481,57 @@ def _add_emulator(commands) -> None:
         "each on its own TCP port, wired to the same emulated PCM devices; prints two lines, "
         "'SMU <resource>' then 'PULSE <resource>' (see emulator/bench/)",
     )
-    bench.add_argument("--seed", type=int, default=0, help="seed of the emulated devices")
-    bench.add_argument("--devices", type=int, default=16, help="devices on the switch matrix")
-    bench.add_argument("--smu-port", type=int, default=5100, help="SMU TCP port; 0: any free port")
     bench.add_argument(
-        "--pulse-port", type=int, default=5101, help="pulse generator TCP port; 0: any free port"
+        "--seed", type=non_negative_int, default=0, help="seed of the emulated devices"
+    )
+    bench.add_argument(
+        "--devices", type=positive_int, default=16, help="devices on the switch matrix"
+    )
+    bench.add_argument(
+        "--smu-port", type=port, default=5100, help="SMU TCP port, 1…65535; 0: any free port"
+    )
+    bench.add_argument(
+        "--pulse-port",
+        type=port,
+        default=5101,
+        help="pulse generator TCP port, 1…65535; 0: any free port",
     )
     bench.add_argument("--host", default="127.0.0.1", help="address to bind")
+    _add_allow(bench)
+
+
+def _add_serving_limits(parser: argparse.ArgumentParser) -> None:
+    """The timeouts of ``protocols.limits.ServingLimits``, with its defaults."""
+    from pcm_hil.protocols.limits import DEFAULT_LIMITS
+
+    parser.add_argument(
+        "--partial-timeout",
+        type=positive_float,
+        default=DEFAULT_LIMITS.partial_timeout_s,
+        help="a connection holding part of a message, and sending nothing more for this long, "
+        "is closed and the chip freed, s",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=DEFAULT_LIMITS.idle_timeout_s,
+        help="a connection sending nothing between messages for this long is closed, s "
+        "(default: none, it may stay open)",
+    )
+    parser.add_argument(
+        "--stall-timeout",
+        type=positive_float,
+        default=DEFAULT_LIMITS.send_stall_timeout_s,
+        help="a client reading nothing of a reply for this long is dropped, s",
+    )
+
+
+def _add_allow(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow",
+        type=networks,
+        default=(),
+        metavar="CIDR[,CIDR…]",
+        help="clients that may connect, e.g. 192.168.1.0/24,10.0.0.7; a --host other than "
+        "loopback needs it (default: none, loopback only)",
+    )

@@ -3,7 +3,9 @@
 one JSON object or as tables.
 
 ``run_procedure`` runs a procedure on one chip (or bench) opened here; ``run_report`` runs
-a command that opens its own chips (``infer``). Both go through ``run_recorded``.
+a command that opens its own chips (``infer``). Both go through ``run_recorded``, after the
+options are checked (``commands.check``, and ``commands.check_on_chip`` once the chip is
+open): an option refused records no run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from rich.console import Console
 
 from pcm_hil.cli.chips import open_target
+from pcm_hil.cli.commands import check, check_on_chip
 from pcm_hil.cli.output import EXIT_INTERRUPTED, emit
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.ui.progress import ProgressBar
@@ -23,37 +26,49 @@ Render = Callable[[dict, Console], None]
 
 def run_report(args: argparse.Namespace, run, render: Render) -> int:
     """A command that opens its own chips (one per repetition): ``run(args, listeners)``."""
+    check(args)
     return run_recorded(args, lambda listeners, _store, _run_id: run(args, listeners), render)
 
 
 def run_procedure(args: argparse.Namespace, run, render: Render) -> int:
-    """A command that runs a procedure on one chip: ``run(chip, args, listeners)``."""
+    """A command that runs a procedure on one chip: ``run(chip, args, listeners)``. The chip
+    is opened, and the options checked against it, before the run is recorded; the run
+    records the chip's clock mode among its parameters (``--resume`` compares it)."""
+    check(args)
     if getattr(args, "bench", None):
         args.resource = f"bench:{args.bench}"  # what the run records
+    with open_target(args) as chip:
+        check_on_chip(chip, args)
 
-    def on_chip(listeners, store, run_id):
-        with open_target(args) as chip:
+        def on_chip(listeners, store, run_id):
             store.describe_chip(run_id, chip.config)
             for listener in listeners:
                 if hasattr(listener, "set_run"):  # the dashboard: show the chip it runs on
                     listener.set_run(store.run(run_id))
             return run(chip, args, listeners)
 
-    return run_recorded(args, on_chip, render)
+        return run_recorded(args, on_chip, render, {"clock_mode": chip.clock_mode()})
 
 
-def run_recorded(args: argparse.Namespace, body, render: Render) -> int:
+def run_recorded(
+    args: argparse.Namespace, body, render: Render, recorded: dict | None = None
+) -> int:
     """Run ``body(listeners, store, run_id)`` as a recorded run, with a progress bar or the
     dashboard (unless --json or --quiet), then print its summary: one JSON object, or tables.
-    A run that raises is marked failed (cancelled on Ctrl-C) with what it measured kept."""
+    ``recorded`` joins the options among the run's parameters. A run that raises is marked
+    failed (cancelled on Ctrl-C) with what it measured kept."""
     procedure = getattr(args, "kind", None) or args.command
     store = RunStore(args.runs)
-    run_id = store.start_run(
-        procedure,
-        resource=args.resource,
-        parameters=parameters(args),
-        seed=getattr(args, "seed", None),
-    )
+    try:
+        run_id = store.start_run(
+            procedure,
+            resource=args.resource,
+            parameters={**parameters(args), **(recorded or {})},
+            seed=getattr(args, "seed", None),
+        )
+    except BaseException:
+        store.close()  # the store's side files go with its connection
+        raise
     recorder = Recorder(store, run_id, procedure)
     display = [] if (args.json or args.quiet) else [_display(args, store.run(run_id))]
     try:

@@ -1,10 +1,17 @@
 """The ``--resume RUN`` readers: what a recorded run, cut off, left to do.
 
-Each opens the run store of ``--runs`` and reads run ``run_id`` back; ``program --resume``
-and ``drift --resume`` (``pcm_hil.cli.commands``) continue from what they return.
+Each opens the run store of ``--runs`` read-only and reads run ``run_id`` back;
+``program --resume`` and ``drift --resume`` (``pcm_hil.cli.commands``) continue from what they
+return.
+``check_resume`` refuses, before anything is pulsed or recorded, a run not to be continued on
+the chip at hand.
 """
 
 from __future__ import annotations
+
+import argparse
+
+import numpy as np
 
 
 def program_left(runs: str | None, run_id: int):
@@ -13,7 +20,7 @@ def program_left(runs: str | None, run_id: int):
     from pcm_hil.records.resume import unfinished_from_run
     from pcm_hil.records.store import RunStore
 
-    with RunStore(runs) as store:
+    with RunStore(runs, readonly=True) as store:
         return unfinished_from_run(store, run_id)
 
 
@@ -22,5 +29,42 @@ def drift_progress(runs: str | None, run_id: int):
     from pcm_hil.records.resume import progress_from_run
     from pcm_hil.records.store import RunStore
 
-    with RunStore(runs) as store:
+    with RunStore(runs, readonly=True) as store:
         return progress_from_run(store, run_id)
+
+
+def check_resume(args: argparse.Namespace, chip) -> None:
+    """Refuse ``--resume RUN`` on the open ``chip`` before anything is pulsed or recorded,
+    unless RUN can be continued there: RUN is this chip's — reached the same way, with the
+    same identity, geometry and clock mode (``records.resume.check_same_chip``), and not a
+    fresh embedded emulator (RUN's chip went with the process that ran it) — and has
+    something left to do; for a drift measurement, the chip's clock has not gone back since
+    RUN last programmed or read (a restarted chip holds no drift to continue)."""
+    from pcm_hil.emulator.resource import is_emulator
+    from pcm_hil.records.resume import check_same_chip
+    from pcm_hil.records.store import RunStore
+
+    with RunStore(args.runs) as store:  # written next anyway: an old store migrates here
+        run = store.run(args.resume)
+    check_same_chip(run, args.resource, chip.config, chip.clock_mode())
+    if is_emulator(args.resource):
+        raise ValueError(
+            f"run {run.id} ran on the embedded emulator, whose chip went with the process that "
+            "ran it: a run to resume needs a served chip (pcm-hil emulator serve)"
+        )
+    if args.command == "program":
+        _tiles, addresses, _targets, finished = program_left(args.runs, args.resume)
+        if addresses.size == 0:
+            raise ValueError(f"run {run.id} left no device to program: all {finished} finished")
+        return
+    progress = drift_progress(args.runs, args.resume)
+    if len(progress.reads) >= len(progress.times_s):
+        raise ValueError(f"run {run.id} took all its {len(progress.times_s)} reads: none is left")
+    last = float(np.max([*progress.programmed_at_s, *progress.read_at_s], initial=0.0))
+    now = chip.time()
+    if now < last:
+        raise ValueError(
+            f"the chip's clock reads {now:.0f} s, before run {run.id} last programmed or read "
+            f"({last:.0f} s): a restarted chip holds no drift to continue, its clock no longer "
+            "counts from the programming"
+        )

@@ -1,0 +1,270 @@
+"""Every CLI option checked before a chip is opened or a run is recorded: nonsense ends in
+one line (``pcm-hil: error: …``, or argparse's usage error), a non-zero exit, no traceback,
+nothing served and no run in the store. ``--resume`` continues a run only on the chip, the
+resource kind and the clock it recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcm_hil.cli.devices import check_levels
+from pcm_hil.cli.main import main
+from pcm_hil.drivers import PcmChip
+from pcm_hil.emulator import PROFILES, EmulatorOptions, WireInterface, make_chip
+from pcm_hil.emulator.chip import memory_estimate
+from pcm_hil.emulator.servers.tcp import TcpServer
+from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.protocols.transport import ResourceError
+from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.targets.clock import ChipClock
+
+TINY = ("--resource", "emulator?profile=tiny")
+CURVE = ("characterize", "programming-curve", *TINY)
+
+#: (command line, what the one error line says); each names the option or resource at fault.
+REFUSED = [
+    # ports, in resource strings and to serve on
+    (["info", "--resource", "TCPIP0::127.0.0.1::abc::SOCKET"], "1…65535, not 'abc'"),
+    (["info", "--resource", "socket://127.0.0.1:abc"], "1…65535, not 'abc'"),
+    (["emulator", "serve", "--port", "70000"], "--port: must be 0…65535, not 70000"),
+    (["emulator", "serve", "--port", "-1"], "--port: must be 0…65535, not -1"),
+    (["emulator", "bench", "--smu-port", "70000"], "--smu-port: must be 0…65535"),
+    (["emulator", "bench", "--pulse-port", "abc"], "--pulse-port: not an integer"),
+    (["emulator", "serve", "--allow", "10.0.0.0/33"], "--allow: not a network"),
+    (["emulator", "serve", "--partial-timeout", "0"], "--partial-timeout: must be a finite"),
+    # geometries too large for memory, refused before anything is allocated
+    (["info", "--resource", "emulator?tiles=100000"], "100000×256×256 devices needs about"),
+    (["program", "--resource", "emulator?rows=100000&columns=100000"], "4×100000×100000"),
+    (["emulator", "serve", "--tiles", "100000"], "100000×256×256 devices needs about"),
+    (["emulator", "bench", "--devices", "10000000000"], "1×1×10000000000 devices"),
+    (["info", "--resource", "emulator?real_time=maybe"], "real_time takes 1/true/yes"),
+    (["info", "--resource", "emulator?seed=-1"], "emulator seed must be an integer ≥ 0, not -1"),
+    # program
+    (["program", "--tolerance", "0"], "--tolerance: must be a finite number above 0, not 0"),
+    (["program", "--tolerance", "-1"], "--tolerance: must be a finite number above 0"),
+    (["program", "--tolerance", "nan"], "--tolerance: must be a finite number above 0"),
+    (["program", *TINY, "--levels", "1000"], "--levels 1000 over 0…25 µS are 0.025 µS apart"),
+    (["program", *TINY, "--levels", "100000"], "closer than --tolerance 0.5 µS"),
+    (["program", *TINY, "--devices", "10000000"], "--devices 10000000: a tile of this chip"),
+    (["program", *TINY, "--tiles", "9"], "--tiles 9: tile(s) [9] outside 0…1"),
+    (["program", "--max-iterations", "0"], "--max-iterations: must be 1…10000, not 0"),
+    (["program", "--timeout", "0"], "--timeout: must be a finite number above 0"),
+    (["program", "--timeout", "nan"], "--timeout: must be a finite number above 0"),
+    (["program", "--resume", "7"], "no run 7"),
+    # drift
+    (["drift", "--points", "100000000"], "--points: must be 2…10000"),
+    (["drift", "--reads-per-point", "0"], "--reads-per-point: must be 1…10000, not 0"),
+    (["drift", *TINY, "--fit-from", "1e9"], "--fit-from 1e+09 s is outside the read window"),
+    (["drift", *TINY, "--fit-from", "0.5"], "--fit-from 0.5 s is outside the read window"),
+    (["drift", *TINY, "--fit-from", "3e7"], "leaves 1 of the 25 read times to fit ν"),
+    (["drift", *TINY, "--start", "100", "--end", "10"], "--start 100 s is not before --end"),
+    # characterize
+    (["characterize", "accumulation", "--pulses", "0"], "--pulses: must be 1…10000, not 0"),
+    ([*CURVE, "--current-min", "500", "--current-max", "100"], "--current-min 500 µA is not below"),
+    ([*CURVE, "--current-max", "5000"], "--current-max 5000 µA is above the chip's pulse limit"),
+    (["characterize", "accumulation", *TINY, "--width", "5"], "--width 5 ns is outside"),
+    (["characterize", "read-noise", *TINY, "--reads", "1"], "--reads: must be 2…10000"),
+    (["characterize", "read-noise", *TINY, "--tile", "5"], "--tile 5 outside 0…1"),
+    # inference, training, runs
+    (["infer", "--chips", "0"], "--chips: must be at least 1, not 0"),
+    (["infer", "--times", "-1"], "--times: must be a finite number above 0, not -1"),
+    (["infer", "--times", "10", "5"], "--times must increase: 5 s comes after 10 s"),
+    (["infer", "--resource", "emulator?real_time=maybe"], "real_time takes 1/true/yes"),
+    (["train", "--hidden", "0"], "--hidden: must be at least 1, not 0"),
+    (["train", *TINY, "--hidden", "100000"], "--hidden 100000: the network needs more"),
+    (["train", "--epochs", "-1"], "--epochs: must be at least 1, not -1"),
+    (["runs", "list", "--limit", "-5"], "--limit: must be at least 1, not -5"),
+]
+
+#: Commands that take --runs (the others record nothing, or only with the default store).
+RECORDING = ("program", "drift", "characterize", "infer", "train", "runs")
+
+
+@pytest.fixture
+def nothing_served(monkeypatch):
+    """A server started by mistake fails the test instead of serving until killed."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a server was started")
+
+    from pcm_hil.emulator.bench import EmulatedBench
+    from pcm_hil.emulator.servers.pty import PtyServer
+
+    monkeypatch.setattr(TcpServer, "start", refuse)
+    monkeypatch.setattr(PtyServer, "start", refuse)
+    monkeypatch.setattr(EmulatedBench, "serve", refuse)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit code, stderr) of ``pcm-hil argv``, argparse's exit included."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def recorded_runs(*paths: Path) -> int:
+    """Runs recorded in the stores at ``paths`` (a store not made counts none)."""
+    count = 0
+    for path in paths:
+        if path.exists():
+            with RunStore(path) as store:
+                count += len(store.runs())
+    return count
+
+
+def assert_one_error_line(code: int, err: str, fragment: str) -> None:
+    assert code not in (0, None) and "Traceback" not in err, err
+    lines = err.splitlines()
+    if code == 2 and lines and lines[0].startswith("usage:"):  # argparse: usage, one error
+        assert sum(": error: " in line for line in lines) == 1 and ": error: " in lines[-1]
+        assert fragment in lines[-1], err
+    else:
+        assert len(lines) == 1 and lines[0].startswith("pcm-hil: error: "), err
+        assert fragment in lines[0], err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment", REFUSED, ids=[" ".join(argv)[:60] for argv, _ in REFUSED]
+)
+def test_refused_in_one_line_with_no_run_recorded(
+    argv, fragment, tmp_path, capsys, private_run_store, nothing_served
+):
+    runs = tmp_path / "runs.sqlite"
+    if argv[0] in RECORDING:
+        argv = [*argv, "--runs", str(runs)]
+    if argv[0] in ("program", "drift", "characterize", "infer", "train"):
+        argv = [*argv, "--quiet"]
+    code, err = run_cli(argv, capsys)
+    assert_one_error_line(code, err, fragment)
+    assert recorded_runs(runs, private_run_store) == 0
+
+
+def test_32_levels_at_the_default_tolerance_run(tmp_path, capsys):
+    """The seeds' multi-level figure: 32 levels over 0…25 µS are 0.78 µS apart, > 0.5 µS."""
+    runs = tmp_path / "runs.sqlite"
+    argv = ["program", "--resource", "emulator?profile=tiny&seed=1", "--devices", "64"]
+    code = main([*argv, "--levels", "32", "--json", "--runs", str(runs)])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["devices"] == 64 and len(result["levels"]) == 32
+    with RunStore(runs) as store:
+        (run,) = store.runs()
+    assert run.status == "completed" and run.parameters["clock_mode"] == "VIRT"
+
+
+def test_levels_may_be_exactly_one_tolerance_apart():
+    check_levels(50, 0.5, 25.0)
+    with pytest.raises(ValueError, match="at most 50 levels"):
+        check_levels(51, 0.5, 25.0)
+    with pytest.raises(ValueError, match="wider than the chip's range"):
+        check_levels(1, 30.0, 25.0)
+
+
+def test_devices_left_to_their_default_fit_a_small_tile(tmp_path, capsys):
+    """drift's 4096 devices per tile unless told: all 256 of a tiny tile."""
+    runs = tmp_path / "runs.sqlite"
+    argv = ["drift", "--resource", "emulator?profile=tiny", "--levels", "4", "--points", "6"]
+    assert main([*argv, "--json", "--runs", str(runs)]) == 0
+    assert json.loads(capsys.readouterr().out)["devices"] == 256
+    with RunStore(runs) as store:
+        assert store.runs()[0].parameters["devices"] == 256
+
+
+def test_emulator_geometry_refused_before_allocating():
+    estimate = memory_estimate(PROFILES["default"])
+    assert 10e6 < estimate < 50e6  # 4×256×256 devices: about 24 MB
+    with pytest.raises(ValueError, match=r"needs about 445\.6 GiB"):
+        make_chip("default", tiles=100_000)  # would be a MemoryError if it allocated first
+    with pytest.raises(ResourceError, match="4×100000×100000"):
+        EmulatorOptions.parse("emulator?rows=100000&columns=100000")
+
+
+# --- --resume on another chip -------------------------------------------------------------------
+
+
+def record_program(resource: str, runs: Path, capsys) -> int:
+    """Run a short program-and-verify through the CLI; its run id."""
+    argv = ["program", "--resource", resource, "--devices", "32", "--levels", "4"]
+    assert main([*argv, "--json", "--runs", str(runs)]) == 0
+    return json.loads(capsys.readouterr().out)["run_id"]
+
+
+def assert_resume_refused(argv: list[str], runs: Path, fragment: str, capsys) -> None:
+    before = recorded_runs(runs)
+    code, err = run_cli([*argv, "--json", "--runs", str(runs)], capsys)
+    assert_one_error_line(code, err, fragment)
+    assert recorded_runs(runs) == before  # no new run, not even a failed one
+
+
+@pytest.mark.parametrize(
+    "resource, fragment",
+    [
+        ("emulator?profile=tiny&seed=2", "ran on the embedded emulator, whose chip went"),
+        ("emulator?profile=tiny&seed=1", "ran on the embedded emulator, whose chip went"),
+        ("emulator?profile=small&seed=1", "tiles 2 → 4; rows 16 → 64; columns 16 → 64"),
+        ("emulator?profile=tiny&seed=1&real_time=true", "clock VIRT → REAL"),
+    ],
+)
+def test_resume_refused_on_the_embedded_emulator(resource, fragment, tmp_path, capsys):
+    runs = tmp_path / "runs.sqlite"
+    run = record_program("emulator?profile=tiny&seed=1", runs, capsys)
+    for command in ("program", "drift"):
+        argv = [command, "--resource", resource, "--resume", str(run)]
+        assert_resume_refused(argv, runs, fragment, capsys)
+
+
+def test_resume_refused_on_another_served_chip_or_clock(tmp_path, capsys):
+    runs = tmp_path / "runs.sqlite"
+    with TcpServer(WireInterface(make_chip("tiny", 1))) as server:
+        run = record_program(server.resource, runs, capsys)
+        argv = ["program", "--resource", server.resource, "--resume", str(run)]
+        assert_resume_refused(argv, runs, "left no device to program: all 32 finished", capsys)
+    for chip, fragment in [
+        (make_chip("tiny", 1, serial="EMU-OTHER"), "serial EMU-0001 → EMU-OTHER"),
+        (make_chip("tiny", 1, real_time=True), "clock VIRT → REAL"),
+    ]:
+        with TcpServer(WireInterface(chip)) as other:
+            argv = ["program", "--resource", other.resource, "--resume", str(run)]
+            assert_resume_refused(argv, runs, fragment, capsys)
+
+
+def test_resume_refused_through_another_kind_of_resource(tmp_path, capsys, tcp_server, pty_server):
+    """The same chip served on a pty: a run recorded over TCP is not continued over serial."""
+    runs = tmp_path / "runs.sqlite"
+    run = record_program(tcp_server.resource, runs, capsys)
+    argv = ["program", "--resource", pty_server.resource, "--resume", str(run)]
+    assert_resume_refused(argv, runs, "reached through TCP → serial", capsys)
+
+
+def test_drift_resume_refused_on_a_restarted_chip(tmp_path, capsys):
+    """The same chip model, serial and clock mode, but its clock started again: the devices
+    the run programmed hold nothing of it (the all-NaN fits of issue 11)."""
+    runs = tmp_path / "runs.sqlite"
+    with TcpServer(WireInterface(make_chip("tiny", 3))) as server:
+        with RunStore(runs) as store, PcmChip.open(server.resource, timeout_s=5) as chip:
+            run = store.start_run("drift", resource=server.resource)
+            store.describe_chip(run, chip.config)
+
+            def cut(event):
+                if event.procedure == "drift" and event.kind == "step" and event.done == 3:
+                    raise KeyboardInterrupt
+
+            targets = np.tile([3.0, 9.0, 15.0, 21.0], 16)
+            result = measure_drift(
+                chip,
+                ChipClock(chip),
+                0,
+                np.arange(64),
+                targets,
+                log_times(1.0, 1e6, 8),
+                listeners=[Recorder(store, run, "drift"), cut],
+            )
+        assert result.status == "cancelled"
+    with TcpServer(WireInterface(make_chip("tiny", 3))) as restarted:
+        argv = ["drift", "--resource", restarted.resource, "--resume", str(run)]
+        assert_resume_refused(argv, runs, "before run 1 last programmed or read", capsys)
