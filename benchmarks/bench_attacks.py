@@ -253,6 +253,31 @@ def mvm_amplification(vectors: int, seed: int) -> Attack:
     return attack
 
 
+def largest_mvms(count: int, seed: int) -> Attack:
+    """The largest requests the chip accepts, pipelined: full-window MVMs of MVM:BATCh?
+    vectors each (a 16 MiB block in, a 16 MiB block out at 256 columns) — the fixed bound."""
+
+    def attack(sock: socket.socket, geometry: tuple[int, int, int]) -> str:
+        _, rows, columns = geometry
+        batch = int(query(sock, b"MVM:BATC?"))
+        inputs = np.random.default_rng(seed).uniform(-0.2, 0.2, batch * rows).astype("<f4")
+        message = f"MVM:FORW? 0,0,{rows},0,{columns},".encode() + encode_block(inputs.tobytes())
+        sent = 0
+        sock.settimeout(5.0)  # a send held back this long: the server has stopped reading
+        try:
+            for _ in range(count):
+                sock.sendall(message + b"\n")
+                sent += 1
+        except TimeoutError:  # the server stopped reading: its replies are not being read
+            pass
+        return (
+            f"{sent} of {count} x {inputs.nbytes / 2**20:.0f} MiB sent before the server "
+            f"stopped reading, {batch * columns * 4 / 2**20:.0f} MiB out each"
+        )
+
+    return attack
+
+
 def rejected_lines(lines: int) -> Attack:
     def attack(sock: socket.socket, geometry: tuple[int, int, int]) -> str:
         per_chunk = 65536 // 4
@@ -474,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
             1_048_576 // scale, seed=11
         ),
         f"{1_500_000 // scale:,} rejected lines (FOO)": rejected_lines(1_500_000 // scale),
+        f"largest legal MVMs, {8 // min(scale, 4)} pipelined, unread": largest_mvms(
+            8 // min(scale, 4), seed=12
+        ),
     }
     memory = [run_memory_attack(name, attack, args.limit_mb) for name, attack in attacks.items()]
     checks = [slow_reader(), *(partial_message(partial, cap_s) for partial in PARTIALS)]

@@ -34,8 +34,11 @@ class Converters:
 def _quantize(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
     levels = 2 ** (bits - 1) - 1
     step = np.float32(full_scale / levels)
-    clipped = np.clip(values, -full_scale, full_scale).astype(np.float32)
-    return np.round(clipped / step) * step
+    out = np.clip(values, -full_scale, full_scale).astype(np.float32, copy=False)
+    out /= step  # in place: a batch of MVM inputs or outputs can be 16 MiB
+    np.round(out, out=out)
+    out *= step
+    return out
 
 
 def multiply(
@@ -52,7 +55,7 @@ def multiply(
     matrix = conductance_uS.T if transposed else conductance_uS
     currents = volts @ matrix
     if output_noise_uA > 0:
-        currents += np.float32(output_noise_uA) * rng.standard_normal(
-            currents.shape, dtype=np.float32
-        )
+        noise = rng.standard_normal(currents.shape, dtype=np.float32)
+        noise *= np.float32(output_noise_uA)
+        currents += noise
     return converters.quantize_outputs(currents)

@@ -32,6 +32,9 @@ class ServingLimits:
     max_reply_bytes: int = 16 * MiB
     """One response message unit (one query's reply, block header included); more: the
     query is refused with 106 "Reply too large" and nothing is sent."""
+    max_connections: int = 64
+    """Connections open at once, served or waiting for an exclusive instrument; more are
+    closed at once (an exclusive instrument first sends its busy line)."""
     partial_timeout_s: float = 5.0
     """A connection holding part of a message (a line without its LF, a block not yet
     complete) that receives nothing more for this long is closed, and the partial message
@@ -46,7 +49,7 @@ class ServingLimits:
     def __post_init__(self) -> None:
         if self.max_message_bytes > MAX_BLOCK_BYTES:
             raise ValueError(f"max_message_bytes is at most {MAX_BLOCK_BYTES}")
-        for name in ("max_text_bytes", "max_message_bytes", "max_reply_bytes"):
+        for name in ("max_text_bytes", "max_message_bytes", "max_reply_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         for name in ("partial_timeout_s", "send_stall_timeout_s", "idle_timeout_s"):

@@ -70,6 +70,7 @@ sends raises the chip's memory by more than a fixed amount. The values are the d
 | all blocks of one message | {L.max_message_bytes} bytes | -223; the block's announced bytes are skipped unstored, then the message up to its LF |
 | one query's reply (block header not counted) | {L.max_reply_bytes} bytes | -225 "Out of memory"; the query is refused before its reply is made where it can tell (MVM), else its reply is dropped; nothing is sent |
 | input vectors of one MVM | the chip's `MVM:BATCh?` (emulator: 16384) | 106 "Batch too large" |
+| connections open at once (served, or waiting for the chip) | {L.max_connections} | the connection gets the busy line (105) and is closed |
 | a partial message (a line without its LF, a block not complete) with nothing more | {L.partial_timeout_s:g} s | the connection is closed and the partial message discarded: the chip is free for the next client |
 | a connection idle between messages | {"none" if L.idle_timeout_s is None else f"{L.idle_timeout_s:g} s"} | the connection is closed |
 | a client reading nothing of a response | {L.send_stall_timeout_s:g} s | the connection is closed |

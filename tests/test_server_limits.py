@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import select
 import socket
 import threading
 import time
@@ -454,3 +455,55 @@ def test_clients_outside_the_allowed_networks_are_refused_and_logged(caplog):
         with socket.create_connection((address, server.port), timeout=IO_TIMEOUT) as allowed:
             assert _ask(allowed) == IDN_TINY
         assert server.refused == []
+
+
+# --- connections at once ------------------------------------------------------------------------
+
+
+def test_connections_beyond_max_connections_are_closed_at_once():
+    """Served or waiting, at most max_connections at once: the next gets the busy line and is
+    closed without a thread or a buffer; when one closes, a new one is taken again."""
+    with serving(max_connections=3, busy_wait_s=30.0) as (server, _):
+        served = Client(server)
+        assert served.query(b"*IDN?\n") == IDN_TINY
+        waiting = [Client(server) for _ in range(2)]  # wait for the chip (busy_wait_s)
+        extra = Client(server)
+        assert extra.readline() == b'105,"Chip busy;another client controls this chip"\n'
+        assert extra.closed_by_server(timeout=IO_TIMEOUT)
+        extra.close()
+        served.close()
+        for client in waiting:
+            client.send(b"*IDN?\n")
+        ready, _, _ = select.select([client.sock for client in waiting], [], [], IO_TIMEOUT)
+        assert len(ready) == 1  # one of those waiting now has the chip, the other waits on
+        (admitted,) = [client for client in waiting if client.sock in ready]
+        assert admitted.readline() == IDN_TINY
+        for client in waiting:
+            client.close()
+        with client_of(server) as again:
+            assert again.query(b"*IDN?\n") == IDN_TINY
+
+
+def test_a_shared_instrument_takes_at_most_max_connections():
+    from pcm_hil.emulator.bench import EmulatedBench
+
+    bench = EmulatedBench(devices=4, seed=SEED)
+    bench.smu.serving = ServingLimits(max_connections=2)
+    with TcpServer(bench.smu) as server:
+        first, second = Client(server), Client(server)
+        assert first.query(b"*OPC?\n") == second.query(b"*OPC?\n") == b"1\n"
+        third = Client(server)
+        assert third.closed_by_server(timeout=IO_TIMEOUT)  # nothing said, closed
+        third.close()
+        first.close()
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:  # the server notices the close within its poll interval
+            fourth = Client(server)
+            try:
+                if fourth.query(b"*OPC?\n") == b"1\n":
+                    break
+            except ConnectionError:
+                assert time.monotonic() < deadline
+            finally:
+                fourth.close()
+        second.close()

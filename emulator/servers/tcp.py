@@ -105,6 +105,7 @@ class TcpServer:
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._clients: set[socket.socket] = set()
+        self._open = 0  # connections accepted and not yet closed (served or waiting)
         self._thread: threading.Thread | None = None
         self.connections = 0
 
@@ -137,10 +138,21 @@ class TcpServer:
                 log.warning("refused a connection from %s: not in the allowed networks", peer[0])
                 connection.close()
                 continue
+            most = self.device.serving.max_connections
+            with self._idle:
+                full = self._open >= most
+                if not full:
+                    self._open += 1
+            if full:
+                log.warning("refused a connection from %s: %d connections open", peer[0], most)
+                self._refuse(connection)
+                continue
             try:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:  # the client is already gone
                 connection.close()
+                with self._idle:
+                    self._open -= 1
                 continue
             threading.Thread(
                 target=self._admit, args=(connection,), name=f"pcm-tcp-{peer[1]}", daemon=True
@@ -158,14 +170,21 @@ class TcpServer:
                 self._clients.add(connection)
                 self.connections += 1
                 number = self.connections
-        if free:
-            self._serve_client(connection, number)
-        else:
-            self._refuse(connection)
+        try:
+            if free:
+                self._serve_client(connection, number)
+            else:
+                self._refuse(connection)
+        finally:
+            with self._idle:
+                self._open -= 1
 
     def _refuse(self, connection: socket.socket) -> None:
+        """Close a connection not served: an exclusive instrument first says it is busy."""
         try:
-            connection.sendall(self.device.busy_entry().format() + b"\n")
+            if self.device.exclusive:
+                connection.settimeout(POLL_S)
+                connection.sendall(self.device.busy_entry().format() + b"\n")
         except OSError:
             pass
         finally:
