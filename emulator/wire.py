@@ -9,6 +9,7 @@ before touching the chip (the table has checked every argument before a handler 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -47,7 +48,11 @@ class WireInterface(ScpiDevice):
         serving: ServingLimits = DEFAULT_LIMITS,
     ) -> None:
         self.chip = chip
-        self.info: ChipInfo = chip.info()  # the configuration is frozen
+        info = chip.info()  # the configuration is frozen
+        # the batch a chip reports is one whose input block and reply fit the serving limits
+        self.info: ChipInfo = replace(
+            info, mvm_batch_max=min(info.mvm_batch_max or 1, _batch_that_fits(info, serving))
+        )
         super().__init__(table, self.info.limits(), serving)
 
     def handler_for(self, command: Command) -> Callable[..., Any] | None:
@@ -78,10 +83,21 @@ class WireInterface(ScpiDevice):
         self.chip.pulse(tile, addresses, amplitudes, widths)
 
     def _do_read_tile(self, tile: int) -> np.ndarray:
+        self._check_reply(self.info.devices_per_tile)
         return self.chip.read_tile(tile)
 
     def _do_read_devices(self, tile: int, addresses: np.ndarray) -> np.ndarray:
+        self._check_reply(addresses.size)
         return self.chip.read_devices(tile, addresses)
+
+    def _check_reply(self, values: int) -> None:
+        """Refuse, before it is made, a reply of ``values`` float32 beyond max_reply_bytes."""
+        reply_bytes = values * 4
+        if reply_bytes > self.serving.max_reply_bytes:
+            raise ScpiError(
+                OUT_OF_MEMORY,
+                f"reply of {reply_bytes} bytes exceeds {self.serving.max_reply_bytes}",
+            )
 
     def _do_mvm_forward(
         self, tile: int, row_start: int, row_count: int, column_start: int, column_count: int,
@@ -101,12 +117,7 @@ class WireInterface(ScpiDevice):
         """The window's product: inputs drive its rows (forward) or columns (transposed).
         A product whose reply would exceed ``max_reply_bytes`` is refused before it is made."""
         width, outputs = (window[3], window[1]) if transposed else (window[1], window[3])
-        reply_bytes = inputs.size // width * outputs * 4
-        if reply_bytes > self.serving.max_reply_bytes:
-            raise ScpiError(
-                OUT_OF_MEMORY,
-                f"reply of {reply_bytes} bytes exceeds {self.serving.max_reply_bytes}",
-            )
+        self._check_reply(inputs.size // width * outputs)
         return self.chip.mvm(tile, inputs.reshape(-1, width), transposed=transposed, window=window)
 
     def _do_temperature(self) -> float:
@@ -128,3 +139,10 @@ class WireInterface(ScpiDevice):
             self.chip.advance(seconds)
         except (ValueError, NotImplementedError) as error:
             raise ScpiError(EXECUTION_ERROR, str(error)) from error
+
+
+def _batch_that_fits(info: ChipInfo, serving: ServingLimits) -> int:
+    """Most MVM input vectors whose input block fits one message and whose reply fits one
+    reply, for the widest window of the chip (float32 both ways)."""
+    widest = 4 * max(info.rows, info.columns)
+    return max(1, min(serving.max_reply_bytes, serving.max_message_bytes - 64) // widest)

@@ -54,6 +54,7 @@ class MessageFramer:
         self._last_block_end = 0
         self._discarding = False
         self._skip = 0  # bytes of an oversized block still to drop
+        self._indefinite: int | None = None  # where the data of a '#0' block begins
         self._unit_start = 0
         self._unit_blocks: bool | None = None  # may this unit carry blocks (None: not asked)
 
@@ -97,6 +98,22 @@ class MessageFramer:
                     return
                 self._scan = self._last_block_end = self._block_end
                 self._block_end = None
+            if self._indefinite is not None:  # inside '#0' data: only an LF ends it
+                newline = buf.find(b"\n", self._scan)
+                end = len(buf) if newline < 0 else newline
+                if self._block_bytes + end - self._indefinite > self.max_block:
+                    self._indefinite, self._scan, self._discarding = None, end, True
+                    yield ScpiError(
+                        TOO_MUCH_DATA, f"indefinite block exceeds {self.max_block} bytes"
+                    )
+                    continue
+                if newline < 0:
+                    self._scan = end
+                    return
+                message = _copy_out(buf, newline)
+                self._start_next(newline + 1)
+                yield message
+                continue
             match = _SPECIAL.search(buf, self._scan)
             if match is None:
                 self._scan = len(buf)
@@ -137,21 +154,9 @@ class MessageFramer:
                     self._scan = pos
                     yield error
                     continue
-                if length < 0:  # '#0': the data runs to the next LF
-                    self._scan = data_start
-                    newline = buf.find(b"\n", data_start)
-                    size = (len(buf) if newline < 0 else newline) - data_start
-                    if self._block_bytes + size > self.max_block:
-                        self._discarding = True
-                        yield ScpiError(
-                            TOO_MUCH_DATA, f"indefinite block exceeds {self.max_block} bytes"
-                        )
-                        continue
-                    if newline < 0:
-                        return
-                    message = _copy_out(buf, newline)
-                    self._start_next(newline + 1)
-                    yield message
+                if length < 0:  # '#0': the data runs to the next LF, whatever it holds
+                    self._indefinite = self._scan = data_start
+                    continue
                 elif self._block_bytes + data_start + length - pos > self.max_block:
                     del buf[:data_start]  # the message is lost; its block is skipped unstored
                     self._skip, self._scan, self._discarding = length, 0, True
@@ -186,7 +191,7 @@ class MessageFramer:
             return True  # right after a block of this unit: malformed, but the same line
         buf = self._buf
         before = pos - 1
-        while before >= self._unit_start and buf[before] in b" \t":
+        while before >= self._unit_start and buf[before] in b" \t\r":
             before -= 1
         if before < self._unit_start:
             return False  # '#' where the header should be
@@ -210,6 +215,7 @@ class MessageFramer:
         self._discarding = False
         self._unit_start = 0
         self._unit_blocks = None
+        self._indefinite = None
 
 
 def _copy_out(buf: bytearray, end: int) -> bytes:

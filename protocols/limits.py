@@ -30,8 +30,9 @@ class ServingLimits:
     announced bytes are skipped unstored, then the rest of the message up to its LF. Big
     enough for an MVM batch whose reply is ``max_reply_bytes``."""
     max_reply_bytes: int = 16 * MiB
-    """One response message unit (one query's reply, block header included); more: the
-    query is refused with 106 "Reply too large" and nothing is sent."""
+    """One response message unit (one query's reply, its block header not counted); more:
+    the query is refused with -225 "Out of memory" and nothing of it is sent. The chip's
+    MVM batch (``MVM:BATCh?``) is capped so that a full batch's reply fits."""
     max_connections: int = 64
     """Connections open at once, served or waiting for an exclusive instrument; more are
     closed at once (an exclusive instrument first sends its busy line)."""
@@ -39,6 +40,10 @@ class ServingLimits:
     """A connection holding part of a message (a line without its LF, a block not yet
     complete) that receives nothing more for this long is closed, and the partial message
     discarded: an exclusive instrument is then free for the next client."""
+    partial_min_rate_Bps: float = 65536.0
+    """And a partial message must keep coming at this rate on average: one held longer than
+    ``partial_timeout_s`` + (its bytes so far) / this rate is dropped the same way, so a
+    trickle of a byte now and then cannot hold the chip."""
     idle_timeout_s: float | None = None
     """A connection between messages that sends nothing for this long is closed; None: it
     may stay open (a drift measurement holds the chip for days between reads)."""
@@ -52,7 +57,12 @@ class ServingLimits:
         for name in ("max_text_bytes", "max_message_bytes", "max_reply_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("partial_timeout_s", "send_stall_timeout_s", "idle_timeout_s"):
+        for name in (
+            "partial_timeout_s",
+            "partial_min_rate_Bps",
+            "send_stall_timeout_s",
+            "idle_timeout_s",
+        ):
             value = getattr(self, name)
             if value is not None and not value > 0:  # also refuses nan
                 raise ValueError(f"{name} must be a positive number of seconds, not {value}")
@@ -60,3 +70,40 @@ class ServingLimits:
 
 #: The limits an instrument is served with unless told otherwise.
 DEFAULT_LIMITS = ServingLimits()
+
+
+class PartialWatch:
+    """When a connection's partial message is to be dropped (``ServingLimits``): too long
+    without a byte, or too long for the bytes it has brought. Times are arguments (s, from
+    any monotonic clock); a server tells it what it heard and asks it when it waits."""
+
+    def __init__(self, limits: ServingLimits, now: float) -> None:
+        self.limits = limits
+        self.last_heard = now
+        self.since: float | None = None  # when the partial message began
+        self.bytes = 0  # bytes received since then
+
+    def heard(self, now: float, received: int, pending: bool) -> None:
+        """``received`` bytes arrived at ``now``; ``pending``: a partial message is left."""
+        self.last_heard = now
+        if not pending:
+            self.since, self.bytes = None, 0
+        elif self.since is None:
+            self.since, self.bytes = now, 0
+        else:
+            self.bytes += received
+
+    def expired(self, now: float, pending: bool) -> str | None:
+        """Why the partial message is to be dropped at ``now``, or None."""
+        if not pending:
+            return None
+        limits = self.limits
+        if now - self.last_heard > limits.partial_timeout_s:
+            return f"a partial message, nothing more for {limits.partial_timeout_s:g} s"
+        held = now - (self.since if self.since is not None else self.last_heard)
+        if held > limits.partial_timeout_s + self.bytes / limits.partial_min_rate_Bps:
+            return (
+                f"a partial message held {held:.1f} s for {self.bytes} bytes (slower than "
+                f"{limits.partial_min_rate_Bps:g} B/s)"
+            )
+        return None

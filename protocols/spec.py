@@ -55,7 +55,9 @@ emulator in `emulator/` implements it, and a firmware engineer can implement it 
   then, it receives a single line `105,"Chip busy;another client controls this chip"` and is
   closed. The first client is not disturbed.
 - On a serial line, a client closing the port hangs the line up: the chip drops a partial
-  message and any response not yet read, so the next session starts clean.
+  message and any response not yet read, so the next session starts clean. A client that
+  reopens the port within a few milliseconds may leave no hang-up to see; its predecessor's
+  partial message is then dropped after the partial-message timeout (section 1.1).
 
 ### 1.1 Limits of one connection
 What one connection may cost the chip is bounded, so that no sequence of bytes a client
@@ -69,9 +71,10 @@ sends raises the chip's memory by more than a fixed amount. The values are the d
 | one block's announced length | {MAX_BLOCK_BYTES} bytes | -223 at the header; the message is discarded up to the next LF |
 | all blocks of one message | {L.max_message_bytes} bytes | -223; the block's announced bytes are skipped unstored, then the message up to its LF |
 | one query's reply (block header not counted) | {L.max_reply_bytes} bytes | -225 "Out of memory"; the query is refused before its reply is made where it can tell (MVM), else its reply is dropped; nothing is sent |
-| input vectors of one MVM | the chip's `MVM:BATCh?` (emulator: 16384) | 106 "Batch too large" |
+| input vectors of one MVM | the chip's `MVM:BATCh?`: at most 16384, and no more than fit one message and one reply at the chip's widest window (16384 at 256 columns, 8192 at 512) | 106 "Batch too large" |
 | connections open at once (served, or waiting for the chip) | {L.max_connections} | the connection gets the busy line (105) and is closed |
 | a partial message (a line without its LF, a block not complete) with nothing more | {L.partial_timeout_s:g} s | the connection is closed and the partial message discarded: the chip is free for the next client |
+| a partial message arriving slower than {L.partial_min_rate_Bps:g} B/s on average (held longer than {L.partial_timeout_s:g} s + its bytes / that rate) | | the same: a trickle cannot hold the chip |
 | a connection idle between messages | {"none" if L.idle_timeout_s is None else f"{L.idle_timeout_s:g} s"} | the connection is closed |
 | a client reading nothing of a response | {L.send_stall_timeout_s:g} s | the connection is closed |
 
@@ -83,8 +86,10 @@ sends raises the chip's memory by more than a fixed amount. The values are the d
 - Clients are expected to read every response they asked for before sending further
   queries.
 - On TCP the emulator listens on loopback (127.0.0.1) unless told otherwise; bound to any
-  other address it serves only the networks it is given (`--allow CIDR[,CIDR…]`) and this
-  machine: a connection from anywhere else is closed at once, unanswered, and logged.
+  other (IPv4) address it serves only the networks it is given (`--allow CIDR[,CIDR…]`) and
+  this machine (loopback and its own addresses): a connection from anywhere else is closed
+  at once, unanswered, and logged. TCP keep-alive probes find a client whose machine vanished
+  without closing its connection after about two minutes, and free the chip.
 
 ## 2. Syntax of a unit
 - Header: SCPI mnemonics separated by `:`, each in its short form (the capitals in this

@@ -23,6 +23,7 @@ import pytest
 
 from pcm_hil.drivers import PcmChip
 from pcm_hil.emulator import WireInterface, make_chip
+from pcm_hil.emulator.servers import tcp as tcp_server
 from pcm_hil.emulator.servers.inprocess import InProcessTransport
 from pcm_hil.emulator.servers.pty import PtyServer
 from pcm_hil.emulator.servers.tcp import TcpServer
@@ -196,12 +197,13 @@ def test_reply_beyond_max_reply_bytes_is_refused_with_225_and_nothing_sent():
     with serving("small", max_reply_bytes=8192) as (server, _), client_of(server) as client:
         client.send(b"READ:TILE? 0\n")  # 16 KiB: refused after it is made, before it is sent
         assert client.query(b"SYST:ERR?\n") == (
-            b'-225,"Out of memory;reply of 16391 bytes exceeds 8192"\n'
+            b'-225,"Out of memory;reply of 16384 bytes exceeds 8192"\n'
         )
-        # an MVM is refused before it is computed: 64 vectors x 64 columns x 4 B = 16 KiB
+        # the chip's MVM batch shrinks to what fits: 8192 B / (64 columns x 4 B) = 32 vectors
+        assert client.query(b"MVM:BATC?\n") == b"32\n"
         client.send(b"MVM:FORW? 0,0,64,0,64," + f4(np.zeros(64 * 64)) + b"\n")
         assert client.query(b"SYST:ERR?\n") == (
-            b'-225,"Out of memory;reply of 16384 bytes exceeds 8192"\n'
+            b'106,"Batch too large;inputs holds 64 vectors, at most mvm_batch_max=32"\n'
         )
         # replies of earlier units of the message are still sent, and within the limit
         reply = client.query(b"CHIP:GEOM?;READ:TILE? 0;*OPC?\n")
@@ -432,10 +434,12 @@ def test_serving_beyond_loopback_needs_allow():
         TcpServer(wire, host="0.0.0.0", port=0)
 
 
-def test_clients_outside_the_allowed_networks_are_refused_and_logged(caplog):
+def test_clients_outside_the_allowed_networks_are_refused_and_logged(caplog, monkeypatch):
     address = _this_machines_address()
     if address is None:
         pytest.skip("this machine has no address besides loopback")
+    # no other machine here: this machine's own address stands for one
+    monkeypatch.setattr(tcp_server, "_this_machine", lambda _address: False)
     wire = WireInterface(make_chip("tiny", seed=SEED))
     with TcpServer(wire, host="0.0.0.0", port=0, allow=["198.51.100.0/24"]) as server:
         host = server.resource.split("::")[1]
@@ -507,3 +511,124 @@ def test_a_shared_instrument_takes_at_most_max_connections():
             finally:
                 fourth.close()
         second.close()
+
+
+def test_this_machines_own_address_is_served_beyond_loopback():
+    """The printed resource string works from this machine itself."""
+    address = _this_machines_address()
+    if address is None:
+        pytest.skip("this machine has no address besides loopback")
+    wire = WireInterface(make_chip("tiny", seed=SEED))
+    with TcpServer(wire, host="0.0.0.0", port=0, allow=["198.51.100.0/24"]) as server:
+        assert server.resource == f"TCPIP0::{address}::{server.port}::SOCKET"
+        with socket.create_connection((address, server.port), timeout=IO_TIMEOUT) as own:
+            assert _ask(own) == IDN_TINY
+        assert server.refused == []
+
+
+def test_an_ipv6_host_is_refused_in_one_line():
+    wire = WireInterface(make_chip("tiny", seed=SEED))
+    with pytest.raises(ValueError, match=r"cannot serve on ::1: a VISA TCPIP resource string"):
+        TcpServer(wire, host="::1", port=0)
+
+
+# --- more of what the review found --------------------------------------------------------------
+
+
+def test_the_batch_a_chip_reports_fits_its_replies_and_messages():
+    """A wide chip reports a smaller MVM:BATCh?, so the driver's split batches are accepted
+    whatever the window."""
+    chip = make_chip("tiny", seed=SEED, tiles=1, rows=512, columns=512)
+    wire = WireInterface(chip)
+    assert wire.info.mvm_batch_max == 16 * 2**20 // (4 * 512) == 8192
+    driver = PcmChip(InProcessTransport("emulator", wire))
+    assert driver.config.mvm_batch_max == 8192
+    rng = np.random.default_rng(SEED)
+    row = driver.mvm(0, rng.uniform(-0.1, 0.1, (20000, 1)), rows=1)
+    column = driver.mvm(0, rng.uniform(-0.1, 0.1, (20000, 1)), transposed=True, columns=1)
+    assert row.shape == (20000, 512) and column.shape == (20000, 512)
+    assert len(wire.errors) == 0
+
+
+def test_read_devices_beyond_max_reply_bytes_is_refused_before_reading():
+    with serving(max_reply_bytes=1000) as (server, _), client_of(server) as client:
+        addresses = np.arange(251, dtype="<u4")  # 1004 bytes of reply
+        client.send(b"READ:DEV? 0," + block(addresses.tobytes()) + b"\n")
+        assert client.query(b"SYST:ERR?\n") == (
+            b'-225,"Out of memory;reply of 1004 bytes exceeds 1000"\n'
+        )
+        client.send(b"READ:DEV? 0," + block(addresses[:250].tobytes()) + b"\n")
+        reply = client.read_exact(6 + 1000 + 1)
+        assert reply.startswith(b"#41000") and reply.endswith(b"\n")
+        assert client.query(b"SYST:ERR?\n") == NO_ERROR
+
+
+@pytest.mark.parametrize("cut", [1, 10, 24, 40, 5000, 6010])
+def test_an_indefinite_block_frames_the_same_however_it_arrives(cut):
+    """'#0' data runs to the LF whatever it holds (',#1B', more than the text limit)."""
+    tricky = np.array([0.1, 0.1, 0.1], dtype="<f4").tobytes() + b",#15"  # 6.6e-7 V, as bytes
+    assert np.isfinite(np.frombuffer(tricky, "<f4")).all()
+    stream = (
+        b"MVM:FORW? 0,0,4,0,4,#0" + tricky + b"\n*IDN?\n"
+        + b"READ:DEV? 0,#0" + np.arange(1, 1501, dtype="<u4").tobytes().replace(b"\n", b"\x0b")
+        + b"\n*IDN?\n"
+    )  # fmt: skip
+    whole = MessageFramer(block_header=COMMANDS.takes_block).feed(stream)
+    framer = MessageFramer(block_header=COMMANDS.takes_block)
+    pieces = framer.feed(stream[:cut]) + framer.feed(stream[cut:])
+    assert pieces == whole and len(whole) == 4 and whole[1] == whole[3] == b"*IDN?"
+    assert not any(isinstance(item, Exception) for item in whole)
+
+
+def test_a_carriage_return_before_a_block_is_white_space_to_the_framer_too():
+    framer = MessageFramer(block_header=COMMANDS.takes_block)
+    data = np.array([10, 2], dtype="<u4").tobytes()  # an LF inside
+    assert framer.feed(b"READ:DEV? 0,\r#18" + data + b"\n") == [b"READ:DEV? 0,\r#18" + data]
+
+
+def test_a_trickle_cannot_hold_the_chip():
+    """A byte now and then, never a whole message: dropped once it has been held longer
+    than partial_timeout_s + bytes / partial_min_rate_Bps."""
+    with serving(partial_timeout_s=0.5, partial_min_rate_Bps=100.0, busy_wait_s=10.0) as (
+        server,
+        _,
+    ):
+        holder = Client(server)
+        start = time.monotonic()
+        closed = False
+        for byte in b"*IDN" * 10:  # one byte every 0.2 s: never silent for 0.5 s
+            try:
+                holder.send(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            if holder.closed_by_server(timeout=0.2):
+                closed = True
+                break
+        held = time.monotonic() - start
+        assert closed and held < 3.0  # 0.5 s + a few bytes at 100 B/s, not 8 s of trickle
+        holder.close()
+        with client_of(server) as second:
+            assert second.query(b"*IDN?\n") == IDN_TINY
+
+
+def test_pty_drops_an_unread_reply_when_its_session_closes():
+    serial = pytest.importorskip("serial")
+    wire = WireInterface(make_chip("small", seed=SEED))  # a 16 KiB tile: more than a pty holds
+    with PtyServer(wire) as server:
+        first = serial.Serial(server.path, timeout=IO_TIMEOUT)
+        first.write(b"READ:TILE? 0\n")
+        first.flush()
+        deadline = time.monotonic() + IO_TIMEOUT
+        while wire.messages == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.close()
+        while server.sessions_ended == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.sessions_ended == 1
+        second = serial.Serial(server.path, timeout=IO_TIMEOUT)
+        try:
+            second.write(b"*IDN?\n")
+            assert second.readline() == b"PCM-HIL,PCM-EMULATOR,EMU-0001,0.1.0\n"
+        finally:
+            second.close()

@@ -25,6 +25,7 @@ import tty
 
 from pcm_hil.protocols.device import Served
 from pcm_hil.protocols.framing import MessageFramer
+from pcm_hil.protocols.limits import PartialWatch
 
 #: How often the server looks at its stop flag and its timeouts, and at a hung-up line, s.
 POLL_S = 0.2
@@ -64,38 +65,40 @@ class PtyServer:
     def serve_forever(self) -> None:
         limits = self.device.serving
         framer = self.device.new_framer()
+        watch = PartialWatch(limits, time.monotonic())
         connected = False
-        heard = time.monotonic()
+        line = select.poll()
+        line.register(self._master, select.POLLIN | select.POLLHUP)
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], POLL_S)
-            if not ready:
-                if framer.pending and time.monotonic() - heard > limits.partial_timeout_s:
-                    log.warning(
-                        "partial message dropped: nothing more for %g s", limits.partial_timeout_s
-                    )
+            events = line.poll(POLL_S * 1000)
+            if not events:
+                reason = watch.expired(time.monotonic(), framer.pending)
+                if reason is not None:
+                    log.warning("%s: dropped", reason)
                     framer.reset()
                 continue
             try:
                 data = os.read(self._master, 1 << 20)
             except BlockingIOError:
-                continue
+                data = None
             except OSError as error:
                 if error.errno != errno.EIO:
                     break
-                if connected or framer.pending:  # the line hung up: the session is over
-                    self._end_session(framer)
-                connected = False
-                self._stop.wait(POLL_S)  # no client has the port open
-                continue
-            if not data:
-                break
-            connected, heard = True, time.monotonic()
-            try:
-                for reply in self.device.replies(framer, data):
-                    self._write(reply, limits.send_stall_timeout_s)
-            except _HungUp:
+                data = None
+            if data:
+                connected = True
+                try:
+                    for reply in self.device.replies(framer, data):
+                        self._write(reply, limits.send_stall_timeout_s)
+                except _HungUp:
+                    data = None
+                else:
+                    watch.heard(time.monotonic(), len(data), framer.pending)
+                    continue
+            if connected or framer.pending:  # the line hung up: the session is over
                 self._end_session(framer)
-                connected = False
+            connected = False
+            self._stop.wait(POLL_S)  # no client has the port open
 
     def _end_session(self, framer: MessageFramer) -> None:
         framer.reset()
@@ -106,25 +109,30 @@ class PtyServer:
         self.sessions_ended += 1
 
     def _write(self, data: bytes, stall_s: float) -> None:
+        line = select.poll()
+        line.register(self._master, select.POLLOUT | select.POLLHUP)
         with memoryview(data) as view:
             progress = time.monotonic()
             while view:
-                _, writable, _ = select.select([], [self._master], [], POLL_S)
+                events = line.poll(POLL_S * 1000)
                 if self._stop.is_set():
                     raise _HungUp
-                if not writable:
-                    if time.monotonic() - progress > stall_s:
-                        log.warning("reply dropped: nobody read it for %g s", stall_s)
-                        raise _HungUp
-                    continue
+                if any(flags & select.POLLHUP for _, flags in events):
+                    raise _HungUp  # the client closed the port: nobody reads this reply
                 try:
-                    written = os.write(self._master, view)
-                except BlockingIOError:
-                    continue
+                    written = os.write(self._master, view) if events else 0
+                except BlockingIOError:  # a pty can say writable with its buffer full
+                    self._stop.wait(0.01)
+                    written = 0
                 except OSError as error:
                     if error.errno == errno.EIO:
                         raise _HungUp from None
                     raise
+                if not written:
+                    if time.monotonic() - progress > stall_s:
+                        log.warning("reply dropped: nobody read it for %g s", stall_s)
+                        raise _HungUp
+                    continue
                 view = view[written:]
                 progress = time.monotonic()
 

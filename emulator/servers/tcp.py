@@ -37,6 +37,7 @@ acknowledgement would cost ~40 ms per setting.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, cast
 from pcm_hil.emulator.faults import FaultEvent, FaultPlan, FaultSession, hang_up, wait_for_client
 from pcm_hil.protocols.device import Served
 from pcm_hil.protocols.framing import MessageFramer
+from pcm_hil.protocols.limits import PartialWatch
 
 if TYPE_CHECKING:
     from pcm_hil.emulator.wire import WireInterface
@@ -98,8 +100,12 @@ class TcpServer:
             if chip is None:
                 raise ValueError("fault injection acts on the emulated chip, not this instrument")
             self.faults.apply_to_chip(chip)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, port), family=family, reuse_port=False)
+        if ":" in host:
+            raise ValueError(
+                f"cannot serve on {host}: a VISA TCPIP resource string names an IPv4 address "
+                "or a host name; bind an IPv4 address (127.0.0.1, 0.0.0.0 or this machine's)"
+            )
+        self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(POLL_S)
         self.host, self.port = self._listener.getsockname()[:2]
         self._stop = threading.Event()
@@ -149,6 +155,7 @@ class TcpServer:
                 continue
             try:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                _keep_alive(connection)
             except OSError:  # the client is already gone
                 connection.close()
                 with self._idle:
@@ -191,11 +198,14 @@ class TcpServer:
             connection.close()
 
     def _permitted(self, address: str) -> bool:
-        """Whether a client at ``address`` may connect: this machine, or an allowed network."""
+        """Whether a client at ``address`` may connect: this machine (loopback or one of its
+        own addresses), or an allowed network."""
         ip = ipaddress.ip_address(address.split("%")[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        return ip.is_loopback or any(ip in network for network in self.allow)
+        return (
+            ip.is_loopback or any(ip in network for network in self.allow) or _this_machine(str(ip))
+        )
 
     def _serve_client(self, connection: socket.socket, number: int) -> None:
         framer = self.device.new_framer()
@@ -207,28 +217,30 @@ class TcpServer:
             session = self.faults.session(wire, number, self.fault_events.append)
         buffer = bytearray(RECEIVE_BYTES)  # one receive buffer for the whole connection
         received_view = memoryview(buffer)
+        watch = PartialWatch(limits, time.monotonic())
         try:
             connection.settimeout(POLL_S)
-            heard = time.monotonic()
             while not self._stop.is_set():
                 try:
                     received = connection.recv_into(buffer)
                 except TimeoutError:
-                    if self._timed_out(framer, time.monotonic() - heard, number):
+                    if self._timed_out(framer, watch, number):
                         break
                     continue
                 if not received:
                     break
-                heard = time.monotonic()
                 if _QUICK_ACK is not None:
                     connection.setsockopt(socket.IPPROTO_TCP, _QUICK_ACK, 1)
                 data = received_view[:received]  # the framer copies what it keeps
                 if session is not None:
                     if not self._feed_faulty(connection, session, framer, data):
                         break
-                    continue
-                for reply in self.device.replies(framer, data):
-                    self._send(connection, reply, limits.send_stall_timeout_s)
+                else:
+                    for reply in self.device.replies(framer, data):
+                        self._send(connection, reply, limits.send_stall_timeout_s)
+                watch.heard(time.monotonic(), received, framer.pending)
+                if self._timed_out(framer, watch, number):
+                    break
         except _Stalled:
             log.warning(
                 "connection %d dropped: its client read nothing for %g s",
@@ -243,19 +255,17 @@ class TcpServer:
                 self._clients.discard(connection)
                 self._idle.notify_all()
 
-    def _timed_out(self, framer: MessageFramer, quiet_s: float, number: int) -> bool:
-        """Whether a connection quiet for ``quiet_s`` is to be closed: holding part of a
-        message past ``partial_timeout_s``, or idle past ``idle_timeout_s``."""
-        limits = self.device.serving
-        if framer.pending and quiet_s > limits.partial_timeout_s:
-            log.warning(
-                "connection %d closed: a partial message, nothing more for %g s",
-                number,
-                limits.partial_timeout_s,
-            )
+    def _timed_out(self, framer: MessageFramer, watch: PartialWatch, number: int) -> bool:
+        """Whether the connection is to be closed now: its partial message held too long
+        (``PartialWatch``), or idle past ``idle_timeout_s``."""
+        now = time.monotonic()
+        reason = watch.expired(now, framer.pending)
+        if reason is not None:
+            log.warning("connection %d closed: %s", number, reason)
             return True
-        if limits.idle_timeout_s is not None and quiet_s > limits.idle_timeout_s:
-            log.info("connection %d closed: idle for %g s", number, limits.idle_timeout_s)
+        idle = self.device.serving.idle_timeout_s
+        if idle is not None and not framer.pending and now - watch.last_heard > idle:
+            log.info("connection %d closed: idle for %g s", number, idle)
             return True
         return False
 
@@ -315,6 +325,28 @@ class TcpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _keep_alive(connection: socket.socket) -> None:
+    """TCP keep-alive probes: a client whose machine vanished without closing its connection
+    (power cut, cable pulled) is found gone after about two minutes of silence, and the chip
+    freed (idle 60 s, then six probes 10 s apart, where the system lets us set them)."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, option):
+            connection.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+@functools.lru_cache(maxsize=64)
+def _this_machine(address: str) -> bool:
+    """Whether ``address`` is one of this machine's own (it can be bound here)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((address, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:
