@@ -278,6 +278,27 @@ def largest_mvms(count: int, seed: int) -> Attack:
     return attack
 
 
+def largest_reads(count: int) -> Attack:
+    """READ:DEV? with an address block as large as one message may hold (17 MiB),
+    pipelined: its reply would pass the 16 MiB reply limit (refused before reading)."""
+
+    def attack(sock: socket.socket, geometry: tuple[int, int, int]) -> str:
+        _, rows, columns = geometry
+        addresses = np.arange(17 * 2**20 // 4 - 16, dtype="<u4") % (rows * columns)
+        message = b"READ:DEV? 0," + encode_block(addresses.tobytes()) + b"\n"
+        sock.settimeout(5.0)
+        sent = 0
+        try:
+            for _ in range(count):
+                sock.sendall(message)
+                sent += 1
+        except TimeoutError:
+            pass
+        return f"{sent} of {count} x {len(message) / 2**20:.0f} MiB sent"
+
+    return attack
+
+
 def rejected_lines(lines: int) -> Attack:
     def attack(sock: socket.socket, geometry: tuple[int, int, int]) -> str:
         per_chunk = 65536 // 4
@@ -499,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
             1_048_576 // scale, seed=11
         ),
         f"{1_500_000 // scale:,} rejected lines (FOO)": rejected_lines(1_500_000 // scale),
+        f"READ:DEV? of 17 MiB of addresses, {8 // min(scale, 4)} pipelined": largest_reads(
+            8 // min(scale, 4)
+        ),
         f"largest legal MVMs, {8 // min(scale, 4)} pipelined, unread": largest_mvms(
             8 // min(scale, 4), seed=12
         ),
