@@ -55,7 +55,7 @@ def test_info_json(capsys):
     [
         (["info", "--resource", "bogus"], "cannot tell the transport"),
         (["info", "--resource", "emulator?colour=red"], "unknown emulator option"),
-        (["tour", "--resource", "emulator?profile=tiny", "--tile", "7"], "Data out of range"),
+        (["tour", "--resource", "emulator?profile=tiny", "--tile", "7"], "--tile 7 outside 0…1"),
     ],
 )
 def test_errors_are_one_line(argv, fragment, capsys):

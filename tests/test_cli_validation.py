@@ -1,11 +1,13 @@
 """Every CLI option checked before a chip is opened or a run is recorded: nonsense ends in
 one line (``pcm-hil: error: …``, or argparse's usage error), a non-zero exit, no traceback,
-nothing served and no run in the store. ``--resume`` continues a run only on the chip, the
-resource kind and the clock it recorded."""
+nothing served, nothing pulsed and no run in the store. ``--resume`` continues a run only on
+the chip, the resource kind and the clock it recorded; a drift measurement only on devices
+that hold what it last read, with a read time still ahead of the chip's clock."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,14 @@ import pytest
 
 from pcm_hil.cli.devices import check_levels
 from pcm_hil.cli.main import main
+from pcm_hil.documents.drift import DriftRead, DriftStart
 from pcm_hil.drivers import PcmChip
 from pcm_hil.emulator import PROFILES, EmulatorOptions, WireInterface, make_chip
 from pcm_hil.emulator.chip import memory_estimate
 from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.protocols.transport import ResourceError
+from pcm_hil.records.resume import HELD_TOLERANCE_US, drift_from_run
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock
 
@@ -55,6 +59,9 @@ REFUSED = [
     (["program", "--timeout", "0"], "--timeout: must be a finite number above 0"),
     (["program", "--timeout", "nan"], "--timeout: must be a finite number above 0"),
     (["program", "--resume", "7"], "no run 7"),
+    (["program", *TINY, "--tiles", "0,0"], "--tiles 0,0: tile(s) [0] given more than once"),
+    (["program", "--tiles", "1,0,1"], "--tiles 1,0,1: tile(s) [1] given more than once"),
+    (["program", "--tiles", "0,x"], "--tiles takes 'all' or comma-separated indices"),
     # drift
     (["drift", "--points", "100000000"], "--points: must be 2…10000"),
     (["drift", "--reads-per-point", "0"], "--reads-per-point: must be 1…10000, not 0"),
@@ -62,6 +69,10 @@ REFUSED = [
     (["drift", *TINY, "--fit-from", "0.5"], "--fit-from 0.5 s is outside the read window"),
     (["drift", *TINY, "--fit-from", "3e7"], "leaves 1 of the 25 read times to fit ν"),
     (["drift", *TINY, "--start", "100", "--end", "10"], "--start 100 s is not before --end"),
+    (["drift", *TINY, "--tiles", "0,1,0"], "--tiles 0,1,0: tile(s) [0] given more than once"),
+    # a wait from one read time to the next is one CLOCk:ADVance, at most 1e10 s
+    (["drift", "--end", "2e10"], "--end 2e+10 s is more than the chip's clock advances in one"),
+    (["drift", "--end", "1.0001e10"], "step, 1e+10 s (CLOCk:ADVance's limit, about 317 years)"),
     # characterize
     (["characterize", "accumulation", "--pulses", "0"], "--pulses: must be 1…10000, not 0"),
     ([*CURVE, "--current-min", "500", "--current-max", "100"], "--current-min 500 µA is not below"),
@@ -73,11 +84,22 @@ REFUSED = [
     (["infer", "--chips", "0"], "--chips: must be at least 1, not 0"),
     (["infer", "--times", "-1"], "--times: must be a finite number above 0, not -1"),
     (["infer", "--times", "10", "5"], "--times must increase: 5 s comes after 10 s"),
+    (["infer", "--times", "1", "2e10"], "--times 2e+10 s is more than the chip's clock advances"),
     (["infer", "--resource", "emulator?real_time=maybe"], "real_time takes 1/true/yes"),
     (["train", "--hidden", "0"], "--hidden: must be at least 1, not 0"),
     (["train", *TINY, "--hidden", "100000"], "--hidden 100000: the network needs more"),
     (["train", "--epochs", "-1"], "--epochs: must be at least 1, not -1"),
     (["runs", "list", "--limit", "-5"], "--limit: must be at least 1, not -5"),
+    # tour: records nothing, but refuses before it pulses
+    (["tour", "--devices-per-level", "1000000000"], "--devices-per-level 1000000000: the tour"),
+    (["tour", "--devices-per-level", "2000000000"], "--devices-per-level: must be 1…1073741824"),
+    (["tour", "--devices-per-level", "0"], "--devices-per-level: must be 1…1073741824, not 0"),
+    (
+        ["tour", "--resource", "emulator?profile=small", "--devices-per-level", "5000"],
+        "on one tile, which has 4096 devices (64×64): at most 1024 per level",
+    ),
+    (["tour", *TINY, "--tile", "2"], "--tile 2 outside 0…1"),
+    (["tour", "--resource", "emulator?tiles=100000"], "100000×256×256 devices needs about"),
 ]
 
 #: Commands that take --runs (the others record nothing, or only with the default store).
@@ -97,6 +119,16 @@ def nothing_served(monkeypatch):
     monkeypatch.setattr(TcpServer, "start", refuse)
     monkeypatch.setattr(PtyServer, "start", refuse)
     monkeypatch.setattr(EmulatedBench, "serve", refuse)
+
+
+@pytest.fixture
+def nothing_pulsed(monkeypatch):
+    """A pulse sent by mistake fails the test."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a device was pulsed")
+
+    monkeypatch.setattr(PcmChip, "pulse", refuse)
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -133,7 +165,7 @@ def assert_one_error_line(code: int, err: str, fragment: str) -> None:
     "argv, fragment", REFUSED, ids=[" ".join(argv)[:60] for argv, _ in REFUSED]
 )
 def test_refused_in_one_line_with_no_run_recorded(
-    argv, fragment, tmp_path, capsys, private_run_store, nothing_served
+    argv, fragment, tmp_path, capsys, private_run_store, nothing_served, nothing_pulsed
 ):
     runs = tmp_path / "runs.sqlite"
     if argv[0] in RECORDING:
@@ -241,30 +273,130 @@ def test_resume_refused_through_another_kind_of_resource(tmp_path, capsys, tcp_s
     assert_resume_refused(argv, runs, "reached through TCP → serial", capsys)
 
 
-def test_drift_resume_refused_on_a_restarted_chip(tmp_path, capsys):
-    """The same chip model, serial and clock mode, but its clock started again: the devices
-    the run programmed hold nothing of it (the all-NaN fits of issue 11)."""
-    runs = tmp_path / "runs.sqlite"
-    with TcpServer(WireInterface(make_chip("tiny", 3))) as server:
-        with RunStore(runs) as store, PcmChip.open(server.resource, timeout_s=5) as chip:
-            run = store.start_run("drift", resource=server.resource)
-            store.describe_chip(run, chip.config)
+#: The drift plan of the cut-off runs below: 64 devices at 4 levels on tile 0 of a tiny chip,
+#: read at 8 log-spaced times from 1 s to 1e6 s, ν fitted from 20 s.
+DRIFT_TIMES = log_times(1.0, 1e6, 8)
 
-            def cut(event):
-                if event.procedure == "drift" and event.kind == "step" and event.done == 3:
-                    raise KeyboardInterrupt
 
-            targets = np.tile([3.0, 9.0, 15.0, 21.0], 16)
+def record_cut_drift(resource: str, runs: Path, reads: int = 3, **options) -> int:
+    """A drift measurement on the served chip at ``resource``, recorded in ``runs`` and cut
+    off (Ctrl-C) after ``reads`` read times (0: right after programming); its run id.
+    ``options`` go to ``measure_drift``."""
+    with RunStore(runs) as store, PcmChip.open(resource, timeout_s=5) as chip:
+        run = store.start_run("drift", resource=resource)
+        store.describe_chip(run, chip.config)
+        recorder = Recorder(store, run, "drift")
+
+        def cut(event):
+            if event.procedure == "drift" and event.done == reads and event.kind != "end":
+                raise KeyboardInterrupt
+
+        targets = np.tile([3.0, 9.0, 15.0, 21.0], 16)
+        try:
             result = measure_drift(
                 chip,
                 ChipClock(chip),
                 0,
                 np.arange(64),
                 targets,
-                log_times(1.0, 1e6, 8),
-                listeners=[Recorder(store, run, "drift"), cut],
+                DRIFT_TIMES,
+                listeners=[recorder, cut],
+                **options,
             )
-        assert result.status == "cancelled"
+        except KeyboardInterrupt:  # cut at the start document, outside the cancellable reads
+            store.finish_run(run, "cancelled", "interrupted")
+        else:
+            assert result.status == "cancelled" and result.conductance_uS.shape[0] == reads
+    return run
+
+
+def test_drift_resume_refused_on_a_restarted_chip(tmp_path, capsys):
+    """The same chip model, serial and clock mode, but its clock started again: the devices
+    the run programmed hold nothing of it (the all-NaN fits of issue 11)."""
+    runs = tmp_path / "runs.sqlite"
+    with TcpServer(WireInterface(make_chip("tiny", 3))) as server:
+        run = record_cut_drift(server.resource, runs)
     with TcpServer(WireInterface(make_chip("tiny", 3))) as restarted:
         argv = ["drift", "--resource", restarted.resource, "--resume", str(run)]
         assert_resume_refused(argv, runs, "before run 1 last programmed or read", capsys)
+
+
+def deviation_in(err: str) -> float:
+    """The median |ΔG| a refusal names, µS."""
+    return float(re.search(r"median \|ΔG\| = ([0-9.e+-]+) µS", err)[1])
+
+
+@pytest.mark.parametrize("reads, what", [(3, "last read"), (0, "programmed")])
+def test_drift_resume_refused_on_another_chip_with_the_same_identity(reads, what, tmp_path, capsys):
+    """Every emulator seed reports serial EMU-0001: identity alone cannot tell them apart.
+    Another seed, its clock moved to where the run's chip was, holds other conductances; the
+    run would have mixed two chips. Refused after a read of the run's devices — nothing
+    pulsed, the other chip's clock unmoved — with what it found (the same chip: about
+    0.3 µS, read noise)."""
+    runs = tmp_path / "runs.sqlite"
+    recorded = make_chip("tiny", 3)
+    with TcpServer(WireInterface(recorded)) as server:
+        run = record_cut_drift(server.resource, runs, reads)
+    other = make_chip("tiny", 4)
+    assert other.identity == recorded.identity
+    with TcpServer(WireInterface(other)) as served:
+        with PcmChip.open(served.resource, timeout_s=5) as client:  # another client
+            client.advance(recorded.now())
+        programmed = other.devices.g_prog.copy()
+        argv = ["drift", "--resource", served.resource, "--resume", str(run)]
+        before = recorded_runs(runs)
+        code, err = run_cli([*argv, "--json", "--runs", str(runs)], capsys)
+        assert_one_error_line(code, err, f"the devices of run {run} do not hold what it {what}")
+        assert "another chip?" in err and deviation_in(err) > 5 * HELD_TOLERANCE_US
+        assert recorded_runs(runs) == before
+        assert other.now() == recorded.now()
+        np.testing.assert_array_equal(other.devices.g_prog, programmed)
+
+
+def test_drift_resume_refused_when_the_clock_has_passed_its_reads(tmp_path, capsys):
+    """Another client moved the run's chip's clock on by 1e9 s (CLOCk:ADVance 1e9): every
+    read time left is past. Resumed anyway, every read left is taken at once, now, and no ν
+    can be fitted (all NaN, recorded as completed: issue 11). Refused; the chip untouched."""
+    runs = tmp_path / "runs.sqlite"
+    chip = make_chip("tiny", 3)
+    with TcpServer(WireInterface(chip)) as server:
+        run = record_cut_drift(server.resource, runs, reads=2)
+        with PcmChip.open(server.resource, timeout_s=5) as client:
+            client.advance(1e9)
+        now = chip.now()
+        argv = ["drift", "--resource", server.resource, "--resume", str(run)]
+        fragment = f"the chip's clock (1e+09 s) is past the read times left in run {run}: 6 reads"
+        assert_resume_refused(argv, runs, fragment, capsys)
+        assert chip.now() == now
+        with RunStore(runs, readonly=True) as store:
+            record = drift_from_run(store, run)
+        with PcmChip.open(server.resource, timeout_s=5) as client:  # what it refuses
+            result = measure_drift(
+                client, ChipClock(client), None, None, None, resume=record.progress
+            )
+    assert result.status == "completed" and np.isnan(result.nu).all()
+
+
+def test_drift_resume_continues_on_the_same_chip_after_its_clock_moved_on(tmp_path, capsys):
+    """The run's chip, its clock moved on 1e4 s by another client (a real-time chip resumed
+    hours later): its devices drifted lower, within what drift allows, and read times are
+    still ahead. Resumed with the run's own fit window and reads per read time: ν fitted at
+    every level; the check's read is not in the new run."""
+    runs = tmp_path / "runs.sqlite"
+    chip = make_chip("tiny", 3)
+    with TcpServer(WireInterface(chip)) as server:
+        run = record_cut_drift(server.resource, runs, 3, fit_from_s=50.0, reads_per_point=2)
+        with PcmChip.open(server.resource, timeout_s=5) as client:
+            client.advance(1e4)
+        argv = ["drift", "--resource", server.resource, "--resume", str(run)]
+        assert main([*argv, "--json", "--runs", str(runs)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "completed" and result["read_times"] == DRIFT_TIMES.size
+    assert result["fit_from_s"] == 50.0
+    assert all(0.02 < level["nu_mean"] < 0.15 for level in result["levels"])
+    with RunStore(runs, readonly=True) as store:
+        documents = [event.document for event in store.events(result["run_id"])]
+    (start,) = [document for document in documents if isinstance(document, DriftStart)]
+    assert start.reads_per_point == 2 and start.resumed == 3
+    reads = [document for document in documents if isinstance(document, DriftRead)]
+    assert len(reads) == DRIFT_TIMES.size - 3  # the reads it had left, and no other

@@ -28,21 +28,26 @@ from pcm_hil.cli.devices import (
     devices_within,
     select,
     spread_addresses,
+    tile_indices,
 )
-from pcm_hil.cli.parser import CHARACTERIZE_DEVICES, DRIFT_DEVICES
+from pcm_hil.cli.parser import CHARACTERIZE_DEVICES, DRIFT_DEVICES, TOUR_CURRENTS_UA
 from pcm_hil.documents.events import Listener
 from pcm_hil.drivers import PcmHilError
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
-from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.drift import YEAR_S, log_times, measure_drift
 from pcm_hil.procedures.program import program_and_verify
 from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
 from pcm_hil.procedures.tour import run_tour
-from pcm_hil.protocols.chip import ChipInfo
+from pcm_hil.protocols.chip import COMMANDS, ChipInfo
 from pcm_hil.targets.clock import ChipClock
 
 STRATEGIES = {"amplitude": AmplitudeSearch, "partial-set": PartialSetSteps}
 #: Read times a drift fit needs from --fit-from on (``procedures.drift`` fits none on fewer).
 FIT_POINTS = 3
+#: The longest wait a virtual chip clock takes in one step, s: CLOCk:ADVance's largest
+#: interval (1e10 s, about 317 years). ``drift`` and ``infer`` wait from one read time to the
+#: next in one step (``ChipClock.wait_until``), so their read times go no further.
+LONGEST_WAIT_S = float(COMMANDS.by_handler("clock_advance").args[0].maximum or 0.0)
 
 
 def check(args: argparse.Namespace) -> None:
@@ -50,9 +55,12 @@ def check(args: argparse.Namespace) -> None:
     strings, and the options that must agree with each other (ValueError naming them)."""
     for resource in args.bench.split(",") if getattr(args, "bench", None) else [args.resource]:
         check_resource(resource)
+    if args.command in ("program", "drift") and args.resume is None:
+        tile_indices(args.tiles)  # indices, each once; within the chip's tiles once it is open
     if args.command == "drift" and args.resume is None:
         if args.start >= args.end:
             raise ValueError(f"--start {args.start:g} s is not before --end {args.end:g} s")
+        _check_wait("--end", args.end)
         if not args.start <= args.fit_from <= args.end:
             raise ValueError(
                 f"--fit-from {args.fit_from:g} s is outside the read window, --start "
@@ -74,16 +82,29 @@ def check(args: argparse.Namespace) -> None:
         for before, after in pairwise(args.times):
             if after <= before:
                 raise ValueError(f"--times must increase: {after:g} s comes after {before:g} s")
+        _check_wait("--times", max(args.times))
+
+
+def _check_wait(option: str, seconds: float) -> None:
+    """A read time after programming no further than the chip's clock goes in one step."""
+    if seconds > LONGEST_WAIT_S:
+        raise ValueError(
+            f"{option} {seconds:g} s is more than the chip's clock advances in one step, "
+            f"{LONGEST_WAIT_S:g} s (CLOCk:ADVance's limit, about "
+            f"{LONGEST_WAIT_S / YEAR_S:.0f} years)"
+        )
 
 
 def check_on_chip(chip, args: argparse.Namespace) -> None:
     """The checks against the open chip, before the run is recorded and anything pulsed: the
     devices within its tiles, levels the tolerance tells apart over its range, pulses within
-    its limits, a network its tiles hold; for ``--resume``, that the recorded run continues
-    on this chip (``resume.check_resume``). Sets ``--devices`` left to its default to what
-    the tile holds of it."""
+    its limits, a network its tiles hold, the tour's devices within its tile; for
+    ``--resume``, that the recorded run continues on this chip (``resume.check_resume``).
+    Sets ``--devices`` left to its default to what the tile holds of it."""
     config: ChipInfo = chip.config
-    if args.command in ("program", "drift"):
+    if args.command == "tour":
+        _check_tour(args, config)
+    elif args.command in ("program", "drift"):
         if args.resume is not None:
             resume.check_resume(args, chip)
             return
@@ -105,6 +126,20 @@ def check_on_chip(chip, args: argparse.Namespace) -> None:
             place_layers([(64, hidden), (hidden, 10)], config.tiles, config.rows, config.columns)
         except ValueError as error:
             raise ValueError(f"--hidden {hidden}: {error}") from None
+
+
+def _check_tour(args: argparse.Namespace, config: ChipInfo) -> None:
+    """The tour's tile on the chip, and its devices (``--devices-per-level`` at each of its
+    currents) within that tile."""
+    if args.tile >= config.tiles:
+        raise ValueError(f"--tile {args.tile} outside 0…{config.tiles - 1}")
+    levels, size = len(TOUR_CURRENTS_UA), config.devices_per_tile
+    if args.devices_per_level * levels > size:
+        raise ValueError(
+            f"--devices-per-level {args.devices_per_level}: the tour programs {levels} levels "
+            f"on one tile, which has {size} devices ({config.rows}×{config.columns}): at most "
+            f"{size // levels} per level"
+        )
 
 
 def _check_pulses(args: argparse.Namespace, config: ChipInfo) -> None:
@@ -148,9 +183,17 @@ def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> di
 
 def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
     if args.resume is not None:
-        progress = resume.drift_progress(args.runs, args.resume)
+        record = resume.drift_record(args.runs, args.resume)
         result = measure_drift(
-            chip, ChipClock(chip), None, None, None, resume=progress, listeners=listeners
+            chip,
+            ChipClock(chip),
+            None,
+            None,
+            None,
+            fit_from_s=record.fit_from_s,
+            reads_per_point=record.reads_per_point,
+            resume=record.progress,
+            listeners=listeners,
         )
         summary = result.summary()
         summary["resumed_from"] = args.resume
@@ -263,8 +306,11 @@ def info(args: argparse.Namespace) -> dict:
 
 def tour(args: argparse.Namespace, console: Console) -> dict:
     """Program a few devices per melt-quench current, read them back, let them drift a
-    virtual year (a spinner on ``console`` meanwhile)."""
+    virtual year (a spinner on ``console`` meanwhile). Its options are checked (``check``, and
+    ``check_on_chip`` once the chip is open) before anything is pulsed; nothing is recorded."""
+    check(args)
     with open_chip(args) as chip:
+        check_on_chip(chip, args)
         clock = ChipClock(chip)
         if not clock.virtual:
             raise PcmHilError(

@@ -11,14 +11,26 @@ from pcm_hil.procedures.program import level_targets
 from pcm_hil.protocols.chip import ChipInfo
 
 
-def parse_tiles(text: str, config: ChipInfo) -> list[int]:
-    """``all``, ``N`` or ``a,b,c`` → tile indices, each checked against the chip."""
+def tile_indices(text: str) -> list[int] | None:
+    """``--tiles``: None for ``all``, else the indices ``N`` or ``a,b,c`` name, each once
+    (ValueError: a device pulsed twice in one command is refused by the chip)."""
     if text == "all":
-        return list(range(config.tiles))
+        return None
     try:
         tiles = [int(part) for part in text.split(",")]
     except ValueError:
         raise ValueError(f"--tiles takes 'all' or comma-separated indices, not {text!r}") from None
+    repeated = sorted({t for t in tiles if tiles.count(t) > 1})
+    if repeated:
+        raise ValueError(f"--tiles {text}: tile(s) {repeated} given more than once")
+    return tiles
+
+
+def parse_tiles(text: str, config: ChipInfo) -> list[int]:
+    """``all``, ``N`` or ``a,b,c`` → tile indices, each once and checked against the chip."""
+    tiles = tile_indices(text)
+    if tiles is None:
+        return list(range(config.tiles))
     bad = [t for t in tiles if not 0 <= t < config.tiles]
     if bad:
         raise ValueError(f"--tiles {text}: tile(s) {bad} outside 0…{config.tiles - 1}")

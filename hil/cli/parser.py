@@ -9,6 +9,7 @@ error before anything runs); what needs two options or the chip is checked by
 from __future__ import annotations
 
 import argparse
+import inspect
 from importlib import metadata
 
 from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
@@ -21,6 +22,7 @@ from pcm_hil.cli.options import (
     positive_float,
     positive_int,
 )
+from pcm_hil.procedures.tour import run_tour
 
 YEAR_S = 365 * 86400.0
 #: At most this many read times, currents, pulses or reads in one measurement.
@@ -31,6 +33,11 @@ MAX_TIMEOUT_S = 86400.0
 #: tile: all of it).
 DRIFT_DEVICES = 4096
 CHARACTERIZE_DEVICES = 1024
+#: Devices a tile has at most: the protocol's device addresses are 32-bit unsigned (``<u4``).
+MAX_TILE_DEVICES = 2**32
+#: The melt-quench currents of ``tour``: it programs ``--devices-per-level`` devices at each,
+#: on one tile (checked against the chip's tile by ``commands.check_on_chip``).
+TOUR_CURRENTS_UA: tuple[float, ...] = inspect.signature(run_tour).parameters["currents_uA"].default
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -199,9 +206,9 @@ def _add_tour(commands) -> None:
     tour.add_argument("--tile", type=non_negative_int, default=0, help="tile to use")
     tour.add_argument(
         "--devices-per-level",
-        type=positive_int,
+        type=int_range(1, MAX_TILE_DEVICES // len(TOUR_CURRENTS_UA)),
         default=64,
-        help="devices per programming current",
+        help=f"devices per programming current; {len(TOUR_CURRENTS_UA)} currents, all on the tile",
     )
     _add_json(tour)
 

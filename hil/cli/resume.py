@@ -24,13 +24,14 @@ def program_left(runs: str | None, run_id: int):
         return unfinished_from_run(store, run_id)
 
 
-def drift_progress(runs: str | None, run_id: int):
-    """How far drift run ``run_id`` got: the progress ``measure_drift(resume=…)`` continues."""
-    from pcm_hil.records.resume import progress_from_run
+def drift_record(runs: str | None, run_id: int):
+    """How far drift run ``run_id`` got (``records.resume.DriftRecord``): the progress
+    ``measure_drift(resume=…)`` continues, its fit and reads per read time."""
+    from pcm_hil.records.resume import drift_from_run
     from pcm_hil.records.store import RunStore
 
     with RunStore(runs, readonly=True) as store:
-        return progress_from_run(store, run_id)
+        return drift_from_run(store, run_id)
 
 
 def check_resume(args: argparse.Namespace, chip) -> None:
@@ -38,10 +39,14 @@ def check_resume(args: argparse.Namespace, chip) -> None:
     unless RUN can be continued there: RUN is this chip's — reached the same way, with the
     same identity, geometry and clock mode (``records.resume.check_same_chip``), and not a
     fresh embedded emulator (RUN's chip went with the process that ran it) — and has
-    something left to do; for a drift measurement, the chip's clock has not gone back since
-    RUN last programmed or read (a restarted chip holds no drift to continue)."""
+    something left to do. For a drift measurement, the chip's clock has not gone back since
+    RUN last programmed or read (a restarted chip holds no drift to continue), a read time
+    RUN has left is still ahead of it (``check_reads_ahead``), and RUN's devices, read now,
+    hold what RUN last read of them (``check_devices_hold``: the same identity may be another
+    chip). That read is not recorded, and changes nothing: a read does not disturb a PCM
+    device."""
     from pcm_hil.emulator.resource import is_emulator
-    from pcm_hil.records.resume import check_same_chip
+    from pcm_hil.records.resume import check_devices_hold, check_reads_ahead, check_same_chip
     from pcm_hil.records.store import RunStore
 
     with RunStore(args.runs) as store:  # written next anyway: an old store migrates here
@@ -57,7 +62,8 @@ def check_resume(args: argparse.Namespace, chip) -> None:
         if addresses.size == 0:
             raise ValueError(f"run {run.id} left no device to program: all {finished} finished")
         return
-    progress = drift_progress(args.runs, args.resume)
+    record = drift_record(args.runs, args.resume)
+    progress = record.progress
     if len(progress.reads) >= len(progress.times_s):
         raise ValueError(f"run {run.id} took all its {len(progress.times_s)} reads: none is left")
     last = float(np.max([*progress.programmed_at_s, *progress.read_at_s], initial=0.0))
@@ -68,3 +74,20 @@ def check_resume(args: argparse.Namespace, chip) -> None:
             f"({last:.0f} s): a restarted chip holds no drift to continue, its clock no longer "
             "counts from the programming"
         )
+    check_reads_ahead(record, run.id, now)
+    if record.known_uS is not None:
+        check_devices_hold(record, run.id, read_devices(chip, record), now)
+
+
+def read_devices(chip, record) -> np.ndarray:
+    """The devices of a recorded drift run, read as it reads them (the mean of its reads per
+    read time), µS, in its order."""
+    progress = record.progress
+    tiles = np.asarray(progress.tile, dtype=np.int64)
+    addresses = np.asarray(progress.address, dtype=np.int64)
+    values = np.zeros(addresses.size, dtype=np.float64)
+    for tile in np.unique(tiles):
+        at = tiles == tile
+        for _ in range(record.reads_per_point):
+            values[at] += chip.read(int(tile), addresses[at])
+    return values / record.reads_per_point
