@@ -26,25 +26,31 @@ left as it was.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import socket
 import sqlite3
-import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import numpy as np
 
 from pcm_hil.documents.base import Document, UnknownDocument, document_type
 from pcm_hil.documents.events import Event
 from pcm_hil.protocols.chip import ChipInfo
-from pcm_hil.protocols.transport import PcmHilError
+from pcm_hil.records.store_file import (
+    StoreError,
+    UnknownRunError,
+    check_file,
+    guarded,
+    store_error,
+)
+
+__all__ = ["Recorder", "RunInfo", "RunStore", "StoreError", "UnknownRunError", "default_path"]
 
 log = logging.getLogger(__name__)
 
@@ -95,58 +101,6 @@ CREATE TABLE IF NOT EXISTS arrays (
     PRIMARY KEY (run_id, seq, name)
 );
 """
-
-
-class StoreError(PcmHilError, RuntimeError):
-    """The run store cannot be opened, read or written: the message is one line that names
-    the file and what is wrong with it."""
-
-
-class UnknownRunError(StoreError, KeyError):
-    """No run of that id in the store."""
-
-    def __str__(self) -> str:  # as given, not quoted as a KeyError's key is
-        return str(self.args[0]) if self.args else ""
-
-
-#: What SQLite's own messages mean for a run store (the message itself follows in brackets).
-_SQLITE_MEANINGS = {
-    "file is not a database": "not a pcm-hil run store",
-    "database disk image is malformed": "the run store is damaged",
-    "attempt to write a readonly database": "the run store is read-only",
-    "database or disk is full": "no room left to write the run store",
-    "unable to open database file": "cannot open the run store",
-    "database is locked": "the run store is locked by another process",
-    "disk I/O error": "cannot read or write the run store",
-}
-
-
-def _store_error(path: Path, error: BaseException) -> StoreError:
-    """``error`` (an ``sqlite3.Error`` or ``OSError`` met opening or using the store at
-    ``path``) as a one-line ``StoreError`` naming the file."""
-    if isinstance(error, StoreError):
-        return error
-    if isinstance(error, OSError):
-        return StoreError(f"{path}: {(error.strerror or str(error)).lower()}")
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    meaning = next((m for key, m in _SQLITE_MEANINGS.items() if text.startswith(key)), None)
-    return StoreError(f"{path}: {meaning or 'run store error'} ({text})")
-
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _guarded(method: _Method) -> _Method:
-    """A ``RunStore`` method whose SQLite and OS errors come out as ``StoreError``."""
-
-    @functools.wraps(method)
-    def guarded(self: RunStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except (sqlite3.Error, OSError) as error:
-            raise _store_error(self.path, error) from error
-
-    return cast(_Method, guarded)
 
 
 def default_path() -> Path:
@@ -206,10 +160,10 @@ class RunStore:
         self.path = Path(path) if path is not None else default_path()
         self.readonly = readonly
         try:
-            exists = _check_file(self.path, readonly)
+            exists = check_file(self.path, readonly, default_path())
             self.db = self._open_readonly(exists) if readonly else self._open_writable(exists)
         except (sqlite3.Error, OSError) as error:
-            raise _store_error(self.path, error) from error
+            raise store_error(self.path, error) from error
 
     def _open_writable(self, exists: bool) -> sqlite3.Connection:
         folder = self.path.parent
@@ -326,7 +280,7 @@ class RunStore:
 
     # --- writing ----------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def start_run(
         self,
         procedure: str,
@@ -358,7 +312,7 @@ class RunStore:
             raise RuntimeError("the run store did not number the new run")
         return run_id
 
-    @_guarded
+    @guarded
     def add_event(self, run_id: int, event: Event) -> int:
         """Record one event — its document's name and version, its scalars as JSON, its
         arrays as blobs — in one transaction."""
@@ -391,7 +345,7 @@ class RunStore:
                 )
         return seq
 
-    @_guarded
+    @guarded
     def describe_chip(self, run_id: int, info: ChipInfo) -> None:
         """Record what the chip a run talks to reported of itself: identity, protocol
         version, geometry and limits."""
@@ -401,7 +355,7 @@ class RunStore:
             (json.dumps(asdict(info.identity)), json.dumps(chip), info.protocol_version, run_id),
         )
 
-    @_guarded
+    @guarded
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.db.execute(
             "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -410,7 +364,7 @@ class RunStore:
 
     # --- reading ----------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def runs(self, limit: int | None = None) -> list[RunInfo]:
         """Runs, newest first."""
         query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + (
@@ -418,7 +372,7 @@ class RunStore:
         )
         return [self._info(row) for row in self.db.execute(query)]
 
-    @_guarded
+    @guarded
     def run(self, run_id: int) -> RunInfo:
         row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -436,7 +390,7 @@ class RunStore:
         try:
             yield from self._events(run_id, after)
         except (sqlite3.Error, OSError) as error:
-            raise _store_error(self.path, error) from error
+            raise store_error(self.path, error) from error
 
     def _events(self, run_id: int, after: int) -> Iterator[Event]:
         rows = self.db.execute(
@@ -537,51 +491,6 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
-
-
-#: The first bytes of every SQLite database file.
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_file(path: Path, readonly: bool) -> bool:
-    """Whether a store file is at ``path``; refuses what cannot be one — a folder, a device,
-    a file that is not an SQLite database, a store cut short — before SQLite opens it (and
-    makes its side files beside it), and a missing folder but the default store's (made here
-    to write in it). An empty file is an empty store."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        if not path.parent.is_dir():
-            if path.absolute() != default_path().absolute():
-                raise StoreError(f"{path}: the directory {path.parent} does not exist") from None
-            if not readonly:
-                path.parent.mkdir(parents=True, exist_ok=True)
-        return False
-    if stat.S_ISDIR(status.st_mode):
-        raise StoreError(f"{path}: is a directory, not a run store file")
-    if not stat.S_ISREG(status.st_mode):
-        raise StoreError(f"{path}: not a regular file, so not a run store")
-    with open(path, "rb") as f:
-        header = f.read(100)
-    if not header:
-        return True
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise StoreError(f"{path}: not a pcm-hil run store (file is not a database)")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        raise StoreError(f"{path}: the run store is damaged (page size {page_size} in its header)")
-    # the size the header records is valid when its change counter matches (SQLite 3.7+);
-    # with a write-ahead log beside it the file may legitimately lag behind
-    pages = int.from_bytes(header[28:32], "big")
-    wal = Path(f"{path}-wal")
-    if pages and header[24:28] == header[92:96] and not (wal.exists() and wal.stat().st_size):
-        if status.st_size < pages * page_size:
-            raise StoreError(
-                f"{path}: the run store is truncated ({status.st_size} of its "
-                f"{pages * page_size} bytes)"
-            )
     return True
 
 
