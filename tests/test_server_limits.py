@@ -526,6 +526,12 @@ def test_this_machines_own_address_is_served_beyond_loopback():
         assert server.refused == []
 
 
+def test_a_host_that_does_not_resolve_is_refused_in_one_line():
+    wire = WireInterface(make_chip("tiny", seed=SEED))
+    with pytest.raises(ValueError, match=r"cannot serve on no\.such\.host\.invalid: no such host"):
+        TcpServer(wire, host="no.such.host.invalid", port=0)
+
+
 def test_an_ipv6_host_is_refused_in_one_line():
     wire = WireInterface(make_chip("tiny", seed=SEED))
     with pytest.raises(ValueError, match=r"cannot serve on ::1: a VISA TCPIP resource string"):

@@ -350,11 +350,12 @@ def _this_machine(address: str) -> bool:
 
 
 def _is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or a name) is this machine only."""
+    """Whether ``host`` (an address or a name) is this machine only; ValueError for a name
+    that does not resolve."""
     try:
         infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        return False
+    except socket.gaierror as error:
+        raise ValueError(f"cannot serve on {host}: no such host ({error.strerror})") from None
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
