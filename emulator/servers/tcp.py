@@ -80,6 +80,11 @@ class TcpServer:
         faults: FaultPlan | None = None,
         allow: Iterable[str | Network] = (),
     ) -> None:
+        if ":" in host:
+            raise ValueError(
+                f"cannot serve on {host}: a VISA TCPIP resource string names an IPv4 address "
+                "or a host name; bind an IPv4 address (127.0.0.1, 0.0.0.0 or this machine's)"
+            )
         self.device = device
         self.busy_wait_s = busy_wait_s
         self.allow = tuple(ipaddress.ip_network(net, strict=False) for net in allow)
@@ -100,11 +105,6 @@ class TcpServer:
             if chip is None:
                 raise ValueError("fault injection acts on the emulated chip, not this instrument")
             self.faults.apply_to_chip(chip)
-        if ":" in host:
-            raise ValueError(
-                f"cannot serve on {host}: a VISA TCPIP resource string names an IPv4 address "
-                "or a host name; bind an IPv4 address (127.0.0.1, 0.0.0.0 or this machine's)"
-            )
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(POLL_S)
         self.host, self.port = self._listener.getsockname()[:2]
@@ -121,7 +121,7 @@ class TcpServer:
         address of this machine's outgoing interface)."""
         host = self.host
         if ipaddress.ip_address(host).is_unspecified:
-            host = _reachable_address(ipaddress.ip_address(host).version)
+            host = _reachable_address()
         return f"TCPIP0::{host}::{self.port}::SOCKET"
 
     def start(self) -> TcpServer:
@@ -359,16 +359,11 @@ def _is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def _reachable_address(version: int) -> str:
+def _reachable_address() -> str:
     """This machine's address on its outgoing interface (no packet is sent), else its name."""
-    family, probe = (
-        (socket.AF_INET, ("192.0.2.1", 9))
-        if version == 4
-        else (socket.AF_INET6, ("2001:db8::1", 9))
-    )
     try:
-        with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.connect(probe)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.connect(("192.0.2.1", 9))  # TEST-NET-1: routed like any outside address
             address = udp.getsockname()[0]
     except OSError:
         return socket.gethostname()
