@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,7 +42,11 @@ class ProgramIteration(Step, name="program.iteration"):
 @dataclass(frozen=True, kw_only=True)
 class ProgramEnd(End, name="program.end"):
     """How programming went: the converged fraction, the stuck devices, the iterations, the
-    error (final read − target) std of the converged devices, µS."""
+    error (final read − target) std of the converged devices, µS. Version 2 adds, per device
+    in the start document's order, the read taken after programming ended (``final_uS``,
+    µS), whether it ``converged`` or was found stuck (``is_stuck``), and its ``iterations``."""
+
+    version: ClassVar[int] = 2
 
     strategy: str | None = None
     tolerance_uS: float | None = None
@@ -53,3 +58,7 @@ class ProgramEnd(End, name="program.end"):
     iterations_p99: float | None = None
     error_std_uS: float | None = None
     elapsed_s: float | None = None
+    final_uS: np.ndarray | None = None
+    converged: np.ndarray | None = None
+    is_stuck: np.ndarray | None = None
+    iterations: np.ndarray | None = None

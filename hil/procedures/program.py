@@ -216,7 +216,15 @@ def program_and_verify(
         elapsed_s=time.perf_counter() - started,
     )
     summary = result.summary()
-    emitter.end(ProgramEnd(**{k: v for k, v in summary.items() if k != "levels"}))
+    emitter.end(
+        ProgramEnd(
+            **{k: v for k, v in summary.items() if k != "levels"},
+            final_uS=result.final_uS,
+            converged=result.converged,
+            is_stuck=result.stuck,
+            iterations=result.iterations,
+        )
+    )
     return result
 
 

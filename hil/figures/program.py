@@ -1,0 +1,144 @@
+"""Figures of program-and-verify: where each level's devices landed, how far from their
+targets beside the published σ_prog, and how many iterations they took."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from pcm_hil.documents.base import Document
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
+from pcm_hil.figures.style import ecdf, level_colours, levels, new_figure
+from pcm_hil.procedures.program import published_programming_sigma
+
+
+def program_figures(documents: list[Document]) -> dict[str, Figure]:
+    """``program-levels``, ``program-errors`` and ``program-iterations`` of the last
+    program-and-verify the documents hold (none without one that iterated)."""
+    start, iterations, end = _last_programming(documents)
+    if start is None or not iterations:
+        return {}
+    targets = np.asarray(start.target_uS, dtype=np.float64)
+    last = iterations[-1]
+    if end is not None and end.final_uS is not None:  # the read after programming ended
+        final = np.asarray(end.final_uS, dtype=np.float64)
+        counted = np.asarray(end.converged, dtype=bool)
+        read = "read after programming"
+    else:  # cut off (or recorded before version 2): the last verify reads
+        final = np.asarray(last.conductance_uS, dtype=np.float64)
+        counted = np.asarray(last.finished, dtype=bool)
+        read = "last verify read"
+    stuck = end.stuck_devices if end is not None else last.stuck_devices
+    finished_at = (
+        np.asarray(end.iterations) * counted
+        if end is not None and end.iterations is not None
+        else iterations_to_finish(iterations)
+    )
+    return {
+        "program-levels": _levels_figure(targets, final, read, last, stuck),
+        "program-errors": _errors_figure(targets, final, counted, read, start.tolerance_uS),
+        "program-iterations": _iterations_figure(finished_at, stuck),
+    }
+
+
+def _last_programming(
+    documents: list[Document],
+) -> tuple[ProgramStart | None, list[ProgramIteration], ProgramEnd | None]:
+    start: ProgramStart | None = None
+    iterations: list[ProgramIteration] = []
+    end: ProgramEnd | None = None
+    for document in documents:
+        if isinstance(document, ProgramStart):
+            start, iterations, end = document, [], None
+        elif isinstance(document, ProgramIteration) and start is not None:
+            iterations.append(document)
+        elif isinstance(document, ProgramEnd) and start is not None:
+            end = document
+    return start, iterations, end
+
+
+def _levels_figure(
+    targets: np.ndarray, final: np.ndarray, read: str, last: ProgramIteration, stuck: int | None
+) -> Figure:
+    figure, (ax,) = new_figure(
+        f"Programmed conductance per level: {last.converged} of {last.devices} converged, "
+        f"{stuck or 0} stuck"
+    )
+    groups = list(levels(targets))
+    for (_, target, mask), colour in zip(groups, level_colours(len(groups)), strict=True):
+        x, y = ecdf(final[mask])
+        ax.step(x, y, where="post", color=colour, label=f"{target:.3g} µS")
+        ax.axvline(target, color=colour, linestyle=":", linewidth=0.8, gid="target")
+    ax.set_xlabel(f"conductance, {read} (µS)")
+    ax.set_ylabel("fraction of the level's devices")
+    ax.set_ylim(0, 1)
+    if len(groups) <= 16:
+        ax.legend(title="target", fontsize="small", ncols=2)
+    return figure
+
+
+def _errors_figure(
+    targets: np.ndarray, final: np.ndarray, counted: np.ndarray, read: str, tolerance_uS: float
+) -> Figure:
+    """Error of the converged devices (the finished ones, when cut off) per level."""
+    figure, (hist, sigma) = new_figure(
+        f"Programming error of the converged devices: {read} − target", columns=2
+    )
+    error = final - targets
+    finite = np.isfinite(error) & counted
+    span = max(
+        4 * tolerance_uS, float(np.percentile(np.abs(error[finite]), 99.5)) if finite.any() else 1.0
+    )
+    bins = np.linspace(-span, span, 61)
+    groups = list(levels(targets))
+    stds = []
+    for (_, target, mask), colour in zip(groups, level_colours(len(groups)), strict=True):
+        values = error[mask & finite]
+        hist.hist(values, bins=bins, histtype="step", color=colour, label=f"{target:.3g} µS")
+        stds.append(float(np.std(values)) if values.size > 1 else np.nan)
+    for edge in (-tolerance_uS, tolerance_uS):
+        hist.axvline(edge, color="black", linestyle="--", linewidth=0.8, gid="tolerance")
+    hist.set_xlabel("error (µS)")
+    hist.set_ylabel("devices")
+    level_targets = np.array([target for _, target, _ in groups])
+    sigma.plot(level_targets, stds, "o", color="C3", label="measured σ per level", gid="measured")
+    fine = np.linspace(0.0, max(float(level_targets.max()), 25.0), 200)
+    sigma.plot(
+        fine,
+        published_programming_sigma(fine),
+        color="black",
+        label="published σ_prog (Nandakumar 2019)",
+        gid="published",
+    )
+    sigma.set_xlabel("target conductance (µS)")
+    sigma.set_ylabel("error std σ (µS)")
+    sigma.set_ylim(bottom=0)
+    sigma.legend(fontsize="small")
+    return figure
+
+
+def _iterations_figure(finished_at: np.ndarray, stuck: int | None) -> Figure:
+    """CDF of the iterations the devices took to converge (0: they did not)."""
+    done = finished_at[finished_at > 0]
+    figure, (ax,) = new_figure(
+        f"Iterations to converge: mean {done.mean():.1f}, "
+        f"{int((finished_at == 0).sum())} not converged, {stuck or 0} of them stuck"
+        if done.size
+        else "Iterations to converge: none finished"
+    )
+    x, y = ecdf(done.astype(np.float64))
+    ax.step(x, y, where="post", color="C0", gid="iterations")
+    ax.set_xlabel("iterations until the device converged")
+    ax.set_ylabel("fraction of converged devices")
+    ax.set_ylim(0, 1)
+    return figure
+
+
+def iterations_to_finish(iterations: list[ProgramIteration]) -> np.ndarray:
+    """Per device, the iteration at which it was first finished (converged or found stuck);
+    0 for a device never finished."""
+    done = np.zeros(np.asarray(iterations[0].finished).size, dtype=np.int64)
+    for iteration in iterations:
+        newly = np.asarray(iteration.finished, dtype=bool) & (done == 0)
+        done[newly] = iteration.iteration
+    return done
