@@ -31,6 +31,7 @@ from pcm_hil.cli.devices import (
     tile_indices,
 )
 from pcm_hil.cli.parser import CHARACTERIZE_DEVICES, DRIFT_DEVICES, TOUR_CURRENTS_UA
+from pcm_hil.cli.plots import check_plot_folder
 from pcm_hil.documents.events import Listener
 from pcm_hil.drivers import PcmHilError
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
@@ -53,6 +54,7 @@ LONGEST_WAIT_S = float(COMMANDS.by_handler("clock_advance").args[0].maximum or 0
 def check(args: argparse.Namespace) -> None:
     """The checks that need no chip, before one is opened or a run recorded: the resource
     strings, and the options that must agree with each other (ValueError naming them)."""
+    check_plot_folder(args)
     for resource in args.bench.split(",") if getattr(args, "bench", None) else [args.resource]:
         check_resource(resource)
     if args.command in ("program", "drift") and args.resume is None:

@@ -137,6 +137,11 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     _add_json(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--dashboard", action="store_true", help="show the live dashboard")
+    parser.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write the run's figures into DIR (made if missing) when it ends",
+    )
     _add_runs(parser)
 
 
@@ -376,7 +381,7 @@ def _add_infer(commands) -> None:
 
 
 def _add_runs_commands(commands) -> None:
-    runs = _command(commands, "runs", "recorded runs: list, show, export")
+    runs = _command(commands, "runs", "recorded runs: list, show, export, plot")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = _command(runs_commands, "list", "recorded runs, newest first")
     listing.add_argument("--limit", type=positive_int, default=20, help="runs to list at most")
@@ -392,7 +397,21 @@ def _add_runs_commands(commands) -> None:
     export.add_argument(
         "--output", help="file (directory for csv) (default: run-ID.ext in this directory)"
     )
-    for parser in (listing, show, export):
+    plot = _command(
+        runs_commands,
+        "plot",
+        "draw a run's figures (also of a run still being written) and print the files written",
+    )
+    plot.add_argument("id", type=positive_int, help="run id")
+    plot.add_argument(
+        "--figure", metavar="NAME", help="one figure by name, e.g. program-levels (default: all)"
+    )
+    plot.add_argument(
+        "--output",
+        help="a folder for all figures (NAME.png each), or with --figure a file: .png, .svg "
+        "or .pdf (default: run-ID-figures/ in this directory)",
+    )
+    for parser in (listing, show, export, plot):
         _add_runs(parser)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from pcm_hil.cli.chips import open_target
 from pcm_hil.cli.commands import check, check_on_chip
 from pcm_hil.cli.output import EXIT_INTERRUPTED, emit
+from pcm_hil.cli.plots import plot_after
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.ui.progress import ProgressBar
 
@@ -89,6 +90,12 @@ def run_recorded(
     emit(args, summary, render)
     if not args.json:
         Console(stderr=True).print(f"recorded as run {run_id}", style="dim")
+    if getattr(args, "plot", None):
+        written = plot_after(args, run_id)
+        if not args.json:
+            Console(stderr=True).print(
+                f"{len(written)} figures in {args.plot}", style="dim", highlight=False
+            )
     return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
 
 
@@ -106,5 +113,5 @@ def _display(args: argparse.Namespace, info=None):
 
 def parameters(args: argparse.Namespace) -> dict:
     """The options a run records as its parameters: all but those about output and transport."""
-    skip = {"json", "quiet", "dashboard", "runs", "debug", "command", "timeout"}
+    skip = {"json", "quiet", "dashboard", "runs", "debug", "command", "timeout", "plot"}
     return {k: v for k, v in vars(args).items() if k not in skip}

@@ -20,12 +20,16 @@ from pcm_hil.records.store import RunStore
 
 
 def runs(args: argparse.Namespace) -> int:
-    """``pcm-hil runs list|show|export``."""
+    """``pcm-hil runs list|show|export|plot``."""
     with RunStore(args.runs, readonly=True) as store:
         if args.runs_command == "list":
             return list_runs(args, store)
         if args.runs_command == "show":
             return show_run(args, store)
+        if args.runs_command == "plot":
+            from pcm_hil.cli.plots import plot_run
+
+            return plot_run(args, store)
         return export_run(args, store)
 
 

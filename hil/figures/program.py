@@ -94,7 +94,8 @@ def _errors_figure(
     stds = []
     for (_, target, mask), colour in zip(groups, level_colours(len(groups)), strict=True):
         values = error[mask & finite]
-        hist.hist(values, bins=bins, histtype="step", color=colour, label=f"{target:.3g} µS")
+        counts, _ = np.histogram(values, bins=bins)
+        hist.stairs(counts, bins, color=colour, label=f"{target:.3g} µS")
         stds.append(float(np.std(values)) if values.size > 1 else np.nan)
     for edge in (-tolerance_uS, tolerance_uS):
         hist.axvline(edge, color="black", linestyle="--", linewidth=0.8, gid="tolerance")
