@@ -347,6 +347,11 @@ def _add_demo(commands) -> None:
     _add_resource(demo)
     _add_output(demo)
     demo.add_argument("--no-dashboard", action="store_true", help="a progress bar instead")
+    demo.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="where to write the demo's report (default: reports/run-ID.html beside the run store)",
+    )
     _add_network(demo)
     demo.add_argument(
         "--chips", type=positive_int, default=2, help="chips for the inference experiment"
@@ -381,7 +386,7 @@ def _add_infer(commands) -> None:
 
 
 def _add_runs_commands(commands) -> None:
-    runs = _command(commands, "runs", "recorded runs: list, show, export, plot")
+    runs = _command(commands, "runs", "recorded runs: list, show, export, plot, report")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = _command(runs_commands, "list", "recorded runs, newest first")
     listing.add_argument("--limit", type=positive_int, default=20, help="runs to list at most")
@@ -411,7 +416,14 @@ def _add_runs_commands(commands) -> None:
         help="a folder for all figures (NAME.png each), or with --figure a file: .png, .svg "
         "or .pdf (default: run-ID-figures/ in this directory)",
     )
-    for parser in (listing, show, export, plot):
+    report = _command(
+        runs_commands,
+        "report",
+        "write a run's report: one self-contained HTML file (figures embedded) and print its path",
+    )
+    report.add_argument("id", type=positive_int, help="run id")
+    report.add_argument("--output", help="the .html file (default: run-ID.html in this directory)")
+    for parser in (listing, show, export, plot, report):
         _add_runs(parser)
 
 

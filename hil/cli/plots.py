@@ -34,7 +34,15 @@ def plot_after(args: argparse.Namespace, run_id: int) -> list[Path]:
 
 
 def check_plot_folder(args: argparse.Namespace) -> None:
-    """Refuse a ``--plot`` folder that cannot be made, before anything runs."""
+    """Refuse a ``--plot`` folder that cannot be made, and a ``--report`` file that cannot be
+    written, before anything runs."""
+    report = getattr(args, "report", None)
+    if report is not None:
+        path = Path(report)
+        if path.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"--report {report}: a report is an .html file")
+        if not path.parent.resolve().is_dir():
+            raise ValueError(f"--report {report}: the folder {path.parent} does not exist")
     folder = getattr(args, "plot", None)
     if folder is None:
         return

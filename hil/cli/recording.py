@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -87,6 +88,8 @@ def run_recorded(
         store.close()
     summary["resource"] = args.resource
     summary["run_id"] = run_id
+    if args.command == "demo":  # the demo ends with its report, beside the run store
+        summary["report"] = str(demo_report(args, run_id))
     emit(args, summary, render)
     if not args.json:
         Console(stderr=True).print(f"recorded as run {run_id}", style="dim")
@@ -96,7 +99,22 @@ def run_recorded(
             Console(stderr=True).print(
                 f"{len(written)} figures in {args.plot}", style="dim", highlight=False
             )
+    if "report" in summary and not args.json:
+        Console(stderr=True).print(f"report: {summary['report']}", highlight=False)
     return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
+
+
+def demo_report(args: argparse.Namespace, run_id: int) -> Path:
+    """Write the demo's report: to ``--report``, else ``reports/run-ID.html`` beside the run
+    store (a folder made for it)."""
+    from pcm_hil.report import write_report
+
+    with RunStore(args.runs, readonly=True) as store:
+        path = Path(args.report) if args.report else store.path.parent / "reports"
+        if not args.report:
+            path.mkdir(exist_ok=True)
+            path = path / f"run-{run_id}.html"
+        return write_report(store, run_id, path)
 
 
 def _display(args: argparse.Namespace, info=None):
@@ -113,5 +131,7 @@ def _display(args: argparse.Namespace, info=None):
 
 def parameters(args: argparse.Namespace) -> dict:
     """The options a run records as its parameters: all but those about output and transport."""
-    skip = {"json", "quiet", "dashboard", "runs", "debug", "command", "timeout", "plot"}
+    skip = {
+        "json", "quiet", "dashboard", "runs", "debug", "command", "timeout", "plot", "report",
+    }  # fmt: skip
     return {k: v for k, v in vars(args).items() if k not in skip}

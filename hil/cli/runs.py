@@ -30,6 +30,12 @@ def runs(args: argparse.Namespace) -> int:
             from pcm_hil.cli.plots import plot_run
 
             return plot_run(args, store)
+        if args.runs_command == "report":
+            from pcm_hil.report import write_report
+
+            store.run(args.id)  # an unknown run is one line
+            print(write_report(store, args.id, args.output))
+            return 0
         return export_run(args, store)
 
 
