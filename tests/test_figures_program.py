@@ -137,3 +137,17 @@ def test_plot_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path, cap
     assert main([*argv, "--plot", str(tmp_path / "no" / "such" / "dir")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not store.exists()
+
+
+def test_a_large_cdf_is_drawn_at_evenly_spread_ranks_of_the_data():
+    from pcm_hil.figures.style import ecdf
+
+    values = np.random.default_rng(3).normal(10.0, 1.0, 100_000)
+    values[5] = np.nan
+    x, y = ecdf(values, points=1000)
+    data = np.sort(values[np.isfinite(values)])
+    ranks = np.round(y * data.size).astype(int) - 1
+    assert x.size == 1000 and ranks[0] == 0 and ranks[-1] == data.size - 1
+    np.testing.assert_array_equal(x, data[ranks])  # each point is a step of the data's CDF
+    small_x, _ = ecdf(values[:100])
+    np.testing.assert_array_equal(small_x, np.sort(values[:100][np.isfinite(values[:100])]))
