@@ -151,3 +151,18 @@ def test_a_large_cdf_is_drawn_at_evenly_spread_ranks_of_the_data():
     np.testing.assert_array_equal(x, data[ranks])  # each point is a step of the data's CDF
     small_x, _ = ecdf(values[:100])
     np.testing.assert_array_equal(small_x, np.sort(values[:100][np.isfinite(values[:100])]))
+
+
+def test_each_programming_of_a_run_gets_its_figures(recorded):
+    """A demo programs its network, then its drift devices: both are drawn, in order."""
+    _folder, _store, documents, _figures = recorded
+    twice = [*documents, *documents]
+    names = list(program_figures(twice))
+    assert names == [
+        "program-levels",
+        "program-errors",
+        "program-iterations",
+        "program-levels-2",
+        "program-errors-2",
+        "program-iterations-2",
+    ]

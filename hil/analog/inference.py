@@ -100,7 +100,9 @@ def drift_experiment(
     result = DriftAccuracy(fp_accuracy, times)
     emitter = Emitter(listeners, total=chips * len(networks) * len(times))
     started = time.perf_counter()
-    start = InferStart(chips=chips, weights=list(networks), times_s=list(times))
+    start = InferStart(
+        chips=chips, weights=list(networks), times_s=list(times), fp_accuracy=fp_accuracy
+    )
     with cancellable(emitter, start, InferEnd) as run:
         for index in range(chips):
             for name, network in networks.items():

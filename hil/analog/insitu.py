@@ -347,8 +347,10 @@ class InSituTrainer:
         x_test: np.ndarray | None = None,
         y_test: np.ndarray | None = None,
         listeners: Iterable[Listener] = (),
+        fp_accuracy: float | None = None,
     ) -> TrainingResult:
-        """SGD on softmax cross-entropy; every product on the chip; updates as pulses."""
+        """SGD on softmax cross-entropy; every product on the chip; updates as pulses.
+        ``fp_accuracy``: the floating-point reference, recorded beside the run."""
         network: Network = self.analog.network
         emitter = Emitter(listeners, total=epochs)
         history = []
@@ -356,7 +358,13 @@ class InSituTrainer:
         batches = 0
         rates = epoch_learning_rates(lr, epochs, schedule)
         self.calibrate_drive(x)
-        start = TrainStart(epochs=epochs, lr=lr, batch=batch, epsilon_uS=self.rule.epsilon_uS)
+        start = TrainStart(
+            epochs=epochs,
+            lr=lr,
+            batch=batch,
+            epsilon_uS=self.rule.epsilon_uS,
+            fp_accuracy=fp_accuracy,
+        )
         with cancellable(emitter, start, TrainEnd) as run:
             for epoch in range(1, epochs + 1):
                 order = rng.permutation(len(x))
@@ -370,6 +378,7 @@ class InSituTrainer:
                 document = TrainEpoch(
                     epoch=epoch,
                     pulses_applied=self.pulses_applied,
+                    refreshed_pairs=self.refreshed_pairs,
                     test_accuracy=(
                         network.accuracy(x_test, y_test, matmul=self.matmul)
                         if x_test is not None and y_test is not None
@@ -524,6 +533,7 @@ def train_on_chip(
         x_test=x_test,
         y_test=y_test,
         listeners=listeners,
+        fp_accuracy=fp_accuracy,
     )
     if result.history:
         chip_accuracy = result.history[-1]["test_accuracy"]

@@ -4,6 +4,7 @@ under drift and in-situ training."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from pcm_hil.documents.base import End, Start, Step
 
@@ -11,11 +12,15 @@ from pcm_hil.documents.base import End, Start, Step
 @dataclass(frozen=True)
 class InferStart(Start, name="infer.start"):
     """``chips`` chips, each programmed once per set of ``weights``, classified at each of
-    ``times_s`` after programming."""
+    ``times_s`` after programming; ``fp_accuracy``: the same network's test accuracy in
+    floating point (0…1), the software baseline (version 2)."""
+
+    version: ClassVar[int] = 2
 
     chips: int
     weights: list[str]
     times_s: list[float]
+    fp_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,20 +42,30 @@ class InferEnd(End, name="infer.end"):
 
 @dataclass(frozen=True)
 class TrainStart(Start, name="train.start"):
+    """``epochs`` of SGD at learning rate ``lr`` (the first epoch's), ``batch`` images per
+    update, pulses of ``epsilon_uS`` µS; ``fp_accuracy``: the same network trained in
+    floating point, its test accuracy (0…1), the reference (version 2)."""
+
+    version: ClassVar[int] = 2
+
     epochs: int
     lr: float
     batch: int
     epsilon_uS: float
+    fp_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainEpoch(Step, name="train.epoch"):
-    """After epoch ``epoch``: the pulses applied so far and the test accuracy (0…1), if a
-    test set was given."""
+    """After epoch ``epoch``: the pulses applied so far, the test accuracy (0…1), if a
+    test set was given, and the pairs refreshed so far (version 2)."""
+
+    version: ClassVar[int] = 2
 
     epoch: int
     pulses_applied: int
     test_accuracy: float | None = None
+    refreshed_pairs: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

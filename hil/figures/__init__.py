@@ -23,7 +23,10 @@ from pcm_hil.documents.base import Document
 
 #: Where each family's drawing lives: ``module:function``, the function taking the run's
 #: documents, in order, and returning its figures by name.
-FAMILIES = ("pcm_hil.figures.program:program_figures",)
+FAMILIES = (
+    "pcm_hil.figures.program:program_figures",
+    "pcm_hil.figures.analog:analog_figures",
+)
 
 #: The file formats ``save_figures`` writes, by suffix.
 FORMATS = (".png", ".svg", ".pdf")

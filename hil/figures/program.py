@@ -13,11 +13,20 @@ from pcm_hil.procedures.program import published_programming_sigma
 
 
 def program_figures(documents: list[Document]) -> dict[str, Figure]:
-    """``program-levels``, ``program-errors`` and ``program-iterations`` of the last
-    program-and-verify the documents hold (none without one that iterated)."""
-    start, iterations, end = _last_programming(documents)
-    if start is None or not iterations:
-        return {}
+    """``program-levels``, ``program-errors`` and ``program-iterations`` of each
+    program-and-verify the documents hold that iterated (the second one's named
+    ``program-levels-2`` and so on: a demo programs its network, then its drift devices)."""
+    figures: dict[str, Figure] = {}
+    for number, (start, iterations, end) in enumerate(_programmings(documents), start=1):
+        suffix = "" if number == 1 else f"-{number}"
+        for name, figure in _programming_figures(start, iterations, end).items():
+            figures[f"{name}{suffix}"] = figure
+    return figures
+
+
+def _programming_figures(
+    start: ProgramStart, iterations: list[ProgramIteration], end: ProgramEnd | None
+) -> dict[str, Figure]:
     targets = np.asarray(start.target_uS, dtype=np.float64)
     last = iterations[-1]
     if end is not None and end.final_uS is not None:  # the read after programming ended
@@ -41,20 +50,20 @@ def program_figures(documents: list[Document]) -> dict[str, Figure]:
     }
 
 
-def _last_programming(
+def _programmings(
     documents: list[Document],
-) -> tuple[ProgramStart | None, list[ProgramIteration], ProgramEnd | None]:
-    start: ProgramStart | None = None
-    iterations: list[ProgramIteration] = []
-    end: ProgramEnd | None = None
+) -> list[tuple[ProgramStart, list[ProgramIteration], ProgramEnd | None]]:
+    """Each program-and-verify of the documents that recorded an iteration: its start, its
+    iterations and its end (None if cut off)."""
+    found: list[tuple[ProgramStart, list[ProgramIteration], ProgramEnd | None]] = []
     for document in documents:
         if isinstance(document, ProgramStart):
-            start, iterations, end = document, [], None
-        elif isinstance(document, ProgramIteration) and start is not None:
-            iterations.append(document)
-        elif isinstance(document, ProgramEnd) and start is not None:
-            end = document
-    return start, iterations, end
+            found.append((document, [], None))
+        elif isinstance(document, ProgramIteration) and found:
+            found[-1][1].append(document)
+        elif isinstance(document, ProgramEnd) and found:
+            found[-1] = (found[-1][0], found[-1][1], document)
+    return [programming for programming in found if programming[1]]
 
 
 def _levels_figure(
