@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from pcm_hil.documents.base import End, Start, Step
 
 
@@ -89,4 +91,11 @@ class ReadNoiseRead(Step, name="read-noise.read"):
 
 @dataclass(frozen=True, kw_only=True)
 class ReadNoiseEnd(End, name="read-noise.end"):
+    """How many reads were taken; since version 2, per device, the mean of its reads and their
+    std (ddof 1), µS, once there were two reads."""
+
+    version: ClassVar[int] = 2
+
     reads: int | None = None
+    mean_uS: np.ndarray | None = None
+    std_uS: np.ndarray | None = None

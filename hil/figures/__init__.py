@@ -25,6 +25,8 @@ from pcm_hil.documents.base import Document
 #: documents, in order, and returning its figures by name.
 FAMILIES = (
     "pcm_hil.figures.program:program_figures",
+    "pcm_hil.figures.drift:drift_figures",
+    "pcm_hil.figures.characterize:characterization_figures",
     "pcm_hil.figures.analog:analog_figures",
 )
 

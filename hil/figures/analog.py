@@ -320,7 +320,13 @@ def _training_pulses_figure(training: Training) -> Figure:
     cumulative.plot(epochs, total, "o-", color="C0", gid="pulses-total", label="update pulses")
     if refreshed and all(r is not None for r in refreshed):
         pairs = cumulative.twinx()
-        pairs.step(epochs, refreshed, where="post", color="C1", gid="refreshed-pairs")
+        pairs.step(
+            epochs,
+            np.asarray(refreshed, dtype=np.int64),
+            where="post",
+            color="C1",
+            gid="refreshed-pairs",
+        )
         pairs.set_ylabel("pairs refreshed since training began", color="C1")
         pairs.set_ylim(bottom=0)
     cumulative.set_xlabel("epoch")

@@ -188,12 +188,21 @@ def read_noise(
         for _ in range(reads):
             samples.append(chip.read(tile, addresses))
             emitter.step(ReadNoiseRead(read=len(samples)))
-    emitter.end(ReadNoiseEnd(status=run.status, reads=len(samples)))
-    count: np.ndarray  # bin counts (integers) once measured
-    g = rel = count = np.zeros(0)
+    mean = std = None
     if len(samples) >= 2:
         data = np.asarray(samples, dtype=np.float64)
         mean, std = data.mean(axis=0), data.std(axis=0, ddof=1)
+    emitter.end(
+        ReadNoiseEnd(
+            status=run.status,
+            reads=len(samples),
+            mean_uS=None if mean is None else mean.astype(np.float32),
+            std_uS=None if std is None else std.astype(np.float32),
+        )
+    )
+    count: np.ndarray  # bin counts (integers) once measured
+    g = rel = count = np.zeros(0)
+    if mean is not None and std is not None:
         edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
         which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, bins - 1)
         count = np.bincount(which, minlength=bins)
