@@ -128,6 +128,8 @@ def _result(document: End) -> dict[str, Any]:
 def _show(value: Any) -> str:
     """A value as a cell: numbers to 4 significant digits, arrays by shape and range."""
     if isinstance(value, np.ndarray):
+        if value.dtype == bool:
+            return f"{int(value.sum())} of {value.size}"
         if value.size and np.issubdtype(value.dtype, np.number):
             finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
             if finite.size:
