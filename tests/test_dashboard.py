@@ -1,9 +1,12 @@
 """The live dashboard: panels and values for recorded program-and-verify, drift,
 characterization, inference and training runs at 80×24 and 160×48; live events and events
-read back from the run store draw the same; updates that keep arrays by reference and leave
-the array work to drawing; throttled live drawing, on a clock the tests set; attaching to a
-finished run and following one written by another process; and the dashboard in a real
-terminal (tmux). Toy procedures of the tests declare their own documents, as a lab's own
+read back from the run store draw the same; drift on one shared log-time axis and scale
+(levels drifting alike draw the same line, read noise a flat one); each step's result kept
+until the next has data; the phase line moving with no new document, on a clock the tests
+set, and the timer that draws it; the map's tile chosen (``--tile``) and its characters
+without colour; updates that keep arrays by reference and leave the array work to drawing;
+throttled live drawing; attaching to a finished run and following one written by another
+process; and the dashboard in a real terminal (tmux). Toy procedures of the tests declare their own documents, as a lab's own
 procedure would, and the dashboard shows them; documents this process has no class for (as the
 store returns them) show as well."""
 
@@ -26,6 +29,7 @@ from rich.console import Console
 
 from pcm_hil.documents.analog import InferAccuracy, InferEnd, InferStart, TrainEpoch, TrainStart
 from pcm_hil.documents.base import End, Start, Step, UnknownDocument
+from pcm_hil.documents.drift import DriftRead, DriftStart
 from pcm_hil.documents.events import Event
 from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.drivers import PcmChip
@@ -35,6 +39,8 @@ from pcm_hil.procedures.program import level_targets, program_and_verify
 from pcm_hil.records.store import Recorder, RunStore
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.ui.dashboard import DashboardState, LiveDashboard, attach, layout, render, render_text
+from pcm_hil.ui.dashboard.drift_axis import on_columns, shared_scale, time_axis
+from pcm_hil.ui.dashboard.phase import SPINNER
 
 RESOURCE = "emulator?profile=small&seed=1"
 SIZES = ((80, 24), (160, 48))
@@ -198,7 +204,7 @@ def test_program_run_at_160x48_has_every_panel_and_every_level(program_run):
         # every level its own row, with its share of devices within the tolerance
         row = next(line for line in text.split("\n") if f" {level['target_uS']:.2f} " in line)
         assert f"{level['converged_fraction']:.1%}" in row
-    assert f"program iteration {int(result.iterations.max())}" in text
+    assert "after programming" in text  # the map: the reads after programming ended
 
 
 def test_stored_events_draw_exactly_what_the_live_events_drew(store, program_run):
@@ -241,8 +247,8 @@ def test_map_cells_follow_the_levels_and_leave_unread_devices_blank():
     top = next(k for k, line in enumerate(lines) if "─ tile 3 µS ─" in line)
     start_column = lines[top].index("╭─ tile 3")
     row = lines[top + 1][start_column + 2 :].split("│")[0].strip()
-    # 32 of 64 columns read, levels by half: low shades, then the darkest; 4×4 cells
-    assert row == "··" * 8 + "██" * 8
+    # 32 of 64 columns read, levels by half: the lightest character, then the densest; 4×4 cells
+    assert row == "." * 16 + "@" * 16
     assert "4×4/cell" in "\n".join(lines)
 
 
@@ -263,7 +269,7 @@ def test_drift_run_shows_levels_against_log_time_and_fitted_nu(drift_run):
         assert f"{level['nu_mean']:.4f}" in row and f"{level['nu_std']:.4f}" in row
     assert sum(f"{level['nu_mean']:.4f}" in large for level in levels) == len(levels)
     small = "\n".join(assert_fits(render_text(state, 80, 24), 80, 24))
-    assert "drift" in small and "G vs log t" in small
+    assert "drift" in small and "ΔG/G₀" in small
     shown = sum(f"{level['nu_mean']:.4f}" in small for level in levels)
     assert shown == len(levels)  # all 8 levels fit at 80×24
     # the sparkline falls: conductance drifts down
@@ -282,6 +288,382 @@ def test_nu_appears_only_when_the_drift_measurement_ends(drift_run):
     for level in result.summary()["levels"]:
         assert f"{level['nu_mean']:.4f}" not in text
     assert "≈" in text  # the estimate from level means stands in
+
+
+# --- the shared drift axis -------------------------------------------------------------------
+
+LEVELS_US = (2.0, 8.0, 14.0, 20.0)
+SCHEDULE = log_times(1.0, 1e6, 13)  # 13 reads, two a decade
+
+
+def drift_start(devices_per_level: int = 16, tile: int = 1) -> DriftStart:
+    targets = np.repeat(np.asarray(LEVELS_US, dtype=np.float32), devices_per_level)
+    n = targets.size
+    return DriftStart(
+        tile=np.full(n, tile, np.int32),
+        address=np.arange(n, dtype=np.int32),
+        target_uS=targets,
+        usable=np.ones(n, dtype=bool),
+        programmed_at_s=np.zeros(n),
+        devices=n,
+        times_s=SCHEDULE,
+        fit_from_s=20.0,
+        reads_per_point=1,
+    )
+
+
+def drift_state(conductance, reads: int = len(SCHEDULE)) -> DashboardState:
+    """A drift measurement's start and its first ``reads`` reads, each device read as
+    ``conductance(target, t, k)`` (k: the read's index)."""
+    start = drift_start()
+    state = DashboardState()
+    state.update(Event(start, 0, len(SCHEDULE), wall_time_s=1000.0))
+    for k, t in enumerate(SCHEDULE[:reads]):
+        values = conductance(start.target_uS.astype(np.float64), float(t), k)
+        read = DriftRead(t_s=float(t), read_at_s=float(t), conductance_uS=values.astype(np.float32))
+        state.update(Event(read, k + 1, len(SCHEDULE), wall_time_s=1000.0 + k))
+    return state
+
+
+def sparklines(text: str) -> dict[float, str]:
+    """Each level's sparkline in the drift panel, by its target."""
+    found = {}
+    for level in LEVELS_US:
+        label = f" {level:.2f} "
+        row = next(line for line in text.split("\n") if label in line and "→" in line)
+        found[level] = row.split(label, 1)[1].split()[0]
+    return found
+
+
+def drift_header(text: str) -> str:
+    return next(line for line in text.split("\n") if "level µS" in line and "ΔG/G₀" in line)
+
+
+def test_levels_drifting_alike_draw_the_same_line_on_one_scale():
+    nu = 0.05  # every level: G = G₁ (t / 1 s)^−ν, the same drift relative to its first read
+    state = drift_state(lambda target, t, k: target * t**-nu)
+    text = render_text(state, 100, 30)
+    lines = sparklines(text)
+    assert len(set(lines.values())) == 1  # the very same characters for every level
+    line = lines[LEVELS_US[0]]
+    assert len(line) == len(SCHEDULE)  # one column per scheduled read, as they fit
+    assert line[0] == "█" and line[-1] == "▁" and list(line) == sorted(line, reverse=True)
+    # after 10⁶ s, G/G₁ − 1 = 10^(−0.3) − 1 = −49.9%: 7% a step, the eighth step at −49%
+    assert "ΔG/G₀ 0…−49%" in drift_header(text)
+    # the same at a size where levels have a row each but the columns are fewer than reads
+    narrow = sparklines(render_text(state, 80, 24))
+    assert len(set(narrow.values())) == 1
+
+
+def test_the_time_axis_is_laid_out_from_the_schedule_before_the_reads_arrive():
+    nu = 0.05
+    state = drift_state(lambda target, t, k: target * t**-nu, reads=5)
+    text = render_text(state, 100, 30)
+    lines = sparklines(text)
+    assert len(set(lines.values())) == 1
+    line = lines[LEVELS_US[0]]
+    # the whole schedule's columns, the 8 not read yet pending; the scale from the reads so far
+    assert len(line) == len(SCHEDULE) and line[5:] == "·" * 8
+    assert line[0] == "█" and "·" not in line[:5]
+    relative = 100 * (SCHEDULE[4] ** -nu - 1)  # −20.6% at the fifth read
+    assert f"{relative:.1f}" == "-20.6"
+    assert "ΔG/G₀ 0…−21%" in drift_header(text)  # 3% a step: −21% the lowest
+
+
+def test_read_noise_without_drift_draws_flat_lines():
+    rng = np.random.default_rng(7)
+    signs = rng.choice([-1.0, 1.0], size=(len(SCHEDULE), len(LEVELS_US)))
+
+    def noisy(target, t, k):  # each level's mean ±0.3% from read to read, no drift
+        level = np.searchsorted(LEVELS_US, target)
+        return target * (1 + 0.003 * signs[k, level])
+
+    text = render_text(drift_state(noisy), 100, 30)
+    for line in sparklines(text).values():
+        assert len(line) == len(SCHEDULE) and len(set(line)) == 1  # flat: one character
+    assert "ΔG/G₀ 0…−14%" in drift_header(text)  # the smallest scale: 2% a step
+
+    def one_drifts(target, t, k):  # the lowest level drifts, the others only jitter
+        return np.where(target == LEVELS_US[0], target * t**-0.05, noisy(target, t, k))
+
+    lines = sparklines(render_text(drift_state(one_drifts), 100, 30))
+    assert lines[LEVELS_US[0]][0] == "█" and lines[LEVELS_US[0]][-1] == "▁"
+    for level in LEVELS_US[1:]:
+        assert set(lines[level]) == {"█"}  # at 0, on the drifting level's scale
+
+
+def test_drift_axis_columns_and_scale():
+    axis = time_axis(SCHEDULE, [1.0, 10.0, 1e6], 40)
+    assert axis.columns == 13 and axis.column.tolist() == [0, 2, 12]
+    assert time_axis(SCHEDULE, [1.0, 1e6], 7).column.tolist() == [0, 6]
+    columns = on_columns(np.array([[0.0], [-10.0]]), time_axis(SCHEDULE, [1.0, 10.0], 40))
+    # a column the reads passed without one holds the line; after the last read: NaN
+    assert columns[:3, 0].tolist() == [0.0, 0.0, -10.0] and np.isnan(columns[3:, 0]).all()
+    # two reads each ±0.3% off: ±0.6% apart, within a step's half
+    scale = shared_scale(np.array([0.6, -0.6, 0.0]))
+    assert (scale.step_pct, scale.label(), scale.line(np.array([0.6, -0.6, np.nan]))) == (
+        2.0,
+        "0…−14%",
+        "██·",
+    )
+    assert shared_scale(np.array([0.0, -70.0])).label() == "0…−70%"
+    rising = shared_scale(np.array([0.0, 6.0]))
+    assert rising.label() == "+6…−8%" and rising.line(np.array([0.0, 6.0])) == "▅█"
+
+
+# --- each step's result stays until the next has something to show ---------------------------
+
+
+def test_the_programming_stays_on_screen_until_the_drift_measurement_reads(drift_run):
+    _, result, _, events = drift_run
+    converged = result.programming.summary()["converged_fraction"]
+    state = DashboardState()
+    state.set_run(None, RESOURCE)
+    kinds = [type(event.document).__name__ for event in events]
+    for event in events[: kinds.index("DriftStart") + 1]:
+        state.update(event)
+    text = render_text(state, 80, 24)
+    assert "program-and-verify" in text and f"converged {converged:.1%}" in text
+    assert "▶ drift" in text and "ΔG/G₀" not in text  # no drift panel before a read
+    assert "after programming" in text  # the map: the programming's last reads
+    state.update(events[kinds.index("DriftRead")])
+    text = render_text(state, 80, 24)
+    assert "─ drift ─" in text and "ΔG/G₀" in text and "drift t = 1 s" in text
+
+
+def test_a_new_programming_keeps_the_last_one_until_its_first_verify_read(program_run):
+    _, result, _, events = program_run
+    converged = result.summary()["converged_fraction"]
+    state = DashboardState()
+    state.set_run(None, RESOURCE)
+    for event in events:
+        state.update(event)
+    first = events[0].document
+    again = replace(first, tiles=[2], tile=np.full(first.tile.size, 2, np.int32))
+    state.update(Event(again, 0, 30))
+    text = render_text(state, 160, 48)
+    assert "program-and-verify · the next starting" in text
+    assert f"converged {converged:.1%}" in text and "tile 0 conductance" in text
+    step = next(e.document for e in events if isinstance(e.document, ProgramIteration))
+    state.update(Event(step, 1, 30))
+    text = render_text(state, 160, 48)
+    assert "the next starting" not in text and "tile(s) 2" in text
+    assert f"before: tile(s) 0, 4096 devices, {converged:.1%} converged" in text
+    assert "tile 2 conductance" in text and "program iteration 1" in text
+
+
+def test_inference_and_training_keep_the_last_results_until_new_ones_arrive():
+    state = DashboardState()
+    for event in infer_events():
+        state.update(event)
+    state.update(Event(InferStart(chips=1, weights=["plain"], times_s=[1.0]), 0, 1))
+    assert "mean over 2 chips" in render_text(state, 80, 24)  # the last inference's table
+    state.update(Event(InferAccuracy(1.0, "plain", {"none": 0.5}, chip=0), 1, 1))
+    text = render_text(state, 80, 24)
+    assert "50.0%" in text and "mean over 2 chips" not in text
+    state.update(Event(TrainStart(epochs=3, lr=0.1, batch=10, epsilon_uS=0.3), 0, 3))
+    state.update(Event(TrainEpoch(1, pulses_applied=10, test_accuracy=0.6), 1, 3))
+    state.update(Event(TrainStart(epochs=3, lr=0.1, batch=10, epsilon_uS=0.3), 0, 3))
+    assert state.train == [(1, 0.6, 10)]  # until the next run's first epoch
+    state.update(Event(TrainEpoch(1, pulses_applied=20, test_accuracy=0.7), 1, 3))
+    assert state.train == [(1, 0.7, 20)]
+
+
+# --- the phase line: a frame that moves while no document arrives -----------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecondEnd(End, name="second.end"):
+    pass
+
+
+def software_phase() -> list[Event]:
+    """``first`` runs ``second``, which ends at 103 s; then ``first`` works on, in software,
+    with nothing to say."""
+    return [
+        Event(FirstStart(), 0, 2, wall_time_s=100.0),
+        Event(SecondStart(), 0, 1, wall_time_s=101.0),
+        Event(SecondStep(), 1, 1, wall_time_s=102.0),
+        Event(SecondEnd(status="completed"), 1, 1, wall_time_s=103.0),
+        Event(FirstStep(), 1, 2, wall_time_s=103.0),
+    ]
+
+
+def phase_of(text: str) -> str:
+    return next(line for line in text.split("\n") if "working" in line).strip("│ ")
+
+
+def test_the_phase_line_moves_during_a_long_software_phase_with_no_new_document():
+    state = DashboardState()
+    for event in software_phase():
+        state.update(event)
+    early = render_text(state, 80, 24, now=115.0)
+    later = render_text(state, 80, 24, now=115.3)
+    assert early != later  # the same state, a later time: another frame
+    before, after = phase_of(early), phase_of(later)
+    assert before.endswith("first · working since second completed · 12.0 s")
+    assert after.endswith("first · working since second completed · 12.3 s")
+    assert before[0] in SPINNER and after[0] in SPINNER and before[0] != after[0]
+    # the running procedure's own progress line keeps time as well
+    assert "15.0 s" in early and "15.3 s" in later
+    # a procedure between its steps: how long it has been at the next one
+    state.update(Event(SecondStart(), 0, 3, wall_time_s=120.0))
+    assert phase_of(render_text(state, 80, 24, now=125.0)).endswith(
+        "second · working on step 1/3 · 5.00 s"
+    )
+    # once the run has ended: no spinner, how long it took
+    state.update(Event(SecondEnd(status="completed"), 3, 3, wall_time_s=129.0))
+    state.update(Event(FirstEnd(status="completed"), 2, 2, wall_time_s=130.0))
+    done = render_text(state, 80, 24, now=200.0)
+    assert "✓ completed in 30.0 s · last event" in done and not set(SPINNER) & set(done)
+
+
+def test_the_live_dashboard_draws_on_its_timer_when_no_event_arrives(monkeypatch):
+    clock = ManualClock()
+    drawn = frame_times(monkeypatch, clock)
+    out = StringIO()
+    console = Console(file=out, width=80, height=24, force_terminal=True, color_system=None)
+    # one clock for both the throttle and the frames' wall time; ticks by hand
+    dashboard = LiveDashboard(console, refresh_hz=4, clock=clock, wall_clock=clock, timer=False)
+    for event in software_phase():
+        clock.now = event.wall_time_s
+        dashboard(event)
+    assert drawn == [100.0, 101.0, 102.0, 103.0, 103.0]  # a second apart: each drawn
+    dashboard.tick()  # no time has passed: no frame
+    assert len(drawn) == 5
+    shown = []
+    for at in (110.0, 110.1, 112.5):  # a tick draws when the throttle allows, event or not
+        clock.now = at
+        dashboard.tick()
+        shown.append(out.getvalue())
+    assert drawn[5:] == [110.0, 112.5]
+    assert "working since second completed · 7.00 s" in shown[0]
+    assert "working since second completed · 9.50 s" in shown[2]
+    dashboard.close()
+
+
+def test_with_no_event_for_idle_s_the_timer_draws_whatever_the_overhead_budget(monkeypatch):
+    clock = ManualClock()
+    drawn = frame_times(monkeypatch, clock, draw_s=0.5)  # frames far over 2% of the time
+    dashboard = LiveDashboard(terminal(), refresh_hz=4, clock=clock, wall_clock=clock, timer=False)
+    events = sweep(4)
+    for at, event in zip((0.0, 0.6, 0.7), events, strict=False):
+        clock.now = at
+        dashboard(event)
+    assert drawn == [0.0]  # the first frame's 0.5 s used the budget up for 25 s
+    for at in (1.0, 1.7, 2.5, 3.2):  # a second with no event, and none since the last frame
+        clock.now = at
+        dashboard.tick()
+    assert drawn == [0.0, 1.7, 3.2]
+    clock.now = 3.3
+    dashboard(events[3])  # an event: the budget again, until a second without one
+    clock.now = 3.9
+    dashboard.tick()
+    assert drawn == [0.0, 1.7, 3.2]
+    dashboard.close()
+
+
+def test_the_timer_thread_runs_from_the_first_frame_until_close():
+    console = Console(file=StringIO(), width=80, height=24, force_terminal=True)
+    dashboard = LiveDashboard(console, timer=True)
+    assert dashboard._ticker is None  # nothing drawn yet, nothing to tick
+    dashboard(software_phase()[0])
+    ticker = dashboard._ticker
+    assert ticker is not None and ticker.is_alive() and ticker.daemon
+    dashboard.close()
+    assert not ticker.is_alive()
+    on_file = LiveDashboard(Console(file=StringIO(), width=80, height=24), timer=True)
+    on_file(software_phase()[0])
+    assert on_file._ticker is None  # not a terminal: the last frame only, at close
+    on_file.close()
+    assert LiveDashboard(console, clock=ManualClock()).timer is False  # its own clock: tick()
+
+
+# --- the conductance map: the tile chosen, readable without colour ----------------------------
+
+
+def two_tiles(tile: int | None) -> DashboardState:
+    """Tile 0 programmed low (2 µS), then tile 1 read high (23 µS) by a drift measurement."""
+    state = DashboardState(tile=tile, geometry=(8, 8))
+    n = 64
+    address = np.arange(n, dtype=np.int32)
+    low = np.full(n, 2.0, np.float32)
+    start = ProgramStart(
+        strategy="amplitude",
+        tolerance_uS=0.5,
+        max_iterations=5,
+        devices=n,
+        tiles=[0],
+        tile=np.zeros(n, np.int32),
+        address=address,
+        target_uS=low,
+    )
+    step = ProgramIteration(
+        iteration=1,
+        converged=n,
+        stuck_devices=0,
+        devices=n,
+        conductance_uS=low,
+        finished=np.ones(n, dtype=bool),
+    )
+    drift = replace(
+        drift_start(devices_per_level=16, tile=1), address=address, target_uS=np.full(n, 23.0)
+    )
+    read = DriftRead(t_s=1.0, read_at_s=1.0, conductance_uS=np.full(n, 23.0, np.float32))
+    for event in (Event(start, 0, 5), Event(step, 1, 5), Event(drift, 0, 13), Event(read, 1, 13)):
+        state.update(event)
+    return state
+
+
+def map_rows(text: str, tile: int) -> list[str]:
+    lines = text.split("\n")
+    top = next(k for k, line in enumerate(lines) if f"─ tile {tile} µS ─" in line)
+    column = lines[top].index(f"╭─ tile {tile}")
+    rows = []
+    for line in lines[top + 1 :]:
+        cell = line[column + 2 :].split("│")[0].strip()
+        if line[column] != "│" or cell.startswith("0 "):
+            break
+        rows.append(cell)
+    return rows
+
+
+def test_tile_chooses_the_tile_the_map_shows():
+    newest = render_text(two_tiles(None), 100, 30)  # by default: the newest values read
+    assert map_rows(newest, 1) == ["@" * 16] * 8 and "drift t = 1 s" in newest
+    chosen = render_text(two_tiles(0), 100, 30)  # --tile 0: the programming of tile 0
+    assert map_rows(chosen, 0) == ["." * 16] * 8 and "program iteration 1" in chosen
+    assert "tile 1 µS" not in chosen
+    nothing = render_text(two_tiles(5), 100, 30)
+    assert "tile 5 µS" in nothing and "no reads on tile 5 yet" in nothing
+
+
+def test_pcm_hil_dashboard_tile_option(store, drift_run, capsys):
+    from pcm_hil.cli.main import main
+
+    run_id = drift_run[0]
+    assert main(["dashboard", str(run_id), "--once", "--tile", "1", "--runs", str(store.path)]) == 0
+    shown = capsys.readouterr()
+    assert "tile 1 µS" in shown.out + shown.err and "drift t = 1 y" in shown.out + shown.err
+    assert main(["dashboard", str(run_id), "--once", "--tile", "0", "--runs", str(store.path)]) == 0
+    shown = capsys.readouterr()
+    assert "tile 0 µS" in shown.out + shown.err
+    assert "no reads on tile 0 yet" in shown.out + shown.err
+
+
+def test_the_map_reads_by_its_characters_with_or_without_colour():
+    state = two_tiles(None)
+    state.tile = None
+    plain = render_text(state, 100, 30)
+    assert "0 .:-=+*#%@ 25 µS" in plain  # the legend: the ramp, low to high, in µS
+    assert map_rows(plain, 1) == ["@" * 16] * 8
+    assert map_rows(render_text(two_tiles(0), 100, 30), 0) == ["." * 16] * 8
+    console = Console(file=StringIO(), width=100, height=30, color_system="truecolor", record=True)
+    console.print(render(state, 100, 30, now=0.0))
+    coloured = console.export_text(styles=True, clear=False)
+    assert "\x1b[" in coloured and "48;2;" in coloured  # viridis behind the characters
+    text = console.export_text()
+    assert map_rows(text, 1) == ["@" * 16] * 8 and "0 .:-=+*#%@ 25 µS" in text
 
 
 # --- characterization, inference, training, failures ---------------------------------------

@@ -433,6 +433,12 @@ def _add_dashboard(commands) -> None:
     )
     dashboard.add_argument("id", type=positive_int, nargs="?", help="run id (default: the newest)")
     dashboard.add_argument("--once", action="store_true", help="draw once and return")
+    dashboard.add_argument(
+        "--tile",
+        type=non_negative_int,
+        default=None,
+        help="the tile the conductance map shows (default: the tile of the newest values read)",
+    )
     _add_runs(dashboard)
 
 

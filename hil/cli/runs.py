@@ -126,7 +126,7 @@ def dashboard(args: argparse.Namespace) -> int:
     with RunStore(args.runs, readonly=True) as store:
         if store.latest() is None:
             raise ValueError(f"no runs recorded in {store.path}")
-        attach(store, args.id, follow=not args.once)
+        attach(store, args.id, follow=not args.once, tile=args.tile)
     return 0
 
 

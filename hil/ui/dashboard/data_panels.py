@@ -1,10 +1,12 @@
 """The panels of what is measured: program-and-verify (convergence and a histogram of errors
-per level), drift (mean conductance per level against log time, ν per level), accuracy
-(inference against time, training per epoch) and characterization curves."""
+per level), drift (each level's change since its first read on one log-time axis and one
+vertical scale for all levels — ``drift_axis`` — and ν per level), accuracy (inference
+against time, training per epoch) and characterization curves."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from rich.console import Group, RenderableType
@@ -13,6 +15,13 @@ from rich.text import Text
 
 from pcm_hil.procedures.drift import fit_drift
 from pcm_hil.ui.dashboard.draw import Context, Grid, bar, panel
+from pcm_hil.ui.dashboard.drift_axis import (
+    PENDING,
+    on_columns,
+    relative_drift,
+    shared_scale,
+    time_axis,
+)
 from pcm_hil.ui.dashboard.format import SPARK, number, span, sparkline
 from pcm_hil.ui.dashboard.reduce import ERROR_EDGES, ERROR_LABELS
 from pcm_hil.ui.dashboard.state import DashboardState
@@ -36,10 +45,15 @@ def _level_label(levels: np.ndarray, rows: slice) -> str:
 
 
 def program_panel(state: DashboardState, height: int, width: int, ctx: Context) -> Panel:
+    """Convergence, the setup and per target level a histogram of |read − target| of the
+    programming shown — the newest with data: a newer one starting keeps the one before on
+    screen until its first verify read — and a line on those shown before it, room allowing."""
     program = state.program
     title = "program-and-verify"
     if program is None:
         return panel(Text("no programming yet", style="dim"), title)
+    if state.next_program is not None:
+        title += " · the next starting"
     start, step, end = program.start, program.step, program.end
     tolerance = float(start.tolerance_uS or 0.5)
     devices = int(start.devices or 0)
@@ -76,6 +90,10 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
     found = state.program_levels()  # not None when the histogram is not
     if room >= 5 or histogram is None:
         parts.append(setup)
+        room -= 1
+    levels_found = found[0].size if found is not None else 0
+    if state.earlier_programs and room >= levels_found + 2:
+        parts.append(_earlier(state.earlier_programs))
         room -= 1
     subtitle = f"|Δ| = |read − target| in t = {tolerance:g} µS"
     if histogram is None or found is None or room < 2:
@@ -119,7 +137,24 @@ def program_panel(state: DashboardState, height: int, width: int, ctx: Context) 
     return panel(Group(*parts), title, subtitle)
 
 
+def _earlier(programs: list) -> Text:
+    """A line on the programmings shown before, newest first."""
+    said = []
+    for program in reversed(programs):
+        end, start = program.end, program.start
+        tiles = ",".join(str(t) for t in start.tiles or [])
+        said.append(
+            f"tile(s) {tiles}, {start.devices} devices, "
+            f"{end.converged_fraction or 0.0:.1%} converged, stuck {end.stuck_devices or 0}"
+        )
+    return Text("before: " + "; ".join(said), style="dim", no_wrap=True, overflow="ellipsis")
+
+
 def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) -> Panel:
+    """Per level (or group of levels): its drift since its first read against log time on the
+    axes of ``drift_axis`` — the columns laid out from the read schedule, one vertical scale
+    for all levels, printed in the column's header — its mean conductance first → last, and ν
+    (fitted per device once the measurement ends, estimated from the level means before)."""
     drift = state.drift
     if drift is None:
         return panel(Text("no drift measurement yet", style="dim"), "drift")
@@ -137,43 +172,32 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
         overflow="ellipsis",
     )
     if found is None or not means:
-        return panel(Group(head, Text("waiting for the first read", style="dim")), "drift")
+        head.append(" · waiting for the first read", style="dim")
+        return panel(head, "drift")
     levels = found[0]
     fitted = {}
     for fit in (drift.end.levels if drift.end is not None else None) or []:
         fitted[round(float(fit.get("target_uS") or 0.0), 3)] = fit
     matrix = np.vstack(means)  # read times × levels
-    room = height - 2 - 1
+    explain = ctx.large and height - 2 - 1 >= levels.size + 2
+    room = height - 2 - 1 - (1 if explain else 0)
     groups = _group_rows(levels.size, room - 1)
     if not groups:
         return panel(head, "drift")
-    fixed = 10 + 12 + 8 + (21 if ctx.large else 0)  # the other columns and their gaps
-    spark_width = max(min(len(drift.times), width - fixed), 4)
-    table = Grid()
-    table.add_column("level µS", justify="right", no_wrap=True)
-    first, last = span(drift.times[0]), span(drift.times[-1])
-    table.add_column(f"G vs log t, {first}→{last}" if ctx.large else "G vs log t", no_wrap=True)
-    table.add_column("G µS", justify="right", no_wrap=True)
-    table.add_column("ν", justify="right", no_wrap=True)
-    if ctx.large:
-        table.add_column("ν std", justify="right", no_wrap=True)
-        table.add_column("good fits", justify="right", no_wrap=True)
-    series_of = []  # mean conductance per row of the table: a level or a group of levels
-    for rows in groups:
-        if rows.stop - rows.start == 1:
-            series_of.append(matrix[:, rows.start])
-        else:
-            with np.errstate(invalid="ignore"):
-                series_of.append(np.nanmean(matrix[:, rows], axis=1))
+    read_times = np.asarray(drift.times, dtype=np.float64)
+    relative = relative_drift(matrix)  # read times × levels, % since each level's first read
+    series_of, relative_of = [], []  # per row of the table: a level or a group of levels
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a group not read yet: NaN
+        for rows in groups:
+            series_of.append(np.nanmean(matrix[:, rows], axis=1))
+            relative_of.append(np.nanmean(relative[:, rows], axis=1))
     fit_from = float(start.fit_from_s or 0.0)
-    estimates = _nu_estimates(np.asarray(drift.times), np.column_stack(series_of), fit_from)
+    estimates = _nu_estimates(read_times, np.column_stack(series_of), fit_from)
+    cells = []  # per row: the cells left of the sparkline, and those right of it
     for rows, series, estimate in zip(groups, series_of, estimates.tolist(), strict=True):
         single = rows.stop - rows.start == 1
-        row: list[str | Text] = [
-            _level_label(levels, rows),
-            Text(sparkline(series, spark_width), style="cyan"),
-        ]
-        row.append(f"{number(series[0], '.2f')}→{number(series[-1], '.2f')}")
+        right: list[str | Text] = [f"{number(series[0], '.2f')}→{number(series[-1], '.2f')}"]
         group = [fitted.get(round(float(v), 3)) for v in levels[rows]]
         level = group[0] if single else None
         fits = [g for g in group if g is not None]
@@ -181,21 +205,69 @@ def drift_panel(state: DashboardState, height: int, width: int, ctx: Context) ->
             nus = [nu for nu in (g.get("nu_mean") for g in fits) if nu is not None]
             level = {"nu_mean": float(np.mean(nus)) if nus else None}
         if level is not None:
-            row.append(Text(number(level.get("nu_mean"), ".4f"), style="bold"))
+            right.append(Text(number(level.get("nu_mean"), ".4f"), style="bold"))
             if ctx.large:
-                row.append(number(level.get("nu_std"), ".4f"))
+                right.append(number(level.get("nu_std"), ".4f"))
                 good = level.get("good_fit_fraction")
-                row.append(
+                right.append(
                     f"{good:.0%} of {level.get('n_devices', 0)}" if good is not None else "–"
                 )
         else:
             shown = f"≈{estimate:.3f}" if math.isfinite(estimate) else "…"
-            row.append(Text(shown, style="dim"))
+            right.append(Text(shown, style="dim"))
             if ctx.large:
-                row += ["", ""]
-        table.add_row(*row)
+                right += ["", ""]
+        cells.append((_level_label(levels, rows), right))
+    headers = ["level µS", "G µS", "ν"] + (["ν std", "good fits"] if ctx.large else [])
+    others = [[label, *right] for label, right in cells]
+    fixed = sum(  # the other columns' widths, and a space after each column
+        max(len(headers[k]), *(Text(str(r[k])).cell_len for r in others)) + 1
+        for k in range(len(headers))
+    )
+    room_across = max(width - fixed - 1, 4)
+    axis = time_axis(times, drift.times, room_across)
+    columns = on_columns(np.column_stack(relative_of), axis)  # columns × rows
+    scale = shared_scale(columns)
+    ends = f"{span(axis.first_s)}→{span(axis.last_s)}"
+    header = _fitting(
+        max(room_across, axis.columns),
+        f"ΔG/G₀ {scale.label()} vs log t, {ends}",
+        f"ΔG/G₀ {scale.label()}, {ends}",
+        f"ΔG/G₀ {scale.label()}",
+        scale.label(),
+    )
+    table = Grid()
+    table.add_column("level µS", justify="right", no_wrap=True)
+    table.add_column(header, no_wrap=True)
+    table.add_column("G µS", justify="right", no_wrap=True)
+    table.add_column("ν", justify="right", no_wrap=True)
+    if ctx.large:
+        table.add_column("ν std", justify="right", no_wrap=True)
+        table.add_column("good fits", justify="right", no_wrap=True)
+    for k, (label, right) in enumerate(cells):
+        line = Text()
+        for char in scale.line(columns[:, k]):
+            line.append(char, style="bright_black" if char == PENDING else "cyan")
+        table.add_row(label, line, *right)
+    parts: list[RenderableType] = [head]
+    if explain:
+        parts.append(
+            Text(
+                f"ΔG/G₀ = change since each level's first read ({span(drift.times[0])})"
+                f" · one scale, {scale.step_pct:g}% a step · {PENDING} not read yet",
+                style="dim",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        )
+    parts.append(table)
     subtitle = "ν: per-device fits, mean of good ones" if drift.end else "≈ν from level means"
-    return panel(Group(head, table), "drift", subtitle)
+    return panel(Group(*parts), "drift", subtitle)
+
+
+def _fitting(width: int, *choices: str) -> str:
+    """The first of ``choices`` at most ``width`` long, else the last."""
+    return next((c for c in choices if len(c) <= width), choices[-1])
 
 
 def _nu_estimates(times: np.ndarray, series: np.ndarray, fit_from: float) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Drawing primitives of the dashboard: the drawing context, bars, the bordered panel, a
-light table (``Grid``), the map's colours and its cells as half-block segments or shades."""
+light table (``Grid``), the map's characters and colours and its cells as segments."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
-#: Shades for the conductance map without colour, low to high (each cell two characters).
-RAMP = ("··", "░░", "▒▒", "▓▓", "██")
+#: The conductance map's characters, low to high: denser for more conductance, so the map reads
+#: without colour (and on a colour terminal on top of the colour). Each cell is two of them.
+RAMP = ".:-=+*#%@"
 #: viridis, sampled: the map's colours from low to high conductance.
 VIRIDIS = (
     (68, 1, 84),
@@ -127,59 +128,52 @@ def viridis(index: int) -> tuple[int, int, int]:
     return red, green, blue
 
 
-_STYLES: dict[tuple[int, int], Style] = {}
-
-
-def _cell_style(top: int, bottom: int) -> Style:
-    key = (top, bottom)
-    style = _STYLES.get(key)
+def ramp_style(step: int) -> Style:
+    """The colour of the map's ``step`` (of ``len(RAMP)``): viridis as the background, the
+    character black or white, whichever reads on it."""
+    style = _STYLES.get(step)
     if style is None:
-        fg = "rgb({},{},{})".format(*viridis(top if top >= 0 else bottom))
-        bg = "rgb({},{},{})".format(*viridis(bottom)) if top >= 0 and bottom >= 0 else None
-        style = _STYLES[key] = Style(color=fg, bgcolor=bg)
+        red, green, blue = viridis(round(step / (len(RAMP) - 1) * (COLOURS - 1)))
+        light = 0.299 * red + 0.587 * green + 0.114 * blue > 120
+        style = _STYLES[step] = Style(
+            color="black" if light else "white", bgcolor=f"rgb({red},{green},{blue})"
+        )
     return style
 
 
-# --- the conductance map's cells: ``q`` holds colour steps per cell, -1 where not read
+_STYLES: dict[int, Style] = {}
 
 
-def colour_lines(q: np.ndarray) -> list[list[Segment]]:
-    """Half-block lines: each character is two map cells, upper as foreground, lower as
-    background; runs of equal characters are one segment."""
-    if q.shape[0] % 2:
-        q = np.vstack([q, np.full((1, q.shape[1]), -1, dtype=q.dtype)])
-    codes = (q[0::2].astype(np.int32) + 1) * (COLOURS + 1) + (q[1::2] + 1)
+# --- the conductance map's cells: ``q`` holds a step of ``RAMP`` per cell, -1 where not read
+
+
+def ramp_lines(q: np.ndarray, colour: bool) -> list[list[Segment]]:
+    """A line of segments per row of cells, two characters a cell, blank where not read;
+    coloured by ``ramp_style`` with ``colour``; runs of equal cells are one segment."""
     lines = []
-    for row in codes:
+    for row in q:
         starts = np.flatnonzero(np.diff(row)) + 1
         bounds = [0, *starts.tolist(), row.size]
         values = row[bounds[:-1]].tolist()
         lines.append(
-            [_cells(v, e - b) for v, b, e in zip(values, bounds[:-1], bounds[1:], strict=True)]
+            [
+                _cells(v, e - b, colour)
+                for v, b, e in zip(values, bounds[:-1], bounds[1:], strict=True)
+            ]
         )
     return lines
 
 
-_SEGMENTS: dict[tuple[int, int], Segment] = {}
+_SEGMENTS: dict[tuple[int, int, bool], Segment] = {}
 
 
-def _cells(code: int, count: int) -> Segment:
-    segment = _SEGMENTS.get((code, count))
+def _cells(step: int, count: int, colour: bool) -> Segment:
+    segment = _SEGMENTS.get((step, count, colour))
     if segment is None:
-        top, bottom = divmod(code, COLOURS + 1)
-        top, bottom = top - 1, bottom - 1
-        if top < 0 and bottom < 0:
-            segment = Segment(" " * count)
-        elif top < 0:
-            segment = Segment("▄" * count, _cell_style(-1, bottom))
+        if step < 0:
+            segment = Segment("  " * count)
         else:
-            segment = Segment("▀" * count, _cell_style(top, bottom))
+            segment = Segment(RAMP[step] * 2 * count, ramp_style(step) if colour else None)
         if len(_SEGMENTS) < 20000:
-            _SEGMENTS[(code, count)] = segment
+            _SEGMENTS[(step, count, colour)] = segment
     return segment
-
-
-def ramp_lines(q: np.ndarray) -> list[str]:
-    """Lines of two-character shades, one per map cell, for a terminal without colour."""
-    cells = [*RAMP, "  "]  # index -1: not read
-    return ["".join(cells[v] for v in row) for row in q.tolist()]

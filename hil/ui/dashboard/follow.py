@@ -1,5 +1,6 @@
 """Following a recorded run: ``attach`` reads a run's events from the run store — written
-by another process, perhaps — and draws them with a ``LiveDashboard`` until the run ends."""
+by another process, perhaps — and draws them with a ``LiveDashboard`` until the run ends;
+while no new event arrives it draws on the dashboard's throttle, so the phase line moves."""
 
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ def attach(
     refresh_s: float = 0.5,
     follow: bool = True,
     state: DashboardState | None = None,
+    tile: int | None = None,
 ) -> RunInfo:
     """Show a recorded run (the newest when ``run_id`` is None): read its events so far and,
     with ``follow``, keep reading new ones every ``refresh_s`` while it is running — another
-    process may be writing it — until it ends or Ctrl-C. Returns the run's final record."""
+    process may be writing it — until it ends or Ctrl-C. ``tile``: the tile the conductance
+    map shows (default: the tile of the newest values read). Returns the run's final
+    record."""
     info = store.run(run_id) if run_id is not None else store.latest()
     if info is None:
         raise LookupError(f"no runs recorded in {store.path}")
     state = state or DashboardState()
+    if tile is not None:
+        state.tile = tile
     state.source = f"store {store.path.name}"
     state.set_run(info)
-    dashboard = LiveDashboard(console, refresh_hz=1.0 / max(refresh_s, 0.05), state=state)
+    # its own loop draws: no timer thread
+    dashboard = LiveDashboard(
+        console, refresh_hz=1.0 / max(refresh_s, 0.05), state=state, timer=False
+    )
     last_seq = -1
-    drawn_at = 0.0
     try:
         while True:
             info = store.run(info.id)  # before the events: when it says ended, all are written
@@ -43,9 +51,10 @@ def attach(
                 if event.seq is not None:  # a stored event always has its seq
                     last_seq = event.seq
                 new += 1
-            if new or time.monotonic() - drawn_at >= 1.0:
+            if new or not dashboard.frames:
                 dashboard.refresh()
-                drawn_at = time.monotonic()
+            else:  # nothing new: the time goes on, the phase line shows it
+                dashboard.tick()
             if not follow or info.status != "running":
                 break
             time.sleep(refresh_s)

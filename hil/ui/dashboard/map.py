@@ -1,6 +1,10 @@
 """The conductance map panel: a tile's conductance downsampled to the room the panel gets,
-half-block cells coloured on a colour terminal, a shade ramp without colour, blank where not
-read; drawn straight to segments, border included."""
+each cell two characters of a ramp whose density follows the conductance (``RAMP``), so the
+map reads without colour — on a colour terminal coloured as well (viridis) — blank where not
+read, with a legend of the ramp's µS range; drawn straight to segments, border included.
+
+The tile is ``DashboardState.tile`` when given (``pcm-hil dashboard --tile N``), else the
+tile of the newest values read; the values the newest read on that tile."""
 
 from __future__ import annotations
 
@@ -11,8 +15,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from pcm_hil.ui.dashboard.draw import COLOURS, RAMP, Context, colour_lines, ramp_lines, viridis
-from pcm_hil.ui.dashboard.format import span
+from pcm_hil.ui.dashboard.draw import RAMP, Context, ramp_lines, ramp_style
 from pcm_hil.ui.dashboard.state import DashboardState
 
 
@@ -25,19 +28,14 @@ def map_panel(state: DashboardState, ctx: Context) -> MapPanel:
         title = f"tile {tile} conductance" if ctx.large else f"tile {tile} µS"
         if shape and ctx.large:
             title += f" · {shape[0]}×{shape[1]} devices"
-    subtitle = None
-    if state.map_from is not None and state.map_values is not None:
-        kind, at = state.map_from
-        subtitle = f"program iteration {at}" if kind == "program" else f"drift t = {span(at)}"
-    return MapPanel(state, title, subtitle)
+    return MapPanel(state, title, state.map_label())
 
 
-def map_factor(shape: tuple[int, int], width: int, lines: int, colour: bool) -> int:
-    """Devices per map cell side so a rows × columns tile fits ``width`` × ``lines``."""
+def map_factor(shape: tuple[int, int], width: int, lines: int) -> int:
+    """Devices per map cell side so a rows × columns tile fits ``width`` × ``lines``, a cell
+    two characters wide and one line high."""
     rows, columns = shape
-    px_high = lines * 2 if colour else lines
-    px_wide = width if colour else width // 2
-    return max(1, math.ceil(rows / max(px_high, 1)), math.ceil(columns / max(px_wide, 1)))
+    return max(1, math.ceil(rows / max(lines, 1)), math.ceil(columns / max(width // 2, 1)))
 
 
 class MapPanel:
@@ -85,46 +83,63 @@ class MapPanel:
         yield new_line
 
     def _content(self, width: int, height: int, colour: bool) -> list[tuple[list[Segment], int]]:
-        """Lines of (segments, cells used), at most ``width`` cells each."""
+        """Lines of (segments, cells used), at most ``width`` cells each: the map, then its
+        legend — the ramp from 0 to the top of the scale, in µS."""
         image = self.state.tile_image()
         if image is None or height < 2 or width < 4:
-            text = "no per-device reads yet"[:width]
+            tile = self.state.tile
+            text = "no per-device reads yet" if tile is None else f"no reads on tile {tile} yet"
+            text = text[:width]
             return [([Segment(text, Style(dim=True))], len(text))] if height else []
-        factor = map_factor(image.shape, width, height - 1, colour)
+        factor = map_factor(image.shape, width, height - 1)
         small = _downsample(image, factor)
-        vmax = self.state.g_max_uS
-        levels = COLOURS if colour else len(RAMP)
-        with np.errstate(invalid="ignore"):
-            q = np.clip((small / vmax * levels).astype(np.float64), 0, levels - 1)
-        q = np.where(np.isnan(small), -1, np.floor(q)).astype(np.int16)
-        drawn = min(q.shape[1] * (1 if colour else 2), width)
+        q = ramp_steps(small, self.state.g_max_uS)
+        drawn = min(q.shape[1] * 2, width)
         pad = Segment(" " * max((width - drawn) // 2, 0))
         out = []
-        if colour:
-            for line in colour_lines(q):
-                out.append(([pad, *line], len(pad.text) + drawn))
-        else:
-            for ramp in ramp_lines(q):
-                out.append(([pad, Segment(ramp[:width])], len(pad.text) + len(ramp[:width])))
-        legend = [pad]
-        if colour:
-            legend.append(Segment("0 "))
-            legend += [
-                Segment("█", Style(color="rgb({},{},{})".format(*viridis(k))))
-                for k in range(0, COLOURS, 3)
-            ]
-            legend.append(Segment(f" {vmax:g} µS"))
-        else:
-            legend.append(Segment("".join(RAMP) + f" 0→{vmax:g} µS"))
-        used = sum(len(segment.text) for segment in legend)
-        if factor > 1 and used + 12 <= width:
-            note = f" {factor}×{factor}/cell"
-            legend.append(Segment(note, Style(dim=True)))
-            used += len(note)
-        if used > width:
-            legend, used = [Segment(f"0→{vmax:g} µS"[:width])], min(len(f"0→{vmax:g} µS"), width)
-        out.append((legend, used))
+        for line in ramp_lines(q, colour):
+            cropped = Segment.adjust_line_length(line, drawn, pad=False)
+            out.append(([pad, *cropped], len(pad.text) + Segment.get_line_length(cropped)))
+        out += self._legend(pad, width, max(height - len(out), 1), factor, small, colour)
         return out
+
+    def _legend(
+        self, pad: Segment, width: int, lines: int, factor: int, small: np.ndarray, colour: bool
+    ) -> list[tuple[list[Segment], int]]:
+        """The ramp between 0 and the top of the scale, then what fits of: devices a cell, µS
+        a character, the range of the values shown — on a second line if there is one."""
+        vmax = self.state.g_max_uS
+        ramp = [Segment(c, ramp_style(k) if colour else None) for k, c in enumerate(RAMP)]
+        first = [pad, Segment("0 "), *ramp, Segment(f" {vmax:g} µS")]
+        used = sum(len(segment.text) for segment in first)
+        if used > width:
+            text = f"0{RAMP}{vmax:g}"[:width]
+            return [([Segment(text)], len(text))]
+        finite = small[np.isfinite(small)]
+        notes = [f"{factor}×{factor}/cell"] if factor > 1 else []
+        notes.append(f"{vmax / len(RAMP):.2g} µS a character")
+        if finite.size:
+            notes.append(f"shown {float(finite.min()):.1f}–{float(finite.max()):.1f} µS")
+        out = [(first, used)]
+        line, used, gap = first, used, " · "
+        for note in notes:
+            if used + len(gap) + len(note) > width and len(out) < lines:
+                line, used, gap = [pad], len(pad.text), ""  # a second line
+                out.append((line, used))
+            if used + len(gap) + len(note) <= width:
+                line.append(Segment(gap + note, Style(dim=True)))
+                used += len(gap) + len(note)
+                out[-1] = (line, used)
+                gap = " · "
+        return out
+
+
+def ramp_steps(values: np.ndarray, vmax: float) -> np.ndarray:
+    """The step of ``RAMP`` for each value between 0 and ``vmax`` (clipped), -1 where NaN."""
+    levels = len(RAMP)
+    with np.errstate(invalid="ignore"):
+        q = np.clip(values / vmax * levels, 0, levels - 1)
+    return np.where(np.isnan(values), -1, np.floor(q)).astype(np.int16)
 
 
 def _downsample(image: np.ndarray, factor: int) -> np.ndarray:

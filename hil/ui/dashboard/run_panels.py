@@ -1,5 +1,6 @@
-"""The panels about the run itself: the instrument and the run (identity), progress per
-procedure with elapsed time and ETA, and the errors and warnings."""
+"""The panels about the run itself: the instrument and the run (identity), progress — the
+phase line (what is under way, for how long, a spinner) above a line per procedure with
+elapsed time and ETA — and the errors and warnings."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pcm_hil.documents.drift import DriftRead, DriftStart
 from pcm_hil.documents.program import ProgramIteration
 from pcm_hil.ui.dashboard.draw import Context, bar, panel
 from pcm_hil.ui.dashboard.format import duration, number, span
+from pcm_hil.ui.dashboard.phase import phase_text
 from pcm_hil.ui.dashboard.state import DashboardState, ProcedureProgress
 
 STATUS_STYLE = {
@@ -149,11 +151,31 @@ def _note(p: ProcedureProgress) -> str:
     return " ".join(scalars[:2])[:30]
 
 
+def phase_line(state: DashboardState, ctx: Context) -> Text:
+    """What the run is doing now and for how long, with a spinner while it runs."""
+    status = state.status()
+    mark, what, how_long = phase_text(state.phase, state.procedures.values(), status, ctx.now)
+    running = status == "running"
+    line = Text.assemble(
+        (mark + " ", "bold yellow" if running else STATUS_STYLE.get(status, "bold")),
+        (what, "" if running else "bold"),
+    )
+    if how_long:
+        line.append(" · ")
+        line.append(how_long, style="bold" if running else "dim")
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    return line
+
+
 def progress_panel(state: DashboardState, width: int, lines: int, ctx: Context) -> Panel:
+    """The phase line, then the newest ``lines`` procedures' progress."""
     live = state.running()
     shown = list(state.procedures.values())[-lines:] if lines > 0 else []
     body: list[RenderableType] = [_progress_line(p, width - 4, ctx, live) for p in shown]
-    if not body:
+    if state.procedures:
+        body.insert(0, phase_line(state, ctx))
+    else:
         body = [Text("waiting for the first event…", style="dim")]
     hidden = len(state.procedures) - len(shown)
     subtitle = f"+{hidden} earlier" if hidden > 0 else None

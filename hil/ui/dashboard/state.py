@@ -4,7 +4,13 @@
 listening costs a procedure microseconds per event. What the panels derive from the arrays
 (levels, error histograms, drift means per level, the tile image; ``reduce`` does the work)
 is computed when a frame is drawn and cached per array until new data arrive. ``alerts``
-collects the run's errors and warnings."""
+collects the run's errors and warnings.
+
+A step's result stays until the next step has something to show: a new programming, drift
+measurement, inference or training replaces the one shown only with its first data (its
+first verify read, drift read, accuracy or epoch), and the map keeps the newest values read
+on its tile. ``touched`` tells which panel had new data last; ``phase`` what the run is
+doing now (see ``phase``)."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Event
 from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
 from pcm_hil.records.store import RunInfo
+from pcm_hil.ui.dashboard.format import span
+from pcm_hil.ui.dashboard.phase import Phase, advance
 from pcm_hil.ui.dashboard.reduce import (
     emulator_shape,
     error_histogram,
@@ -50,8 +58,29 @@ class ProcedureProgress:
 
 
 @dataclass
+class MapSource:
+    """Per-device values a procedure read — a programming's verify reads, a drift
+    measurement's reads — with where its devices are: ``tile_of`` and ``address`` in the
+    order of ``values``; ``tiles`` the tiles they are on when the start document says so.
+    ``at`` the iteration or time after programming of the newest ``values``."""
+
+    kind: str
+    tile_of: np.ndarray
+    address: np.ndarray
+    tiles: list[int] | None = None
+    values: np.ndarray | None = None
+    at: Any = None
+
+    def label(self) -> str:
+        if self.kind == "drift":
+            return f"drift t = {span(self.at)}"
+        return "after programming" if self.at == "end" else f"program iteration {self.at}"
+
+
+@dataclass
 class _Program:
     start: ProgramStart
+    source: MapSource
     step: ProgramIteration | None = None
     end: ProgramEnd | None = None
 
@@ -59,10 +88,15 @@ class _Program:
 @dataclass
 class _Drift:
     start: DriftStart
+    source: MapSource
     times: list = field(default_factory=list)
     pending: list = field(default_factory=list)
     means: list = field(default_factory=list)
     end: DriftEnd | None = None
+
+
+#: Map sources kept (the newest): enough for the tiles a run works on in turn.
+MAP_SOURCES = 16
 
 
 class DashboardState:
@@ -70,13 +104,15 @@ class DashboardState:
 
     ``update`` only stores references and scalars; the heavy lifting happens at render time
     and is cached per array. ``tile`` picks the tile of the map (default: the first tile of
-    the newest programming); ``geometry`` (rows, columns) the tile's shape when the chip's
+    the newest values read); ``geometry`` (rows, columns) the tile's shape when the chip's
     identity or the emulator profile does not tell it; ``g_max_uS`` the top of the colour
     scale.
     """
 
     program: _Program | None
     drift: _Drift | None
+    next_program: _Program | None
+    next_drift: _Drift | None
 
     def __init__(
         self,
@@ -96,13 +132,20 @@ class DashboardState:
         self.current: str | None = None
         self.events = 0
         self.version = 0  # counts every change: events and run records
-        self.program: _Program | None = None
+        self.program: _Program | None = None  # the programming shown
+        self.next_program: _Program | None = None  # a newer one, until its first data
+        self.earlier_programs: list[_Program] = []  # completed ones shown before it
         self.drift: _Drift | None = None
-        self.map_values: np.ndarray | None = None
-        self.map_from: tuple[str, Any] | None = None
+        self.next_drift: _Drift | None = None
+        self.map_sources: list[MapSource] = []
+        self.map_values: np.ndarray | None = None  # the newest per-device values read
         self.infer: dict[tuple[float, str], dict[str, list[float]]] = {}
         self.train: list[tuple[int, float | None, int | None]] = []
         self.curves: dict[str, tuple[str, list[tuple[float, float, float]]]] = {}
+        self._infer_started = False  # an inference started: its first accuracy replaces
+        self._train_started = False
+        self.touched: dict[str, int] = {}  # panel → the event that last brought it data
+        self.phase: Phase | None = None
         self._cache: dict[str, tuple[Any, Any]] = {}
 
     # --- feeding ------------------------------------------------------------------------------
@@ -147,47 +190,96 @@ class DashboardState:
         else:
             progress.status = document.values().get("status") or "completed"
             progress.end = document
+        running = [p.name for p in self.procedures.values() if p.status == "running"]
+        self.phase = advance(self.phase, document.kind, name, wall, progress.status, running)
         self._take(document)
 
     def _take(self, document: Any) -> None:
         """What the panels keep of a document, by its type (unknown documents: nothing)."""
         match document:
             case DriftStart():
-                self.drift = _Drift(document)
+                source = self._source("drift", document.tile, document.address)
+                self.next_drift = _Drift(document, source)
+                if self.drift is None or not (self.drift.times or self.drift.end is not None):
+                    self.drift, self.next_drift = self.next_drift, None
             case ProgramStart():
-                self.program = _Program(document)
-                self.map_values, self.map_from = None, ("program", None)
+                tiles = [int(t) for t in document.tiles] if document.tiles else None
+                source = self._source("program", document.tile, document.address, tiles)
+                self.next_program = _Program(document, source)
+                shown = self.program
+                if shown is None or (shown.step is None and shown.end is None):
+                    self.program, self.next_program = self.next_program, None
             case InferStart():
-                self.infer = {}
+                self._infer_started = True
             case TrainStart():
-                self.train = []
+                self._train_started = True
             case ProgramIteration() if self.program is not None:
-                self.program.step = document
-                self.map_values = document.conductance_uS
-                self.map_from = ("program", document.iteration)
+                program = self._shown_program()
+                program.step = document
+                self._read(program.source, document.conductance_uS, document.iteration)
+                self.touched["program"] = self.events
             case DriftRead() if self.drift is not None:
+                if self.next_drift is not None:
+                    self.drift, self.next_drift = self.next_drift, None
                 drift = self.drift
                 drift.times.append(float(document.t_s))
                 drift.pending.append(document.conductance_uS)
                 if len(drift.pending) > 64:  # catching up a long run: keep memory bounded
                     self.drift_means()
-                self.map_values, self.map_from = document.conductance_uS, ("drift", document.t_s)
+                self._read(drift.source, document.conductance_uS, document.t_s)
+                self.touched["drift"] = self.events
             case TrainEpoch():
+                if self._train_started:
+                    self.train, self._train_started = [], False
                 self.train.append((document.epoch, document.test_accuracy, document.pulses_applied))
+                self.touched["accuracy"] = self.events
             case InferAccuracy():
+                if self._infer_started:
+                    self.infer, self._infer_started = {}, False
                 row = self.infer.setdefault((float(document.t_s), document.weights), {})
                 for compensation, value in document.accuracy.items():
                     if value is not None:
                         row.setdefault(compensation, []).append(float(value))
+                self.touched["accuracy"] = self.events
             case CurvePoint():
                 points = self.curves.setdefault(document.procedure, (document.x_name, []))[1]
                 points.append((document.x, document.mean_uS, document.std_uS))
-            case ProgramEnd() if (
-                self.program is not None and document.converged_fraction is not None
-            ):
-                self.program.end = document  # completed or cancelled: its summary (failed: none)
+                self.touched["curve"] = self.events
+            case ProgramEnd() if self.program is not None:
+                if document.converged_fraction is None:  # failed: no summary to show
+                    self.next_program = None  # (one that never read anything: gone)
+                    return
+                program = self._shown_program()  # completed or cancelled: its summary
+                program.end = document
+                if document.final_uS is not None:  # the read after programming ended
+                    self._read(program.source, document.final_uS, "end")
+                self.touched["program"] = self.events
             case DriftEnd() if self.drift is not None:
+                if self.next_drift is not None:  # ended before its first read: nothing new
+                    self.next_drift = None
+                    return
                 self.drift.end = document
+                self.touched["drift"] = self.events
+
+    def _shown_program(self) -> _Program:
+        """The programming shown, now the newer one (if any) has data."""
+        if self.next_program is not None:
+            if self.program is not None and self.program.end is not None:
+                self.earlier_programs = [*self.earlier_programs[-2:], self.program]
+            self.program, self.next_program = self.next_program, None
+        assert self.program is not None
+        return self.program
+
+    def _source(
+        self, kind: str, tile_of: np.ndarray, address: np.ndarray, tiles: list[int] | None = None
+    ) -> MapSource:
+        source = MapSource(kind, tile_of, address, tiles)
+        self.map_sources = [*self.map_sources[-(MAP_SOURCES - 1) :], source]
+        return source
+
+    def _read(self, source: MapSource, values: np.ndarray, at: Any) -> None:
+        source.values, source.at = values, at
+        self.map_values = values
 
     # --- derived, at render time ---------------------------------------------------------------
 
@@ -216,8 +308,9 @@ class DashboardState:
         return self.status() == "running"
 
     def _cached(self, name: str, key: Any, compute):
+        """``compute()``, again only when ``key`` is not the very object(s) it was for."""
         hit = self._cache.get(name)
-        if hit is not None and hit[0] is key:
+        if hit is not None and _same(hit[0], key):
             return hit[1]
         value = compute()
         self._cache[name] = (key, value)
@@ -283,33 +376,53 @@ class DashboardState:
         shape = emulator_shape(self.resource)
         if shape:
             return shape
-        if self.program is None:
+        _, shown = self.map_source()
+        shown = shown or (self.map_sources[-1] if self.map_sources else None)
+        if shown is None:
             return None
-        address = self.program.start.address
+        address = shown.address
         return self._cached("shape", address, lambda: square_for(address))
 
+    @staticmethod
+    def _tiles_of(source: MapSource) -> list[int]:
+        if source.tiles is None:  # found when first drawn, kept with the source
+            source.tiles = [int(t) for t in np.unique(source.tile_of)]
+        return source.tiles
+
+    def map_source(self) -> tuple[int | None, MapSource | None]:
+        """The map's tile — ``tile`` if given, else the first of the newest values read (or,
+        before any, of the newest procedure to read) — and the newest values read on it."""
+        read = [s for s in self.map_sources if s.values is not None]
+        tile = self.tile
+        if tile is None:
+            newest = read[-1] if read else (self.map_sources[-1] if self.map_sources else None)
+            tiles = self._tiles_of(newest) if newest is not None else []
+            tile = tiles[0] if tiles else None
+        if tile is None:
+            return None, None
+        return tile, next((s for s in reversed(read) if tile in self._tiles_of(s)), None)
+
     def map_tile(self) -> int | None:
-        if self.program is None:
-            return self.tile
-        if self.tile is not None:
-            return self.tile
-        tiles = self.program.start.tiles
-        if tiles:
-            return int(tiles[0])
-        tile = self.program.start.tile
-        return int(tile[0]) if tile.size else None
+        return self.map_source()[0]
+
+    def map_label(self) -> str | None:
+        """Where the map's values come from: "program iteration 7", "drift t = 1 d"."""
+        source = self.map_source()[1]
+        return source.label() if source is not None else None
 
     def tile_image(self) -> np.ndarray | None:
         """The map's tile as rows × columns of conductance, NaN where not read."""
-        values, program, shape = self.map_values, self.program, self.tile_shape()
-        if values is None or program is None or shape is None:
+        tile, source = self.map_source()
+        shape = self.tile_shape()
+        if source is None or source.values is None or shape is None:
             return None
-        tile_of, address = program.start.tile, program.start.address
+        values, tile_of, address = source.values, source.tile_of, source.address
         if values.shape != address.shape:
             return None
-        tile = self.map_tile()
         return self._cached(
-            "image", (values, tile), lambda: tile_image(values, tile_of, address, tile, shape)
+            "image",
+            (values, tile, shape),
+            lambda: tile_image(values, tile_of, address, tile, shape),
         )
 
     def alerts(self) -> list[tuple[str, str]]:
@@ -365,3 +478,15 @@ class DashboardState:
                     f"{poor[0].get('target_uS', 0):.2f} µS"
                 )
         return [("error", e) for e in errors] + [("warning", w) for w in warnings]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The very same object — or tuples of the very same objects (numbers: equal)."""
+    if a is b:
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        return all(
+            x is y or (isinstance(x, (int, float, tuple)) and x == y)
+            for x, y in zip(a, b, strict=True)
+        )
+    return False
