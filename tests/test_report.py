@@ -171,3 +171,37 @@ def test_the_demo_report_renders_in_headless_chromium(demo, tmp_path):
         check=True,
     )  # fmt: skip
     assert _png_size(screenshot.read_bytes()) == (1280, 2400)
+
+
+def test_a_run_still_being_written_has_its_figures_and_report_so_far(demo, tmp_path):
+    """A writer has recorded the start and the first iterations of a programming, not its
+    end: a reader draws them from the last verify reads and the report says it has not ended."""
+    from pcm_hil.documents.events import Event
+    from pcm_hil.documents.program import ProgramEnd, ProgramIteration
+
+    store_path, _report = demo
+    with RunStore(store_path, readonly=True) as finished:
+        documents = [event.document for event in finished.events(1)]
+    first = next(i for i, d in enumerate(documents) if isinstance(d, ProgramIteration))
+    partial = documents[: first + 3]
+    assert not any(isinstance(d, ProgramEnd) for d in partial)
+    live = tmp_path / "live.sqlite"
+    with RunStore(live) as writer:
+        run_id = writer.start_run("program", resource="emulator", parameters={"devices": 65536})
+        for done, document in enumerate(partial):
+            writer.add_event(run_id, Event(document, done, 30))
+        with RunStore(live, readonly=True) as reader:  # the writer is still open: running
+            assert reader.run(run_id).status == "running"
+            figures = run_figures(reader, run_id)
+            assert set(figures) == {"program-levels", "program-errors", "program-iterations"}
+            (ax,) = figures["program-levels"].axes
+            assert "last verify read" in ax.get_xlabel()
+            from pcm_hil.report import render_report
+
+            text = render_report(reader, run_id)
+    page = Page(text)
+    assert "No result yet: the run has not ended." in text
+    assert page.title == f"Run {run_id}: program, running"
+    cells = {row[0]: row[1:] for table in page.tables for row in table if len(row) >= 2}
+    assert cells["duration"] == ["running"] and cells["ended"] == ["—"]
+    assert len(page.images) == 3
