@@ -208,7 +208,8 @@ def test_train_accuracy_is_the_stored_epochs(train_documents):
     np.testing.assert_array_equal(chip.get_ydata(), [e.test_accuracy for e in epochs])
     (start,) = [d for d in train_documents if isinstance(d, TrainStart)]
     (reference,) = [a for a in ax.get_lines() if a.get_gid() == "floating-point"]
-    np.testing.assert_array_equal(reference.get_ydata(), [start.fp_accuracy] * 2)
+    np.testing.assert_array_equal(reference.get_xdata(), [start.epochs])
+    np.testing.assert_array_equal(reference.get_ydata(), [start.fp_accuracy])
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "test accuracy after the epoch (%)"
 
 

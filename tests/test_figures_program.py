@@ -112,6 +112,15 @@ def test_a_run_cut_off_draws_from_its_last_verify_reads(recorded):
     level = start.target_uS == np.unique(start.target_uS)[0]
     last = np.asarray(iterations[2].conductance_uS, dtype=np.float64)[level]
     np.testing.assert_array_equal(first.get_xdata(), np.sort(last[np.isfinite(last)]))
+    assert "not ended: at iteration 3 of 30" in figures["program-levels"].get_suptitle()
+    # converged so far: finished with the last verify read within the tolerance (not stuck)
+    read = np.asarray(iterations[2].conductance_uS, dtype=np.float64)
+    error = read - start.target_uS
+    converged = np.asarray(iterations[2].finished) & (np.abs(error) <= start.tolerance_uS)
+    hist = figures["program-errors"].axes[0]
+    assert sum(patch.get_data()[0].sum() for patch in hist.patches) == converged.sum()
+    (line,) = figures["program-iterations"].axes[0].lines
+    assert line.get_xdata().size == converged.sum()
     assert program_figures([start]) == {} and figures_of([]) == {}
 
 
@@ -136,7 +145,11 @@ def test_plot_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path, cap
     argv = ["program", "--resource", RESOURCE, "--devices", "16", "--runs", str(store)]
     assert main([*argv, "--plot", str(tmp_path / "no" / "such" / "dir")]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert not store.exists()
+    assert main([*argv, "--plot", str(tmp_path / "figures.png")]) == 1
+    assert "go into a folder, not a file" in capsys.readouterr().err
+    assert main(["demo", "--runs", str(store), "--report", str(tmp_path / "no" / "r.html")]) == 1
+    assert "--report" in capsys.readouterr().err
+    assert not store.exists()  # nothing ran, nothing was recorded
 
 
 def test_a_large_cdf_is_drawn_at_evenly_spread_ranks_of_the_data():

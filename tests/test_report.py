@@ -91,7 +91,7 @@ def test_the_report_holds_the_run_and_every_figure(demo):
         info = runs.run(1)
         figures = run_figures(runs, 1)
     assert page.title == f"Run 1: demo, {info.status}"
-    assert page.sections == ["record", "chip", "parameters", "results", "figures"]
+    assert page.sections == ["record", "chip", "parameters", "results", "steps", "figures"]
     assert page.links == []  # nothing to fetch: the file is the whole report
     cells = {row[0]: row[1:] for table in page.tables for row in table if len(row) >= 2}
     assert cells["status"] == ["completed"] and cells["resource"] == ["emulator"]
@@ -99,6 +99,18 @@ def test_the_report_holds_the_run_and_every_figure(demo):
     assert cells["protocol version"] == [info.protocol_version]
     assert cells["chips"] == ["1"]  # a parameter
     assert [image["alt"] for image in page.images] == list(figures)
+    # every step's scalars as a table: here each chip's accuracy per time and compensation
+    with RunStore(store, readonly=True) as runs:
+        accuracies = [
+            e.document for e in runs.events(1) if type(e.document).__name__ == "InferAccuracy"
+        ]
+    text = report.read_text(encoding="utf-8")
+    assert f"infer.accuracy: {len(accuracies)} step(s)" in text
+    header = next(t[0] for t in page.tables if t and "accuracy none" in t[0])
+    rows = next(t[1:] for t in page.tables if t and "accuracy none" in t[0])
+    assert len(rows) == len(accuracies)
+    column = header.index("accuracy none")
+    assert [row[column] for row in rows] == [f"{a.accuracy['none']:.4g}" for a in accuracies]
     for image, figure in zip(page.images, figures.values(), strict=True):
         header, _, payload = image["src"].partition(",")
         assert header == "data:image/png;base64"

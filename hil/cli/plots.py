@@ -4,6 +4,7 @@ the run store, written as files."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from pcm_hil.records.store import RunStore
@@ -41,22 +42,31 @@ def check_plot_folder(args: argparse.Namespace) -> None:
         path = Path(report)
         if path.suffix.lower() not in (".html", ".htm"):
             raise ValueError(f"--report {report}: a report is an .html file")
-        if not path.parent.resolve().is_dir():
-            raise ValueError(f"--report {report}: the folder {path.parent} does not exist")
+        _writable_folder(path.parent, f"--report {report}")
     folder = getattr(args, "plot", None)
     if folder is None:
         return
     path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--plot {folder}: not a folder")
-    if not path.exists() and not path.parent.resolve().is_dir():
-        raise ValueError(f"--plot {folder}: the folder {path.parent} does not exist")
+    if path.suffix or (path.exists() and not path.is_dir()):
+        raise ValueError(f"--plot {folder}: the figures of a run go into a folder, not a file")
+    _writable_folder(path if path.exists() else path.parent, f"--plot {folder}")
+
+
+def _writable_folder(folder: Path, option: str) -> None:
+    """Refuse a folder that does not exist or cannot be written in."""
+    if not folder.resolve().is_dir():
+        raise ValueError(f"{option}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write in {folder}")
 
 
 def write(figures, output: Path, only: str | None = None) -> list[Path]:
     """Save figures (``pcm_hil.figures.save_figures``), making the folder if needed."""
     from pcm_hil.figures import save_figures
 
+    folder = output.parent if output.suffix else output
+    if not (folder if folder.exists() else folder.parent).resolve().is_dir():
+        raise ValueError(f"{output}: the folder {folder.parent} does not exist")
     if not output.suffix:
         output.mkdir(exist_ok=True)
     try:

@@ -89,31 +89,39 @@ def run_recorded(
     summary["resource"] = args.resource
     summary["run_id"] = run_id
     if args.command == "demo":  # the demo ends with its report, beside the run store
-        summary["report"] = str(demo_report(args, run_id))
+        summary["report"] = str(demo_report_path(args, run_id))
     emit(args, summary, render)
     if not args.json:
         Console(stderr=True).print(f"recorded as run {run_id}", style="dim")
     if getattr(args, "plot", None):
         written = plot_after(args, run_id)
         if not args.json:
-            Console(stderr=True).print(
-                f"{len(written)} figures in {args.plot}", style="dim", highlight=False
-            )
-    if "report" in summary and not args.json:
-        Console(stderr=True).print(f"report: {summary['report']}", highlight=False)
+            figures = f"{len(written)} figure{'s' if len(written) != 1 else ''}"
+            Console(stderr=True).print(f"{figures} in {args.plot}", style="dim", highlight=False)
+    if "report" in summary:  # written once the summary is out: a failure loses nothing shown
+        write_demo_report(args, run_id, Path(summary["report"]))
+        if not args.json:
+            Console(stderr=True).print(f"report: {summary['report']}", highlight=False)
     return 0 if summary.get("status", "completed") == "completed" else EXIT_INTERRUPTED
 
 
-def demo_report(args: argparse.Namespace, run_id: int) -> Path:
-    """Write the demo's report: to ``--report``, else ``reports/run-ID.html`` beside the run
-    store (a folder made for it)."""
+def demo_report_path(args: argparse.Namespace, run_id: int) -> Path:
+    """Where the demo's report goes: ``--report``, else ``reports/run-ID.html`` beside the
+    run store."""
+    if args.report:
+        return Path(args.report)
+    with RunStore(args.runs, readonly=True) as store:
+        return store.path.parent / "reports" / f"run-{run_id}.html"
+
+
+def write_demo_report(args: argparse.Namespace, run_id: int, path: Path) -> Path:
+    """Write the demo's report to ``path`` (its ``reports`` folder made when it is the
+    default one)."""
     from pcm_hil.report import write_report
 
+    if not args.report:
+        path.parent.mkdir(exist_ok=True)
     with RunStore(args.runs, readonly=True) as store:
-        path = Path(args.report) if args.report else store.path.parent / "reports"
-        if not args.report:
-            path.mkdir(exist_ok=True)
-            path = path / f"run-{run_id}.html"
         return write_report(store, run_id, path)
 
 

@@ -280,13 +280,14 @@ def _training_accuracy_figure(training: Training) -> Figure:
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, symbol=""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     reference = training.start.fp_accuracy
-    if reference is not None:
-        ax.axhline(
-            reference,
+    if reference is not None:  # known after all the epochs only: one point, not a line
+        ax.plot(
+            [training.start.epochs],
+            [reference],
+            "D",
             color="black",
-            linewidth=1.0,
             gid="floating-point",
-            label=f"the same training in floating point: {reference:.1%}",
+            label=f"floating point, after all {training.start.epochs} epochs: {reference:.1%}",
         )
     ax.legend(
         title=None if reference is not None else "floating-point reference: not recorded",

@@ -33,21 +33,34 @@ def _programming_figures(
         final = np.asarray(end.final_uS, dtype=np.float64)
         counted = np.asarray(end.converged, dtype=bool)
         read = "read after programming"
-    else:  # cut off (or recorded before version 2): the last verify reads
+    else:  # cut off (or recorded before version 2): the last verify reads; a finished
+        # device converged when that read is within the tolerance (else it was found stuck)
         final = np.asarray(last.conductance_uS, dtype=np.float64)
-        counted = np.asarray(last.finished, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            within = np.abs(final - targets) <= start.tolerance_uS
+        counted = np.asarray(last.finished, dtype=bool) & within
         read = "last verify read"
     stuck = end.stuck_devices if end is not None else last.stuck_devices
     finished_at = (
         np.asarray(end.iterations) * counted
         if end is not None and end.iterations is not None
-        else iterations_to_finish(iterations)
+        else iterations_to_finish(iterations) * counted
     )
+    state = _state(start, last, end)
     return {
-        "program-levels": _levels_figure(targets, final, read, last, stuck),
-        "program-errors": _errors_figure(targets, final, counted, read, start.tolerance_uS),
-        "program-iterations": _iterations_figure(finished_at, stuck),
+        "program-levels": _levels_figure(targets, final, read, last, stuck, state),
+        "program-errors": _errors_figure(targets, final, counted, read, start.tolerance_uS, state),
+        "program-iterations": _iterations_figure(finished_at, stuck, state),
     }
+
+
+def _state(start: ProgramStart, last: ProgramIteration, end: ProgramEnd | None) -> str:
+    """How far the programming got, for the titles: its end, or where it was cut off."""
+    if end is None:
+        return f"not ended: at iteration {last.iteration} of {start.max_iterations}"
+    if end.status != "completed":
+        return f"{end.status} at iteration {last.iteration} of {start.max_iterations}"
+    return f"{start.devices:,} devices, {len(np.unique(start.target_uS))} levels"
 
 
 def _programmings(
@@ -67,11 +80,16 @@ def _programmings(
 
 
 def _levels_figure(
-    targets: np.ndarray, final: np.ndarray, read: str, last: ProgramIteration, stuck: int | None
+    targets: np.ndarray,
+    final: np.ndarray,
+    read: str,
+    last: ProgramIteration,
+    stuck: int | None,
+    state: str,
 ) -> Figure:
     figure, (ax,) = new_figure(
-        f"Programmed conductance per level: {last.converged} of {last.devices} converged, "
-        f"{stuck or 0} stuck"
+        f"Programmed conductance per level ({state})\n"
+        f"{last.converged:,} of {last.devices:,} converged, {stuck or 0:,} stuck"
     )
     groups = list(levels(targets))
     for (_, target, mask), colour in zip(groups, level_colours(len(groups)), strict=True):
@@ -87,11 +105,16 @@ def _levels_figure(
 
 
 def _errors_figure(
-    targets: np.ndarray, final: np.ndarray, counted: np.ndarray, read: str, tolerance_uS: float
+    targets: np.ndarray,
+    final: np.ndarray,
+    counted: np.ndarray,
+    read: str,
+    tolerance_uS: float,
+    state: str,
 ) -> Figure:
-    """Error of the converged devices (the finished ones, when cut off) per level."""
+    """Error of the converged devices per level."""
     figure, (hist, sigma) = new_figure(
-        f"Programming error of the converged devices: {read} − target", columns=2
+        f"Programming error of the converged devices: {read} − target ({state})", columns=2
     )
     error = final - targets
     finite = np.isfinite(error) & counted
@@ -106,8 +129,20 @@ def _errors_figure(
         counts, _ = np.histogram(values, bins=bins)
         hist.stairs(counts, bins, color=colour, label=f"{target:.3g} µS")
         stds.append(float(np.std(values)) if values.size > 1 else np.nan)
-    for edge in (-tolerance_uS, tolerance_uS):
-        hist.axvline(edge, color="black", linestyle="--", linewidth=0.8, gid="tolerance")
+    for number, edge in enumerate((-tolerance_uS, tolerance_uS)):
+        hist.axvline(
+            edge,
+            color="black",
+            linestyle="--",
+            linewidth=0.8,
+            gid="tolerance",
+            label=f"±{tolerance_uS:g} µS tolerance" if number == 0 else None,
+        )
+    hist.legend(
+        handles=[line for line in hist.lines if line.get_label()[0] != "_"],
+        fontsize="small",
+        loc="upper left",
+    )
     hist.set_xlabel("error (µS)")
     hist.set_ylabel("devices")
     level_targets = np.array([target for _, target, _ in groups])
@@ -127,14 +162,17 @@ def _errors_figure(
     return figure
 
 
-def _iterations_figure(finished_at: np.ndarray, stuck: int | None) -> Figure:
+def _iterations_figure(finished_at: np.ndarray, stuck: int | None, state: str) -> Figure:
     """CDF of the iterations the devices took to converge (0: they did not)."""
     done = finished_at[finished_at > 0]
     figure, (ax,) = new_figure(
-        f"Iterations to converge: mean {done.mean():.1f}, "
-        f"{int((finished_at == 0).sum())} not converged, {stuck or 0} of them stuck"
-        if done.size
-        else "Iterations to converge: none finished"
+        f"Iterations to converge ({state})\n"
+        + (
+            f"mean {done.mean():.1f}; {int((finished_at == 0).sum()):,} not converged, "
+            f"{stuck or 0:,} of them found stuck"
+            if done.size
+            else "none converged yet"
+        )
     )
     x, y = ecdf(done.astype(np.float64))
     ax.step(x, y, where="post", color="C0", gid="iterations")

@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from pcm_hil.documents.base import Document, End
+from pcm_hil.documents.base import Document, End, Step
 
 #: Figures are embedded as PNG at this resolution (dots per inch).
 REPORT_DPI = 110
+
+#: Rows of a table of steps shown at most (the first and the last half of them).
+STEP_ROWS = 60
 
 
 def render_report(store, run_id: int) -> str:
@@ -48,8 +51,11 @@ def render_report(store, run_id: int) -> str:
         run=info,
         record=_record(info),
         chip=_chip(info),
-        parameters=sorted((key, _show(value)) for key, value in info.parameters.items()),
+        parameters=sorted(
+            (key, _show(value)) for key, value in info.parameters.items() if value is not None
+        ),
         results=[_result(document) for document in documents if isinstance(document, End)],
+        steps_tables=_step_tables(documents),
         figures=[(name, _png(figure)) for name, figure in figures.items()],
         steps=sum(1 for d in documents if isinstance(d, Document))
         - len([d for d in documents if isinstance(d, End)]),
@@ -125,6 +131,37 @@ def _result(document: End) -> dict[str, Any]:
     return {"name": document.name, "scalars": scalars, "tables": tables}
 
 
+def _step_tables(documents: list) -> list[dict[str, Any]]:
+    """Each kind of step the run recorded as a table of its scalar values, in the order the
+    kinds first appear (a dict value, such as accuracy per compensation, a column per key;
+    arrays are drawn in the figures, not listed). At most ``STEP_ROWS`` rows each."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for document in documents:
+        if not isinstance(document, Step):
+            continue
+        row: dict[str, Any] = {}
+        for key, value in document.values().items():
+            if isinstance(value, dict):
+                row.update({f"{key} {k}": v for k, v in value.items()})
+            elif not isinstance(value, np.ndarray) and value is not None:
+                row[key] = value
+        if row:
+            kinds.setdefault(document.name, []).append(row)
+    tables = []
+    for name, rows in kinds.items():
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        shown = rows if len(rows) <= STEP_ROWS else rows[: STEP_ROWS // 2] + rows[-STEP_ROWS // 2 :]
+        tables.append(
+            {
+                "name": name,
+                "columns": columns,
+                "rows": [[_show(row.get(c, "")) for c in columns] for row in shown],
+                "count": len(rows),
+            }
+        )
+    return tables
+
+
 def _show(value: Any) -> str:
     """A value as a cell: numbers to 4 significant digits, arrays by shape and range."""
     if isinstance(value, np.ndarray):
@@ -152,4 +189,4 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-__all__ = ["REPORT_DPI", "render_report", "write_report"]
+__all__ = ["REPORT_DPI", "STEP_ROWS", "render_report", "write_report"]
