@@ -199,3 +199,47 @@ def test_read_noise_figure_holds_the_reads_statistics_and_the_procedures_bins():
         if ln.get_gid() == "published"
     ]
     assert "60 s after programming" in one.get_label()
+
+
+def test_read_noise_at_times_since_programming_is_drawn_per_conductance_bin(tmp_path):
+    """``--times``: the reads are taken again at each time after programming; the figure's
+    lines are each bin's mean relative std at those times, beside the published fit."""
+    from pcm_hil.cli.main import main
+    from pcm_hil.records.store import RunStore
+
+    store = tmp_path / "runs.sqlite"
+    argv = ["characterize", "read-noise", "--resource", "emulator?profile=small", "--reads", "5"]
+    argv += ["--devices", "512", "--times", "0.1", "100", "100000", "--runs", str(store), "--quiet"]
+    assert main(argv) == 0
+    with RunStore(store, readonly=True) as runs:
+        documents = [event.document for event in runs.events(1)]
+    (end,) = [d for d in documents if isinstance(d, ReadNoiseEnd)]
+    np.testing.assert_array_equal(end.times_s, [0.1, 100.0, 100000.0])
+    assert end.mean_by_time_uS.shape == end.std_by_time_uS.shape == (3, 512)
+    assert [d.t_s for d in documents if isinstance(d, ReadNoiseRead)] == [0.1] * 5 + [100.0] * 5 + [
+        100000.0
+    ] * 5
+    figure = characterization_figures(documents)["read-noise-vs-time"]
+    (ax,) = figure.axes
+    mean, std = end.mean_by_time_uS.astype(float), end.std_by_time_uS.astype(float)
+    keep = (mean > 0).all(axis=0)
+    edges = np.quantile(mean[0][keep], np.linspace(0, 1, 5))
+    which = np.clip(np.searchsorted(edges, mean[0], side="right") - 1, 0, 3)
+    for number in range(4):
+        (line,) = [ln for ln in ax.lines if ln.get_gid() == f"bin-{number}"]
+        members = keep & (which == number)
+        np.testing.assert_array_equal(line.get_xdata(), end.times_s)
+        np.testing.assert_allclose(
+            line.get_ydata(), (std[:, members] / mean[:, members]).mean(axis=1)
+        )
+        (published,) = [ln for ln in ax.lines if ln.get_gid() == f"published-{number}"]
+        g = mean[0][members].mean()
+        np.testing.assert_allclose(
+            published.get_ydata(),
+            read_noise_relative_std(
+                DEFAULT_MODEL, np.full(published.get_xdata().size, g), published.get_xdata()
+            ),
+        )
+    # read noise grows with time since programming, as the published fit says
+    top = next(ln for ln in ax.lines if ln.get_gid() == "bin-3").get_ydata()
+    assert top[-1] > top[0]

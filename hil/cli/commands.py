@@ -80,7 +80,9 @@ def check(args: argparse.Namespace) -> None:
                 f"--current-min {args.current_min:g} µA is not below --current-max "
                 f"{args.current_max:g} µA"
             )
-    elif args.command == "infer":
+    elif args.command == "infer" or (
+        getattr(args, "kind", None) == "read-noise" and args.times is not None
+    ):
         for before, after in pairwise(args.times):
             if after <= before:
                 raise ValueError(f"--times must increase: {after:g} s comes after {before:g} s")
@@ -241,7 +243,16 @@ def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) 
             listeners=listeners,
         )
         return curve.as_dict()
-    return read_noise(chip, tile, addresses, reads=args.reads, listeners=listeners).as_dict()
+    times = tuple(args.times or ())
+    return read_noise(
+        chip,
+        tile,
+        addresses,
+        reads=args.reads,
+        times_s=times,
+        clock=ChipClock(chip) if times else None,
+        listeners=listeners,
+    ).as_dict()
 
 
 def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:

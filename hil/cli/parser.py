@@ -324,6 +324,14 @@ def _add_characterize(commands) -> None:
         default=20,
         help="reads per device (a spread needs two)",
     )
+    noise.add_argument(
+        "--times",
+        type=positive_float,
+        nargs="+",
+        metavar="S",
+        help="read again at these times after programming, s, increasing: read noise grows "
+        "with time (default: once, right after programming)",
+    )
     for parser in (curve, accumulation, noise):
         _add_resource(parser)
         _add_bench(parser)

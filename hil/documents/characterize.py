@@ -84,18 +84,27 @@ class ReadNoiseStart(CharacterizationStart, name="read-noise.start"):
 
 @dataclass(frozen=True)
 class ReadNoiseRead(Step, name="read-noise.read"):
-    """One read of every device taken (``read`` counts from 1)."""
+    """One read of every device taken (``read`` counts from 1); since version 2, ``t_s`` after
+    the programming pulse when the reads are timed (None when not)."""
+
+    version: ClassVar[int] = 2
 
     read: int
+    t_s: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReadNoiseEnd(End, name="read-noise.end"):
-    """How many reads were taken; since version 2, per device, the mean of its reads and their
-    std (ddof 1), µS, once there were two reads."""
+    """How many reads were taken; since version 2, per device, the mean of its (first) reads
+    and their std (ddof 1), µS, once there were two reads; and, when the reads were timed,
+    ``times_s`` after programming with the mean and std per time and device (times ×
+    devices, µS)."""
 
     version: ClassVar[int] = 2
 
     reads: int | None = None
     mean_uS: np.ndarray | None = None
     std_uS: np.ndarray | None = None
+    times_s: np.ndarray | None = None
+    mean_by_time_uS: np.ndarray | None = None
+    std_by_time_uS: np.ndarray | None = None

@@ -2,9 +2,9 @@
 marked, the accumulation curve, and read noise.
 
 Read noise is drawn from each device's mean and std of its reads, which ``read-noise.end``
-keeps since version 2 (an older run has nothing to draw). No document records when the devices
-were programmed, and the procedure reads them all at one time, so the published fit is drawn at
-a few times since programming, not against it.
+keeps since version 2 (an older run has nothing to draw): against conductance, and, when the
+run read again at times since programming (``--times``), against that time per conductance
+bin, each beside the published fit.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pcm_hil.documents.characterize import (
 )
 from pcm_hil.emulator.calibration import DEFAULT_MODEL
 from pcm_hil.emulator.devices import read_noise_relative_std
-from pcm_hil.figures.style import new_figure
+from pcm_hil.figures.style import level_colours, new_figure
 
 #: Where the melting threshold comes from: no published value was found; it is the emulator
 #: model's documented choice (``PcmModel.i_melt_uA``, ± ``i_melt_spread_uA`` device to device).
@@ -58,7 +58,19 @@ def characterization_figures(documents: list[Document]) -> dict[str, Figure]:
         mean = np.asarray(noise.mean_uS, dtype=np.float64)
         keep = mean > 0
         relative = np.asarray(noise.std_uS, dtype=np.float64)[keep] / mean[keep]
-        figures["read-noise"] = read_noise_figure(mean[keep], relative, noise.reads)
+        first = float(noise.times_s[0]) if noise.times_s is not None else None
+        figures["read-noise"] = read_noise_figure(mean[keep], relative, noise.reads, first)
+        if (
+            noise.times_s is not None
+            and noise.mean_by_time_uS is not None
+            and noise.std_by_time_uS is not None
+        ):
+            figures["read-noise-vs-time"] = read_noise_time_figure(
+                np.asarray(noise.times_s, dtype=np.float64),
+                np.asarray(noise.mean_by_time_uS, dtype=np.float64),
+                np.asarray(noise.std_by_time_uS, dtype=np.float64),
+                noise.reads,
+            )
     return figures
 
 
@@ -179,6 +191,47 @@ def read_noise_figure(
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("mean conductance of the device's reads (µS)")
+    ax.set_ylabel("relative read noise σ/G (dimensionless)")
+    ax.legend(fontsize="x-small")
+    return figure
+
+
+def read_noise_time_figure(
+    times_s: np.ndarray,
+    mean_uS: np.ndarray,
+    std_uS: np.ndarray,
+    reads: int,
+    bins: int = 4,
+) -> Figure:
+    """Relative read noise against time since programming: the devices split into ``bins``
+    conductance bins of equal count by their mean at the first time; per bin and time the
+    mean of the devices' relative std (std/mean of their ``reads`` reads, ``mean_uS`` and
+    ``std_uS`` times × devices); beside the published fit σ_read/G(G, t) at each bin's mean
+    conductance [code, aihwkit PCM model]."""
+    first = mean_uS[0]
+    keep = (mean_uS > 0).all(axis=0)
+    edges = np.quantile(first[keep], np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, first, side="right") - 1, 0, bins - 1)
+    figure, (ax,) = new_figure(
+        f"Read noise vs time since programming\n{int(keep.sum())} devices, {reads} reads "
+        f"at each of {times_s.size} times"
+    )
+    fine = np.geomspace(float(times_s.min()), float(times_s.max()), 100)
+    for number, colour in enumerate(level_colours(bins)):
+        members = keep & (which == number)
+        relative = (std_uS[:, members] / mean_uS[:, members]).mean(axis=1)
+        g = float(first[members].mean())
+        ax.plot(
+            times_s, relative, "o-", color=colour, gid=f"bin-{number}",
+            label=f"devices near {g:.3g} µS (measured)",
+        )  # fmt: skip
+        ax.plot(
+            fine, read_noise_relative_std(DEFAULT_MODEL, np.full(fine.size, g), fine), "--",
+            color=colour, gid=f"published-{number}",
+        )  # fmt: skip
+    ax.plot([], [], "--", color="black", label="published fit (IBM aihwkit) at the bin's mean G")
+    ax.set_xscale("log")
+    ax.set_xlabel("time since programming (s)")
     ax.set_ylabel("relative read noise σ/G (dimensionless)")
     ax.legend(fontsize="x-small")
     return figure

@@ -129,20 +129,11 @@ def _errors_figure(
         counts, _ = np.histogram(values, bins=bins)
         hist.stairs(counts, bins, color=colour, label=f"{target:.3g} µS")
         stds.append(float(np.std(values)) if values.size > 1 else np.nan)
-    for number, edge in enumerate((-tolerance_uS, tolerance_uS)):
-        hist.axvline(
-            edge,
-            color="black",
-            linestyle="--",
-            linewidth=0.8,
-            gid="tolerance",
-            label=f"±{tolerance_uS:g} µS tolerance" if number == 0 else None,
-        )
-    hist.legend(
-        handles=[line for line in hist.lines if line.get_label()[0] != "_"],
-        fontsize="small",
-        loc="upper left",
-    )
+    edges = [
+        hist.axvline(edge, color="black", linestyle="--", linewidth=0.8, gid="tolerance")
+        for edge in (-tolerance_uS, tolerance_uS)
+    ]
+    hist.legend([edges[0]], [f"±{tolerance_uS:g} µS tolerance"], fontsize="small", loc="upper left")
     hist.set_xlabel("error (µS)")
     hist.set_ylabel("devices")
     level_targets = np.array([target for _, target, _ in groups])

@@ -3,6 +3,7 @@ accumulation curve and read noise. Each step is one batched pulse and one batche
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pcm_hil.documents.characterize import (
     ReadNoiseStart,
 )
 from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
 
 
@@ -172,32 +174,65 @@ def read_noise(
     reads: int = 20,
     bins: int = 8,
     width_ns: float = 50.0,
+    times_s: Sequence[float] = (),
+    clock: ChipClock | None = None,
     listeners: Iterable[Listener] = (),
 ) -> ReadNoise:
     """Program the devices over a spread of conductances (melt-quench currents spread over
     ``currents_uA``), read them all ``reads`` times, and report each device's relative std
-    (std/mean of its reads), averaged in conductance bins."""
+    (std/mean of its reads), averaged in conductance bins. With ``times_s`` (s after the
+    programming pulse, increasing) and a ``clock``, the ``reads`` reads are taken again at
+    each of those times: read noise grows with the time since programming."""
     addresses = np.asarray(addresses)
-    emitter = Emitter(listeners, total=reads)
+    times = [float(t) for t in times_s]
+    if times and clock is None:
+        raise ValueError("reading at times since programming needs the chip's clock")
+    if any(later <= earlier for earlier, later in itertools.pairwise(times)):
+        raise ValueError("read-noise times must increase")
+    emitter = Emitter(listeners, total=reads * max(len(times), 1))
     started = time.perf_counter()
-    samples = []
+    samples: list[np.ndarray] = []
+    bursts: list[tuple[np.ndarray, np.ndarray]] = []  # (mean, std) at each time
     start = ReadNoiseStart(tile=tile, devices=int(addresses.size), reads=reads)
     with cancellable(emitter, start, ReadNoiseEnd) as run:
         spread = np.linspace(*currents_uA, addresses.size, dtype=np.float32)
         chip.pulse(tile, addresses, spread, width_ns)
-        for _ in range(reads):
-            samples.append(chip.read(tile, addresses))
-            emitter.step(ReadNoiseRead(read=len(samples)))
+        programmed_at = clock.now() if clock is not None else 0.0
+        schedule: list[float | None] = [*times] if times else [None]
+        for t in schedule:
+            if t is not None and clock is not None:
+                clock.wait_until(programmed_at + t)
+            burst = []
+            for _ in range(reads):
+                burst.append(chip.read(tile, addresses))
+                emitter.step(ReadNoiseRead(read=len(samples) + len(burst), t_s=t))
+            if not samples:
+                samples = burst
+            if len(burst) >= 2:
+                data = np.asarray(burst, dtype=np.float64)
+                bursts.append((data.mean(axis=0), data.std(axis=0, ddof=1)))
     mean = std = None
     if len(samples) >= 2:
         data = np.asarray(samples, dtype=np.float64)
         mean, std = data.mean(axis=0), data.std(axis=0, ddof=1)
+    timed = times[: len(bursts)] if times else []
     emitter.end(
         ReadNoiseEnd(
             status=run.status,
             reads=len(samples),
             mean_uS=None if mean is None else mean.astype(np.float32),
             std_uS=None if std is None else std.astype(np.float32),
+            times_s=np.asarray(timed, dtype=np.float64) if timed else None,
+            mean_by_time_uS=(
+                np.asarray([b[0] for b in bursts[: len(timed)]], dtype=np.float32)
+                if timed
+                else None
+            ),
+            std_by_time_uS=(
+                np.asarray([b[1] for b in bursts[: len(timed)]], dtype=np.float32)
+                if timed
+                else None
+            ),
         )
     )
     count: np.ndarray  # bin counts (integers) once measured
