@@ -197,7 +197,8 @@ def _inference_figure(inference: Inference) -> Figure:
         loc="outside lower center",
         ncols=len(weights) if len(combinations) % len(weights) == 0 else 2,
         title=f"weights, drift compensation: mean over {chips} chip{'s' if most > 1 else ''}; "
-        f"bars: min–max over chips{baseline}",
+        + ("bars: min–max over chips" if most > 1 else "one chip: no spread to show")
+        + baseline,
         fontsize="small",
         title_fontsize="small",
     )

@@ -205,12 +205,22 @@ def _fit_line(ax: Axes, data: DriftData, mask: np.ndarray, t: np.ndarray) -> flo
     return fit[1]
 
 
+def _progress(data: DriftData) -> str:
+    """How many of the scheduled reads the fits rest on, and whether the run ended."""
+    start = data.start
+    reads = f"fitted on {start.resumed + len(data.t_s)} of {len(start.times_s)} reads"
+    if data.end is None:
+        return f"{reads}, run not ended"
+    return reads if data.end.status == "completed" else f"{reads}, run {data.end.status}"
+
+
 def _nu_figure(data: DriftData) -> Figure:
     """ν of the good fits, one histogram per level, on shared bins."""
     nu = data.nu[data.good]
     figure, (ax,) = new_figure(
         f"Drift exponent ν per device: {int(data.good.sum())} good fits of "
-        f"{int(data.usable.sum())} usable devices\n(good: standard error of ν ≤ {MAX_NU_ERROR:g})"
+        f"{int(data.usable.sum())} usable devices\n(good: standard error of ν ≤ {MAX_NU_ERROR:g};"
+        f" {_progress(data)})"
     )
     low, high = float(nu.min()), float(nu.max())
     bins = np.linspace(low, high, 41) if high > low else np.linspace(low - 0.01, low + 0.01, 41)
@@ -229,7 +239,9 @@ def _nu_figure(data: DriftData) -> Figure:
 def _nu_vs_g_figure(data: DriftData) -> Figure:
     """Mean ± std of ν over each level's good fits against its target, beside μ_ν ± σ_ν of
     the published model."""
-    figure, (ax,) = new_figure("Drift exponent vs conductance: measured beside published")
+    figure, (ax,) = new_figure(
+        f"Drift exponent vs conductance: measured beside published\n({_progress(data)})"
+    )
     rows = [
         (target, float(data.nu[m].mean()), float(data.nu[m].std()))
         for target, mask in data.levels()

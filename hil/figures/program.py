@@ -99,8 +99,8 @@ def _levels_figure(
     ax.set_xlabel(f"conductance, {read} (µS)")
     ax.set_ylabel("fraction of the level's devices")
     ax.set_ylim(0, 1)
-    if len(groups) <= 16:
-        ax.legend(title="target", fontsize="small", ncols=2)
+    if len(groups) <= 16:  # beside the axes: inside, it would hide the highest levels
+        ax.legend(title="target", fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     return figure
 
 
