@@ -60,3 +60,21 @@ def networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, 
                 f"not a network (CIDR such as 192.168.1.0/24, or an address): {part.strip()!r}"
             ) from None
     return tuple(found)
+
+
+#: Seconds per unit of a duration option (``30d``, ``12h``, ``90m``, ``3600s`` or ``3600``).
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def duration(text: str) -> float:
+    """A positive duration, s, written with a unit (s, m, h, d, w) or in seconds."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration (e.g. 30d, 12h, 90m, 3600s): {text!r}"
+        ) from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive duration, not {text!r}")
+    return seconds

@@ -14,6 +14,7 @@ from importlib import metadata
 
 from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
 from pcm_hil.cli.options import (
+    duration,
     float_range,
     int_range,
     networks,
@@ -394,7 +395,9 @@ def _add_infer(commands) -> None:
 
 
 def _add_runs_commands(commands) -> None:
-    runs = _command(commands, "runs", "recorded runs: list, show, export, plot, report")
+    runs = _command(
+        commands, "runs", "recorded runs: list, show, export, plot, report, delete, prune, vacuum"
+    )
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = _command(runs_commands, "list", "recorded runs, newest first")
     listing.add_argument("--limit", type=positive_int, default=20, help="runs to list at most")
@@ -431,7 +434,26 @@ def _add_runs_commands(commands) -> None:
     )
     report.add_argument("id", type=positive_int, help="run id")
     report.add_argument("--output", help="the .html file (default: run-ID.html in this directory)")
-    for parser in (listing, show, export, plot, report):
+    delete = _command(
+        runs_commands, "delete", "delete runs, their events and arrays (never a running run)"
+    )
+    delete.add_argument("ids", type=positive_int, nargs="+", metavar="ID", help="run ids")
+    prune = _command(
+        runs_commands,
+        "prune",
+        "delete the runs started longer ago than --older-than (never a running run)",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=duration,
+        required=True,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 90m, 3600s",
+    )
+    vacuum = _command(
+        runs_commands, "vacuum", "give the space of deleted runs back to the file system"
+    )
+    for parser in (listing, show, export, plot, report, delete, prune, vacuum):
         _add_runs(parser)
 
 

@@ -20,7 +20,9 @@ from pcm_hil.records.store import RunStore
 
 
 def runs(args: argparse.Namespace) -> int:
-    """``pcm-hil runs list|show|export|plot``."""
+    """``pcm-hil runs list|show|export|plot|report|delete|prune|vacuum``."""
+    if args.runs_command in ("delete", "prune", "vacuum"):
+        return keep_small(args)
     with RunStore(args.runs, readonly=True) as store:
         if args.runs_command == "list":
             return list_runs(args, store)
@@ -37,6 +39,29 @@ def runs(args: argparse.Namespace) -> int:
             print(write_report(store, args.id, args.output))
             return 0
         return export_run(args, store)
+
+
+def keep_small(args: argparse.Namespace) -> int:
+    """``runs delete ID…``, ``runs prune --older-than AGE``, ``runs vacuum``: one line each
+    on what was done."""
+    with RunStore(args.runs) as store:
+        if args.runs_command == "delete":
+            running = [i for i in args.ids if store.run(i).status == "running"]  # all known
+            if running:
+                raise ValueError(f"run(s) {', '.join(map(str, running))} running: none deleted")
+            for run_id in args.ids:
+                store.delete_run(run_id)
+            print(f"deleted run(s) {', '.join(map(str, args.ids))} from {store.path}")
+        elif args.runs_command == "prune":
+            deleted = store.prune(args.older_than)
+            print(
+                f"deleted {len(deleted)} run(s) from {store.path}"
+                + (f": {', '.join(map(str, deleted))}" if deleted else "")
+            )
+        else:
+            before, after = store.vacuum()
+            print(f"{store.path}: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB")
+    return 0
 
 
 def list_runs(args: argparse.Namespace, store: RunStore) -> int:

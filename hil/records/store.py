@@ -362,6 +362,43 @@ class RunStore:
             (status, error, time.time(), run_id),
         )
 
+    # --- keeping the store small ---------------------------------------------------------------
+
+    @guarded
+    def delete_run(self, run_id: int) -> None:
+        """Delete a run, its events and its arrays, in one transaction. A running run is
+        refused (ValueError): its process is still writing it."""
+        info = self.run(run_id)
+        if info.status == "running":
+            raise ValueError(f"run {run_id} is running (pid {info.pid}): it is not deleted")
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for table, key in (("arrays", "run_id"), ("events", "run_id"), ("runs", "id")):
+                self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (run_id,))
+
+    def prune(self, older_than_s: float, now: float | None = None) -> list[int]:
+        """Delete every run started more than ``older_than_s`` before ``now`` (s since the
+        epoch; default: now) that is not running; the ids deleted, oldest first."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        old = [r for r in reversed(self.runs()) if r.started_at < cutoff and r.status != "running"]
+        for run in old:
+            self.delete_run(run.id)
+        return [run.id for run in old]
+
+    @guarded
+    def vacuum(self) -> tuple[int, int]:
+        """Give the space of deleted runs back to the file system: (bytes before, after)."""
+        before = self._size()
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, self._size()
+
+    def _size(self) -> int:
+        """Bytes of the store file and its write-ahead log."""
+        wal = Path(f"{self.path}-wal")
+        return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
     # --- reading ----------------------------------------------------------------------------
 
     @guarded
