@@ -2,13 +2,13 @@
 
 Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceback.
 
-Where things are: the options in ``parser``, their types and ranges in ``options`` (every
-option is checked before a chip is opened or a run recorded: by its type, then by
-``commands.check`` and, once the chip is open, ``commands.check_on_chip``); the command
-bodies in ``commands`` (devices
-chosen by ``devices``, chips opened by ``chips``, ``--resume`` read back by ``resume``); the
-recorded runs in ``recording``; their tables in ``tables``, JSON in ``output``; ``runs`` and
-``dashboard`` in ``runs``; ``emulator serve|bench`` in ``serve``.
+Where things are: the options in ``parser`` (those of ``runs`` and ``dashboard`` in
+``runs_options``), their types and ranges in ``options``; every option is checked before a
+chip is opened or a run recorded — by its type, then by ``commands.check`` and, once the chip
+is open, ``commands.check_on_chip``. The command bodies are in ``commands`` (devices chosen by
+``devices``, chips opened by ``chips``, ``--resume`` read back by ``resume``); the recorded
+runs in ``recording``, their tables in ``tables``, JSON in ``output``, figures in ``plots``;
+``runs`` and ``dashboard`` in ``runs``; ``emulator serve|bench`` in ``serve``.
 """
 
 from __future__ import annotations
