@@ -185,3 +185,26 @@ def test_bad_tiles_is_one_line(capsys):
     assert main(["program", "--resource", "emulator?profile=small", "--tiles", "9", "--json"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "outside 0…3" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "nearest"),
+    [
+        (["progam"], "program"),
+        (["runs", "lsit"], "list"),
+        (["characterize", "accumulaton"], "accumulation"),
+        (["program", "--strategy", "amplitud"], "amplitude"),
+    ],
+)
+def test_a_mistyped_command_or_choice_names_the_nearest(argv, nearest, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"did you mean '{nearest}'?")
+
+
+def test_nothing_near_is_suggested_for_nonsense(capsys):
+    with pytest.raises(SystemExit):
+        main(["xyz"])
+    assert "did you mean" not in capsys.readouterr().err

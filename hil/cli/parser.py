@@ -9,8 +9,11 @@ error before anything runs); what needs two options or the chip is checked by
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
+import re
 from importlib import metadata
+from typing import NoReturn
 
 from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
 from pcm_hil.cli.options import (
@@ -59,10 +62,23 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser that, for a mistyped command or choice, names the nearest one."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if match:
+            choices = re.findall(r"'([^']*)'", match.group(2))
+            near = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.6)
+            if near:
+                message += f"; did you mean '{near[0]}'?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pcm_hil.cli.runs_options import add_dashboard, add_runs_commands
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pcm-hil",
         description="Drive PCM test chips and their emulator.",
         formatter_class=HelpFormatter,
