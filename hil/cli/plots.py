@@ -39,10 +39,12 @@ def check_plot_folder(args: argparse.Namespace) -> None:
     written, before anything runs."""
     report = getattr(args, "report", None)
     if report is not None:
-        path = Path(report)
-        if path.suffix.lower() not in (".html", ".htm"):
-            raise ValueError(f"--report {report}: a report is an .html file")
-        _writable_folder(path.parent, f"--report {report}")
+        from pcm_hil.report import check_report_path
+
+        try:
+            check_report_path(Path(report))
+        except ValueError as error:
+            raise ValueError(f"--report {error}") from None
     folder = getattr(args, "plot", None)
     if folder is None:
         return

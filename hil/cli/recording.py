@@ -20,7 +20,7 @@ from pcm_hil.cli.chips import open_target
 from pcm_hil.cli.commands import check, check_on_chip
 from pcm_hil.cli.output import EXIT_INTERRUPTED, emit
 from pcm_hil.cli.plots import plot_after
-from pcm_hil.records.store import Recorder, RunStore
+from pcm_hil.records.store import Recorder, RunStore, default_path
 from pcm_hil.ui.progress import ProgressBar
 
 Render = Callable[[dict, Console], None]
@@ -110,8 +110,8 @@ def demo_report_path(args: argparse.Namespace, run_id: int) -> Path:
     run store."""
     if args.report:
         return Path(args.report)
-    with RunStore(args.runs, readonly=True) as store:
-        return store.path.parent / "reports" / f"run-{run_id}.html"
+    store = Path(args.runs) if args.runs else default_path()
+    return store.parent / "reports" / f"run-{run_id}.html"
 
 
 def write_demo_report(args: argparse.Namespace, run_id: int, path: Path) -> Path:

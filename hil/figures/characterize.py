@@ -26,6 +26,7 @@ from pcm_hil.documents.characterize import (
 from pcm_hil.emulator.calibration import DEFAULT_MODEL
 from pcm_hil.emulator.devices import read_noise_relative_std
 from pcm_hil.figures.style import level_colours, new_figure
+from pcm_hil.procedures.characterize import conductance_bins
 
 #: Where the melting threshold comes from: no published value was found; it is the emulator
 #: model's documented choice (``PcmModel.i_melt_uA``, ± ``i_melt_spread_uA`` device to device).
@@ -210,8 +211,8 @@ def read_noise_time_figure(
     conductance [code, aihwkit PCM model]."""
     first = mean_uS[0]
     keep = (mean_uS > 0).all(axis=0)
-    edges = np.quantile(first[keep], np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, first, side="right") - 1, 0, bins - 1)
+    which = np.full(first.size, -1)
+    which[keep] = conductance_bins(first[keep], bins)
     figure, (ax,) = new_figure(
         f"Read noise vs time since programming\n{int(keep.sum())} devices, {reads} reads "
         f"at each of {times_s.size} times"
@@ -257,8 +258,7 @@ def binned_read_noise(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean conductance and mean relative std in ``bins`` bins of equal device count, as
     ``procedures.characterize.read_noise`` reports them."""
-    edges = np.quantile(g_uS, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, g_uS, side="right") - 1, 0, bins - 1)
+    which = conductance_bins(g_uS, bins)
     count = np.maximum(np.bincount(which, minlength=bins), 1)
     return (
         np.bincount(which, weights=g_uS, minlength=bins) / count,

@@ -238,9 +238,14 @@ def read_noise(
     count: np.ndarray  # bin counts (integers) once measured
     g = rel = count = np.zeros(0)
     if mean is not None and std is not None:
-        edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
-        which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, bins - 1)
+        which = conductance_bins(mean, bins)
         count = np.bincount(which, minlength=bins)
         g = np.bincount(which, weights=mean, minlength=bins) / np.maximum(count, 1)
         rel = np.bincount(which, weights=std / mean, minlength=bins) / np.maximum(count, 1)
     return ReadNoise(g, rel, count, len(samples), run.status, time.perf_counter() - started)
+
+
+def conductance_bins(g_uS: np.ndarray, bins: int) -> np.ndarray:
+    """Each device's bin (0…bins−1) among ``bins`` conductance bins of equal device count."""
+    edges = np.quantile(g_uS, np.linspace(0, 1, bins + 1))
+    return np.clip(np.searchsorted(edges, g_uS, side="right") - 1, 0, bins - 1)

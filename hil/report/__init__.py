@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime
 import io
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,20 @@ def render_report(store, run_id: int) -> str:
 def write_report(store, run_id: int, output: str | Path | None = None) -> Path:
     """Write the report of run ``run_id`` (to ``run-ID.html`` unless told); its path."""
     path = Path(output) if output is not None else Path(f"run-{run_id}.html")
+    check_report_path(path)
+    path.write_text(render_report(store, run_id), encoding="utf-8")
+    return path
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse (ValueError) a report path that cannot be written: not .html, or in a folder
+    that does not exist or cannot be written in."""
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{path}: a report is an .html file")
     if not path.parent.resolve().is_dir():
         raise ValueError(f"{path}: the folder {path.parent} does not exist")
-    path.write_text(render_report(store, run_id), encoding="utf-8")
-    return path
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write in {path.parent}")
 
 
 def _when(timestamp: float | None) -> str:
@@ -189,4 +198,4 @@ def _png(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-__all__ = ["REPORT_DPI", "STEP_ROWS", "render_report", "write_report"]
+__all__ = ["REPORT_DPI", "STEP_ROWS", "check_report_path", "render_report", "write_report"]
