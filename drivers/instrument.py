@@ -2,7 +2,7 @@
 setting, derived from its rows.
 
 An instrument class names its table (``pcm_hil.protocols.smu.SMU_COMMANDS`` …) and declares
-each setting by the handler of its rows — ``set_<name>`` sets it, ``<name>`` reads it back::
+each setting by the handler of its rows — ``set_<name>`` sets it, ``<name>`` reads it back:
 
     class SourceMeter(Instrument):
         table = SMU_COMMANDS

@@ -19,7 +19,7 @@ plan is applied to it (``apply_to_chip``; ``TcpServer`` and ``InProcessTransport
 when they are constructed with a plan).
 
 The compact text form, for the command line, is ``key=value`` pairs separated by commas,
-pairs of numbers joined by ``:`` (``FaultPlan.parse`` / ``FaultPlan.format``)::
+pairs of numbers joined by ``:`` (``FaultPlan.parse`` / ``FaultPlan.format``):
 
     drop_after=100,delay_s=2,delay_from=5,error_reply=12:-200,temperature_excursion=20:350
 """

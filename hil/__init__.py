@@ -1,8 +1,8 @@
 """pcm-hil: drive phase-change-memory test chips and bench instruments, and emulate them.
 
-What a lab script needs is importable from here::
+What a lab script needs is importable from here:
 
-    from pcm_hil import PcmChip, ChipClock, program_and_verify, measure_drift, RunStore
+    from pcm_hil import PcmChip, ChipClock, program_and_verify, measure_drift, record, load_run
 
 Names are re-exported lazily (PEP 562): ``import pcm_hil.protocols`` loads the protocol and
 nothing of the procedures, and ``from pcm_hil import PcmChip`` loads the driver alone. The
@@ -12,12 +12,14 @@ subpackages, one concept each:
   pulse generator); ``SPEC.md``.
 - ``pcm_hil.emulator``: the chip (and a bench) in software, its servers (TCP, pty, in-process).
 - ``pcm_hil.drivers``: the chip driver and the bench-instrument drivers, over any transport.
-- ``pcm_hil.targets``: what procedures need of a chip (``typing.Protocol``\\ s), the chip
+- ``pcm_hil.targets``: what procedures need of a chip (``typing.Protocol`` classes), the chip
   clock, the bench target.
 - ``pcm_hil.documents``: the typed documents every procedure emits.
 - ``pcm_hil.procedures``: program-and-verify and its strategies, drift, characterization.
 - ``pcm_hil.analog``: weights on the chip, chip-in-the-loop inference and training.
-- ``pcm_hil.nn``: the numpy networks. ``pcm_hil.records``: the run store, export, resume.
+- ``pcm_hil.nn``: the numpy networks. ``pcm_hil.records``: the run store, its metadata,
+  ``record`` (a script's own run), resume.
+- ``pcm_hil.data``: recorded runs as xarray Datasets (``load_run``) and exported files.
 - ``pcm_hil.ui``: progress bar and dashboard. ``pcm_hil.cli``: ``pcm-hil``.
   ``pcm_hil.testing``: the pytest plugin.
 """
@@ -58,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "measure_drift": "pcm_hil.procedures.drift",
     "DriftResult": "pcm_hil.procedures.drift",
     "fit_drift": "pcm_hil.procedures.drift",
+    "drift_fit": "pcm_hil.procedures.drift",
+    "DriftFit": "pcm_hil.procedures.drift",
     "log_times": "pcm_hil.procedures.drift",
     "programming_curve": "pcm_hil.procedures.characterize",
     "accumulation_curve": "pcm_hil.procedures.characterize",
@@ -66,9 +70,14 @@ _EXPORTS: dict[str, str] = {
     "AnalogNetwork": "pcm_hil.analog.network",
     "drift_experiment": "pcm_hil.analog.inference",
     "train_on_chip": "pcm_hil.analog.insitu",
-    # records
+    # records and data
     "RunStore": "pcm_hil.records.store",
     "Recorder": "pcm_hil.records.store",
+    "record": "pcm_hil.records.session",
+    "RecordedRun": "pcm_hil.records.session",
+    "load_run": "pcm_hil.data.load",
+    "run_tables": "pcm_hil.data.load",
+    "export_run": "pcm_hil.data.export",
     # emulator
     "make_chip": "pcm_hil.emulator",
     "EmulatedChip": "pcm_hil.emulator.chip",
@@ -95,6 +104,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from pcm_hil.analog.inference import drift_experiment
     from pcm_hil.analog.insitu import train_on_chip
     from pcm_hil.analog.network import AnalogNetwork
+    from pcm_hil.data.export import export_run
+    from pcm_hil.data.load import load_run, run_tables
     from pcm_hil.drivers.chip import PcmChip
     from pcm_hil.drivers.errors import (
         ChipBusyError,
@@ -114,10 +125,18 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from pcm_hil.emulator.chip import EmulatedChip
     from pcm_hil.emulator.faults import FaultPlan
     from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
-    from pcm_hil.procedures.drift import DriftResult, fit_drift, log_times, measure_drift
+    from pcm_hil.procedures.drift import (
+        DriftFit,
+        DriftResult,
+        drift_fit,
+        fit_drift,
+        log_times,
+        measure_drift,
+    )
     from pcm_hil.procedures.program import ProgramResult, level_targets, program_and_verify
     from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
     from pcm_hil.protocols.chip import ChipInfo, Identity
+    from pcm_hil.records.session import RecordedRun, record
     from pcm_hil.records.store import Recorder, RunStore
     from pcm_hil.targets.bench import BenchTarget
     from pcm_hil.targets.clock import ChipClock

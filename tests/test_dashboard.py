@@ -235,6 +235,7 @@ def test_map_cells_follow_the_levels_and_leave_unread_devices_blank():
         converged=0,
         stuck_devices=0,
         devices=address.size,
+        read=np.ones(address.size, dtype=bool),
         conductance_uS=target.copy(),
         finished=np.zeros(address.size, dtype=bool),
     )
@@ -603,6 +604,7 @@ def two_tiles(tile: int | None) -> DashboardState:
         converged=n,
         stuck_devices=0,
         devices=n,
+        read=np.ones(n, dtype=bool),
         conductance_uS=low,
         finished=np.ones(n, dtype=bool),
     )
@@ -1015,6 +1017,8 @@ def test_updates_keep_arrays_by_reference_and_leave_the_array_work_to_drawing(
     # the very documents and arrays of the events, not copies
     assert state.program.step is program[-1]
     assert state.program.step.conductance_uS is program[-1].conductance_uS
+    # a programming's iterations wait to be folded into its latest reads until drawn
+    assert state.program.verify.pending[-1] is program[-1]
     assert state.map_values is drift[-1].conductance_uS
     assert len(state.drift.pending) == len(drift)
     assert all(

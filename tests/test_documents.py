@@ -263,9 +263,11 @@ def test_a_store_of_pcm_hil_0_1_is_migrated_and_nothing_is_lost(tmp_path):
         assert isinstance(start, ProgramStart) and start.strategy == "amplitude"
         np.testing.assert_array_equal(start.target_uS, [1, 2, 3, 4])
         assert isinstance(second, ProgramIteration) and second.stuck_devices == 1
+        # version 1 held every device's latest read; read back as version 2, all were read
         np.testing.assert_array_equal(
             second.conductance_uS, np.array([1.1, 2.2, 0.1, 9], np.float32)
         )
+        assert second.read.all() and second.version == 2
         np.testing.assert_array_equal(second.finished, [True, True, True, False])
         assert infer.accuracy == {"none": 0.9, "gdc": 0.95} and infer.chip is None
         assert isinstance(other, UnknownDocument) and other.values() == {"trace": 3}

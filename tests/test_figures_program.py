@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pcm_hil.cli.main import main
-from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart, ProgramTrace
 from pcm_hil.figures import figures_of, run_figures
-from pcm_hil.figures.program import iterations_to_finish, program_figures
+from pcm_hil.figures.program import program_figures
 from pcm_hil.procedures.program import published_programming_sigma
 from pcm_hil.records.store import RunStore
 
@@ -89,16 +89,22 @@ def test_errors_figure_holds_histograms_and_sigma_beside_the_published_one(recor
 
 def test_iterations_figure_is_the_cdf_of_the_iterations_of_the_converged(recorded):
     _folder, _store, documents, figures = recorded
-    _start, iterations, end = _parts(documents)
+    start, iterations, end = _parts(documents)
     (ax,) = figures["program-iterations"].axes
     (line,) = ax.lines
     converged = np.asarray(end.converged, dtype=bool)
     taken = np.sort(np.asarray(end.iterations)[converged]).astype(float)
     np.testing.assert_array_equal(line.get_xdata(), taken)
     # the iterations documents tell the same story: each converged device first finished then
-    np.testing.assert_array_equal(
-        iterations_to_finish(iterations)[converged], end.iterations[converged]
-    )
+    trace = ProgramTrace(start.devices)
+    for iteration in iterations:
+        trace.add(iteration)
+    np.testing.assert_array_equal(trace.finished_at[converged], end.iterations[converged])
+    # each iteration records only the devices it read: the converged ones drop out
+    assert all(it.conductance_uS.size == it.read.sum() for it in iterations)
+    assert [int(it.read.sum()) for it in iterations[1:]] == [
+        int((~it.finished).sum()) for it in iterations[:-1]
+    ]
 
 
 def test_a_run_cut_off_draws_from_its_last_verify_reads(recorded):
@@ -110,11 +116,14 @@ def test_a_run_cut_off_draws_from_its_last_verify_reads(recorded):
     assert "last verify read" in ax.get_xlabel()
     first = next(line for line in ax.lines if line.get_gid() != "target")
     level = start.target_uS == np.unique(start.target_uS)[0]
-    last = np.asarray(iterations[2].conductance_uS, dtype=np.float64)[level]
+    trace = ProgramTrace(start.devices)
+    for iteration in iterations[:3]:
+        trace.add(iteration)
+    last = trace.conductance_uS.astype(np.float64)[level]
     np.testing.assert_array_equal(first.get_xdata(), np.sort(last[np.isfinite(last)]))
     assert "not ended: at iteration 3 of 30" in figures["program-levels"].get_suptitle()
     # converged so far: finished with the last verify read within the tolerance (not stuck)
-    read = np.asarray(iterations[2].conductance_uS, dtype=np.float64)
+    read = trace.conductance_uS.astype(np.float64)
     error = read - start.target_uS
     converged = np.asarray(iterations[2].finished) & (np.abs(error) <= start.tolerance_uS)
     hist = figures["program-errors"].axes[0]

@@ -163,7 +163,15 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
         listed[0]["identity"]["model"] == "PCM-EMULATOR" and listed[0]["protocol_version"] == "1.1"
     )
     assert listed[0]["parameters"]["levels"] == 4
+    # runs show: the record and the summary the command printed
     assert main(["runs", "show", str(program["run_id"]), "--json", "--runs", runs]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["summary"] == {k: v for k, v in program.items() if k not in ("resource", "run_id")}
+    assert main(["runs", "show", str(program["run_id"]), "--runs", runs]) == 0
+    printed = capsys.readouterr().out
+    assert "Run 1: program" in printed and "Program-and-verify" in printed
+    # runs show --events: the raw stream
+    assert main(["runs", "show", str(program["run_id"]), "--events", "--json", "--runs", runs]) == 0
     shown = json.loads(capsys.readouterr().out)
     kinds = [e["kind"] for e in shown["events"]]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("step") >= 3
@@ -174,35 +182,20 @@ def test_cli_records_lists_shows_and_exports(tmp_path, capsys):
     assert shown["events"][-1]["data"]["converged_fraction"] == pytest.approx(
         program["converged_fraction"]
     )
-    for fmt, name in (("npz", "run.npz"), ("csv", "run-csv"), ("hdf5", "run.h5")):
+    for fmt, name in (("netcdf", "run.nc"), ("csv", "run-csv"), ("parquet", "run-pq")):
         out = tmp_path / name
-        assert (
-            main(
-                [
-                    "runs",
-                    "export",
-                    str(program["run_id"]),
-                    "--format",
-                    fmt,
-                    "--output",
-                    str(out),
-                    "--runs",
-                    runs,
-                ]
-            )
-            == 0
-        )
-        assert out.exists()
-    with np.load(tmp_path / "run.npz") as data:
-        assert json.loads(str(data["run"]))["procedure"] == "program"
-        assert data["event00001.conductance_uS"].shape == (256,)
-    import h5py
+        command = ["runs", "export", str(program["run_id"]), "--format", fmt, "--output", str(out)]
+        assert main([*command, "--runs", runs]) == 0
+        assert capsys.readouterr().out.strip() == str(out)
+    import pandas as pd
+    import xarray as xr
 
-    with h5py.File(tmp_path / "run.h5") as f:
-        assert f["event00001"]["conductance_uS"].shape == (256,)
-    assert (
-        (tmp_path / "run-csv" / "events.csv").read_text().startswith("seq,document,kind,procedure")
-    )
+    with xr.open_dataset(tmp_path / "run.nc") as ds:
+        assert ds.sizes["device"] == 256 and ds.attrs["run_id"] == program["run_id"]
+        assert float(ds.converged.mean()) == pytest.approx(program["converged_fraction"])
+    table = pd.read_csv(tmp_path / "run-csv" / "program.csv")
+    assert len(table) == 256 and {"tile", "address", "final_uS", "converged"} <= set(table)
+    assert len(pd.read_parquet(tmp_path / "run-pq" / "program.parquet")) == 256
     capsys.readouterr()
     assert main(["runs", "show", "999", "--runs", runs]) == 1
     assert "no run 999" in capsys.readouterr().err

@@ -241,9 +241,9 @@ def test_reading_commands_write_nothing(tmp_path, capsys):
     before = snapshot(folder)
     runs = ["--runs", str(path)]
     assert main(["runs", "list", *runs]) == 0
-    assert main(["runs", "show", "1", "--json", *runs]) == 0
-    export = tmp_path / "run.npz"
-    assert main(["runs", "export", "1", "--format", "npz", "--output", str(export), *runs]) == 0
+    assert main(["runs", "show", "1", "--events", "--json", *runs]) == 0
+    export = tmp_path / "run.nc"
+    assert main(["runs", "export", "1", "--format", "netcdf", "--output", str(export), *runs]) == 0
     assert main(["dashboard", "1", "--once", *runs]) == 0
     capsys.readouterr()
     _tiles, addresses, _targets, finished = resume.program_left(str(path), 1)
@@ -281,7 +281,7 @@ def test_an_old_store_is_refused_by_reading_commands_and_not_migrated(tmp_path, 
     assert main([*PROGRAM, "--runs", str(path)]) == 0
     capsys.readouterr()
     assert (tmp_path / "old.sqlite.v0.bak").is_file()
-    assert main(["runs", "show", "1", "--json", "--runs", str(path)]) == 0
+    assert main(["runs", "show", "1", "--events", "--json", "--runs", str(path)]) == 0
     assert len(json.loads(capsys.readouterr().out)["events"]) == 5
 
 
@@ -355,7 +355,7 @@ def test_a_read_only_store_is_read_and_left_as_it_was(read_only_store, capsys):
     before = snapshot(read_only_store.parent)
     assert main(["runs", "list", "--json", "--runs", str(read_only_store)]) == 0
     assert [r["id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [1]
-    assert main(["runs", "show", "1", "--json", "--runs", str(read_only_store)]) == 0
+    assert main(["runs", "show", "1", "--events", "--json", "--runs", str(read_only_store)]) == 0
     assert json.loads(capsys.readouterr().out)["events"][0]["document"] == "program.start"
     assert snapshot(read_only_store.parent) == before
 
@@ -370,7 +370,7 @@ def test_a_read_only_store_really_unwritable(read_only_store):
     listed = cli(prefix, "runs", "list", "--json", "--runs", str(read_only_store))
     assert listed.returncode == 0, listed.stderr
     assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == [1]
-    shown = cli(prefix, "runs", "show", "1", "--json", "--runs", str(read_only_store))
+    shown = cli(prefix, "runs", "show", "1", "--events", "--json", "--runs", str(read_only_store))
     assert shown.returncode == 0, shown.stderr
     program = cli(prefix, *PROGRAM, "--runs", str(read_only_store))
     assert program.returncode == 1

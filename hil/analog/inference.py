@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from pcm_hil.analog.network import AnalogNetwork
-from pcm_hil.documents.analog import InferAccuracy, InferEnd, InferStart
+from pcm_hil.documents.analog import InferAccuracy, InferChip, InferEnd, InferStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.network import Network, recalibrate_batchnorm
 from pcm_hil.targets.clock import ChipClock
@@ -108,6 +108,7 @@ def drift_experiment(
             for name, network in networks.items():
                 chip = open_chip(index)
                 try:
+                    emitter.emit(chip_document(index, name, chip))
                     _measure_one(
                         index,
                         chip,
@@ -126,6 +127,19 @@ def drift_experiment(
     result.elapsed_s = time.perf_counter() - started
     emitter.end(InferEnd(status=run.status, points=len(result.accuracies)))
     return result
+
+
+def chip_document(index: int, weights: str, chip: OpenedChip) -> InferChip:
+    """What chip ``index`` (to be programmed with ``weights``) reported of itself."""
+    config = asdict(chip.config)
+    identity = config.pop("identity")
+    return InferChip(
+        chip=index,
+        weights=weights,
+        identity=identity,
+        config=config,
+        resource=getattr(chip, "resource", None),
+    )
 
 
 def _measure_one(

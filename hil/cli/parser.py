@@ -57,6 +57,7 @@ class HelpFormatter(argparse.HelpFormatter):
             or default is False
             or default is argparse.SUPPRESS
             or default == ""
+            or default == []  # a repeatable option given no times
         ):
             return text
         return f"{text} (default: %(default)s)"
@@ -161,6 +162,29 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
         help="write the run's figures into DIR (made if missing) when it ends",
     )
     _add_runs(parser)
+    _add_labels(parser)
+
+
+def _add_labels(parser: argparse.ArgumentParser) -> None:
+    """The run's metadata: defaults from the config file and $PCM_HIL_META
+    (``pcm_hil.records.metadata``)."""
+    parser.add_argument(
+        "--meta",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="experiment metadata recorded with the run (sample=W12, die=7, operator=jd); "
+        "repeatable; defaults from $PCM_HIL_META and the [meta] of ~/.config/pcm-hil/config.toml; "
+        "KEY= drops a default",
+    )
+    parser.add_argument("--note", metavar="TEXT", default=None, help="a note recorded with the run")
+    parser.add_argument(
+        "--tag",
+        metavar="WORD",
+        action="append",
+        default=[],
+        help="a tag to find the run by (runs list --tag WORD); repeatable",
+    )
 
 
 def _add_runs(parser: argparse.ArgumentParser) -> None:

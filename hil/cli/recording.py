@@ -20,6 +20,10 @@ from pcm_hil.cli.chips import open_target
 from pcm_hil.cli.commands import check, check_on_chip
 from pcm_hil.cli.output import EXIT_INTERRUPTED, emit
 from pcm_hil.cli.plots import plot_after
+from pcm_hil.documents.analog import InferChip
+from pcm_hil.protocols.chip import ChipInfo, Identity
+from pcm_hil.records.metadata import run_labels
+from pcm_hil.records.session import emulator_parameters
 from pcm_hil.records.store import Recorder, RunStore, default_path
 from pcm_hil.ui.progress import ProgressBar
 
@@ -27,9 +31,22 @@ Render = Callable[[dict, Console], None]
 
 
 def run_report(args: argparse.Namespace, run, render: Render) -> int:
-    """A command that opens its own chips (one per repetition): ``run(args, listeners)``."""
+    """A command that opens its own chips (one per repetition): ``run(args, listeners)``.
+    The run records the first chip's identity as its own (each chip's is in its documents)."""
     check(args)
-    return run_recorded(args, lambda listeners, _store, _run_id: run(args, listeners), render)
+
+    def body(listeners, store, run_id):
+        described: list[bool] = []
+
+        def describe(event):
+            if isinstance(event.document, InferChip) and not described:
+                identity, config = event.document.identity, event.document.config
+                store.describe_chip(run_id, ChipInfo(identity=Identity(**identity), **config))
+                described.append(True)
+
+        return run(args, [describe, *listeners])
+
+    return run_recorded(args, body, render)
 
 
 def run_procedure(args: argparse.Namespace, run, render: Render) -> int:
@@ -60,13 +77,18 @@ def run_recorded(
     ``recorded`` joins the options among the run's parameters. A run that raises is marked
     failed (cancelled on Ctrl-C) with what it measured kept."""
     procedure = getattr(args, "kind", None) or args.command
+    labels = run_labels(args.meta, args.note, args.tag)  # refused before anything is recorded
+    emulator = emulator_parameters(args.resource, getattr(args, "seed", None))
     store = RunStore(args.runs)
     try:
         run_id = store.start_run(
             procedure,
             resource=args.resource,
-            parameters={**parameters(args), **(recorded or {})},
-            seed=getattr(args, "seed", None),
+            parameters={**parameters(args), **(recorded or {}), **emulator},
+            seed=emulator["emulator"]["seed"] if emulator else getattr(args, "seed", None),
+            meta=labels.meta,
+            note=labels.note,
+            tags=labels.tags,
         )
     except BaseException:
         store.close()  # the store's side files go with its connection
@@ -75,6 +97,7 @@ def run_recorded(
     display = [] if (args.json or args.quiet) else [_display(args, store.run(run_id))]
     try:
         summary = body([recorder, *display], store, run_id)
+        store.set_summary(run_id, summary)  # what runs show prints again
     except BaseException as error:
         if store.run(run_id).status == "running":
             if isinstance(error, KeyboardInterrupt):
@@ -138,8 +161,10 @@ def _display(args: argparse.Namespace, info=None):
 
 
 def parameters(args: argparse.Namespace) -> dict:
-    """The options a run records as its parameters: all but those about output and transport."""
+    """The options a run records as its parameters: all but those about output and transport
+    and the labels (recorded as the run's meta, note and tags)."""
     skip = {
         "json", "quiet", "dashboard", "runs", "debug", "command", "timeout", "plot", "report",
+        "meta", "note", "tag",
     }  # fmt: skip
     return {k: v for k, v in vars(args).items() if k not in skip}

@@ -1,7 +1,8 @@
 """Looking at recorded runs: ``runs list``, ``runs show``, ``runs export`` and ``dashboard``.
 
-``runs show`` reads a run back in ``show_run``: ``run_document`` is its ``--json`` object,
-``render_run`` its tables. All of them only read the store: they open it read-only, so a store
+``runs show`` reads a run back in ``show_run``: its record and the result tables its
+procedure printed (``--events``: ``run_document`` is the events' ``--json`` object,
+``render_run`` their table). All of them only read the store: they open it read-only, so a store
 they cannot write, or one not made yet, is read as it is and left so.
 """
 
@@ -16,13 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from pcm_hil.cli.output import print_json
+from pcm_hil.cli.tables import RENDERERS
+from pcm_hil.records.metadata import check_tags, parse_pairs
 from pcm_hil.records.store import RunStore
 
 
 def runs(args: argparse.Namespace) -> int:
-    """``pcm-hil runs list|show|export|plot|report|delete|prune|vacuum``."""
+    """``pcm-hil runs list|show|tag|export|plot|report|delete|prune|vacuum``."""
     if args.runs_command in ("delete", "prune", "vacuum"):
         return keep_small(args)
+    if args.runs_command == "tag":
+        return tag_run(args)
     with RunStore(args.runs, readonly=True) as store:
         if args.runs_command == "list":
             return list_runs(args, store)
@@ -64,30 +69,133 @@ def keep_small(args: argparse.Namespace) -> int:
     return 0
 
 
+def tag_run(args: argparse.Namespace) -> int:
+    """``runs tag ID [WORD…] [--remove WORD] [--meta K=V] [--note TEXT]``: the run's labels
+    as they now are, one line (or JSON)."""
+    meta = parse_pairs(args.meta)
+    add, remove = check_tags(args.tags), check_tags(args.remove, "--remove")
+    with RunStore(args.runs) as store:
+        info = store.annotate(
+            args.id,
+            meta={k: (v if v != "" else None) for k, v in meta.items()},
+            note=args.note,
+            add_tags=add,
+            remove_tags=remove,
+        )
+    if args.json:
+        print_json({"id": info.id, "meta": info.meta, "note": info.note, "tags": info.tags})
+    else:
+        print(f"run {info.id}: {_labels(info) or 'no tags, metadata or note'}")
+    return 0
+
+
 def list_runs(args: argparse.Namespace, store: RunStore) -> int:
-    found = store.runs(limit=args.limit)
+    found = store.runs(
+        limit=args.limit,
+        meta=parse_pairs(args.meta),
+        tags=check_tags(args.tag),
+        procedure=args.procedure,
+    )
     if args.json:
         print_json({"runs": [r.as_dict() for r in found], "store": str(store.path)})
         return 0
     table = Table(title=f"Runs in {store.path}")
-    for column in ("id", "procedure", "started", "status", "resource", "chip"):
+    for column in ("id", "procedure", "started", "status", "resource", "chip", "labels"):
         table.add_column(column)
     for r in found:
         chip = f"{r.identity['model']} {r.identity['serial']}" if r.identity else ""
-        table.add_row(str(r.id), r.procedure, _when(r.started_at), r.status, r.resource or "", chip)
+        table.add_row(
+            str(r.id), r.procedure, _when(r.started_at), r.status, r.resource or "", chip,
+            _labels(r),
+        )  # fmt: skip
     Console().print(table)
     return 0
 
 
+def _labels(info) -> str:
+    """A run's tags, metadata and note, short: ``#cal sample=W12 die=7 "first"``."""
+    words = [f"#{t}" for t in info.tags] + [f"{k}={v}" for k, v in info.meta.items()]
+    if info.note:
+        words.append(f'"{_short(info.note)}"')
+    return " ".join(words)
+
+
 def show_run(args: argparse.Namespace, store: RunStore) -> int:
-    """One run: its record and its events, as one JSON object or as two tables."""
+    """One run: its record and its result tables — as the procedure printed them, or, for
+    a run that kept no summary, its data tables described — or with ``--events`` its
+    events; as one JSON object or as tables."""
     info = store.run(args.id)
-    events = list(store.events(args.id))
+    if args.events:
+        events = list(store.events(args.id))
+        if args.json:
+            print_json(run_document(info, events))
+        else:
+            render_run(info, events, Console())
+        return 0
+    summary = store.summary(args.id)
     if args.json:
-        print_json(run_document(info, events))
+        print_json({"run": info.as_dict(), "summary": summary})
+        return 0
+    console = Console()
+    render_record(info, console)
+    render = RENDERERS.get(info.procedure)
+    if summary is not None and render is not None:
+        render(summary, console)
     else:
-        render_run(info, events, Console())
+        from pcm_hil.data import run_tables
+
+        render_tables(run_tables(args.id, store), console)
     return 0
+
+
+def render_record(info, console: Console) -> None:
+    """The run's record, short: what, when, on what, labels, and its parameters."""
+    header = Table(title=f"Run {info.id}: {info.procedure}", show_header=False)
+    chip = info.identity or {}
+    rows = {
+        "status": info.status + (f" ({info.error})" if info.error else ""),
+        "started": _when(info.started_at),
+        "ended": _when(info.ended_at) if info.ended_at else "",
+        "resource": info.resource or "",
+        "chip": " ".join(str(chip[k]) for k in ("model", "serial", "firmware") if k in chip),
+        "seed": "" if info.seed is None else str(info.seed),
+        "labels": _labels(info),
+        "parameters": ", ".join(
+            f"{k}={_short(v)}"
+            for k, v in info.parameters.items()
+            if v is not None and k not in ("resource", "emulator")
+        ),
+    }
+    for key, value in rows.items():
+        if value:
+            header.add_row(key, value)
+    console.print(header)
+
+
+def render_tables(tables: dict, console: Console) -> None:
+    """Each data table of a run: its dimensions and, per variable, units and statistics."""
+    if not tables:
+        console.print("no data recorded")
+    for name, table in tables.items():
+        sizes = " × ".join(f"{n} {d}" for d, n in table.sizes.items())
+        view = Table(title=f"{name}: {sizes}")
+        for column in ("variable", "units", "dims", "mean", "min", "max"):
+            view.add_column(column)
+        for var in table.data_vars:
+            values = table[var].values
+            numeric = values.dtype.kind in "biuf" and values.size
+            stats = (
+                [
+                    f"{np.nanmean(values):.4g}",
+                    f"{np.nanmin(values):.4g}",
+                    f"{np.nanmax(values):.4g}",
+                ]
+                if numeric and not np.isnan(values.astype(float)).all()
+                else ["", "", ""]
+            )
+            units = table[var].attrs.get("units", "")
+            view.add_row(str(var), units, ",".join(map(str, table[var].dims)), *stats)
+        console.print(view)
 
 
 def run_document(info, events: list) -> dict:
@@ -137,10 +245,11 @@ def render_run(info, events: list, console: Console) -> None:
 
 
 def export_run(args: argparse.Namespace, store: RunStore) -> int:
-    """Write the run to HDF5, .npz or CSV and print the path written."""
-    from pcm_hil.records.export import export_run as export
+    """Write the run's tables as NetCDF, Parquet or CSV and print the path written."""
+    from pcm_hil.data import export_run as export
 
-    print(export(store, args.id, args.format, args.output))
+    store.run(args.id)  # an unknown run is one line
+    print(export(args.id, args.format, args.output, store=store))
     return 0
 
 

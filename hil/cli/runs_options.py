@@ -6,26 +6,80 @@ from __future__ import annotations
 from pcm_hil.cli.options import duration, non_negative_int, positive_int
 from pcm_hil.cli.parser import _add_json, _add_runs, _command
 
+#: ``runs export --format``: the formats of ``pcm_hil.data.export_run``.
+EXPORT_FORMATS = ("netcdf", "hdf5", "parquet", "csv")
+
 
 def add_runs_commands(commands) -> None:
-    """``pcm-hil runs …``: list, show, export, plot, report, delete, prune, vacuum."""
+    """``pcm-hil runs …``: list, show, tag, export, plot, report, delete, prune, vacuum."""
     runs = _command(
-        commands, "runs", "recorded runs: list, show, export, plot, report, delete, prune, vacuum"
+        commands,
+        "runs",
+        "recorded runs: list, show, tag, export, plot, report, delete, prune, vacuum",
     )
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = _command(runs_commands, "list", "recorded runs, newest first")
     listing.add_argument("--limit", type=positive_int, default=20, help="runs to list at most")
+    listing.add_argument(
+        "--meta",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="only runs whose metadata has this value (compared as text); repeatable: all must hold",
+    )
+    listing.add_argument(
+        "--tag",
+        metavar="WORD",
+        action="append",
+        default=[],
+        help="only runs with this tag; repeatable",
+    )
+    listing.add_argument(
+        "--procedure", metavar="NAME", default=None, help="only runs of this procedure, e.g. drift"
+    )
     _add_json(listing)
-    show = _command(runs_commands, "show", "one run: its record and its events")
+    show = _command(
+        runs_commands, "show", "one run: its record and its result tables (--events: its events)"
+    )
     show.add_argument("id", type=positive_int, help="run id")
+    show.add_argument(
+        "--events", action="store_true", help="the raw stream of events instead of the results"
+    )
     _add_json(show)
-    export = _command(runs_commands, "export", "write a run to HDF5, .npz or CSV")
+    tag = _command(
+        runs_commands, "tag", "label a recorded run: add or remove tags, set metadata or its note"
+    )
+    tag.add_argument("id", type=positive_int, help="run id")
+    tag.add_argument("tags", nargs="*", metavar="WORD", help="tags to add")
+    tag.add_argument(
+        "--remove", metavar="WORD", action="append", default=[], help="a tag to remove; repeatable"
+    )
+    tag.add_argument(
+        "--meta",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set a metadata value (KEY= removes it); repeatable",
+    )
+    tag.add_argument("--note", metavar="TEXT", default=None, help="replace the run's note")
+    _add_json(tag)
+    export = _command(
+        runs_commands,
+        "export",
+        "write a run's tables, self-describing: NetCDF-4 (HDF5), Parquet or CSV",
+    )
     export.add_argument("id", type=positive_int, help="run id")
     export.add_argument(
-        "--format", choices=("hdf5", "npz", "csv"), required=True, help="file format"
+        "--format",
+        choices=EXPORT_FORMATS,
+        required=True,
+        help="netcdf: one .nc file, a group per table (hdf5: the same file, .h5); parquet and "
+        "csv: a folder, one file per table",
     )
     export.add_argument(
-        "--output", help="file (directory for csv) (default: run-ID.ext in this directory)"
+        "--output",
+        help="the file (netcdf, hdf5) or folder (parquet, csv) (default: run-ID.nc, run-ID.h5, "
+        "run-ID-parquet/ or run-ID-csv/ in this directory)",
     )
     plot = _command(
         runs_commands,
@@ -67,7 +121,7 @@ def add_runs_commands(commands) -> None:
     vacuum = _command(
         runs_commands, "vacuum", "give the space of deleted runs back to the file system"
     )
-    for parser in (listing, show, export, plot, report, delete, prune, vacuum):
+    for parser in (listing, show, tag, export, plot, report, delete, prune, vacuum):
         _add_runs(parser)
 
 

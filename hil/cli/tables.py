@@ -208,3 +208,16 @@ def render_tour(summary: dict, console: Console) -> None:
             f"{level['nu_fit']:.3f}",
         )
     console.print(drift)
+
+
+#: The tables each recorded procedure prints of its summary (``runs show`` prints them again).
+RENDERERS = {
+    "program": render_program,
+    "drift": render_drift,
+    "programming-curve": render_curve,
+    "accumulation": render_curve,
+    "read-noise": render_curve,
+    "infer": render_infer,
+    "demo": render_demo,
+    "train": render_train,
+}

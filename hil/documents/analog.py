@@ -35,6 +35,20 @@ class InferAccuracy(Step, name="infer.accuracy"):
     chip: int | None = None
 
 
+@dataclass(frozen=True)
+class InferChip(Step, name="infer.chip"):
+    """Chip number ``chip`` of the experiment, opened to be programmed with ``weights``:
+    what it reported of itself (``identity``: manufacturer, model, serial, firmware;
+    ``config``: its geometry and limits) and the resource it was opened as (None when the
+    chip does not say) — every accuracy after it until the next is measured on it."""
+
+    chip: int
+    weights: str
+    identity: dict
+    config: dict
+    resource: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class InferEnd(End, name="infer.end"):
     points: int | None = None

@@ -62,6 +62,16 @@ class Document:
             raise ValueError(f"{cls.name} (version {cls.version}) has no field(s) {unknown}")
         return cls(**values)
 
+    @classmethod
+    def upgrade(cls, version: int, values: dict[str, Any]) -> dict[str, Any] | None:
+        """The values of this document's current version from those an older ``version``
+        stored, or None when they cannot be carried over (the document is then read back as
+        an ``UnknownDocument``, kept as it was). By default the values as they are: a version
+        that only added fields with defaults reads its elders (a field it does not have, or
+        one missing without a default, still makes them unknown). A class whose fields
+        change meaning overrides it."""
+        return values
+
 
 @dataclass(frozen=True)
 class Start(Document):

@@ -3,7 +3,7 @@ curve, the accumulation curve and read noise."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -14,11 +14,14 @@ from pcm_hil.documents.base import End, Start, Step
 @dataclass(frozen=True)
 class CurvePoint(Step):
     """One point of a characterization curve: mean and std of the devices' conductance, µS,
-    at the swept value ``x`` (named ``x_name``)."""
+    at the swept value ``x`` (named ``x_name``); since version 2, every device's read
+    (``conductance_uS``, µS, in the start document's order of ``address``)."""
 
+    version: ClassVar[int] = 2
     x_name: ClassVar[str]
     mean_uS: float
     std_uS: float
+    conductance_uS: np.ndarray | None = field(default=None, kw_only=True)
 
     @property
     def x(self) -> float:
@@ -27,10 +30,13 @@ class CurvePoint(Step):
 
 @dataclass(frozen=True)
 class CharacterizationStart(Start):
-    """Which devices are characterized: ``devices`` of tile ``tile``."""
+    """Which devices are characterized: ``devices`` of tile ``tile``; since version 2 their
+    addresses (``address``, the order of every per-device array of the run)."""
 
+    version: ClassVar[int] = 2
     tile: int
     devices: int
+    address: np.ndarray | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -41,6 +42,18 @@ class DriftRead(Step, name="drift.read"):
 @dataclass(frozen=True, kw_only=True)
 class DriftEnd(End, name="drift.end"):
     """The fitted drift exponent ν per target level: ``levels`` holds one dict per level
-    (target_uS, nu_mean, nu_std, n_devices, good_fit_fraction)."""
+    (target_uS, nu_mean, nu_std, n_devices, good_fit_fraction). Version 2 adds the fit of
+    every device, in the start document's order: ``nu``, its standard error ``nu_error``,
+    ``fit_rms`` (RMS residual of ln G about the fit), ``g_t0_uS`` (the fitted conductance at
+    ``t0_s``, µS) and ``good`` (usable, with ``nu_error ≤ max_nu_error``)."""
+
+    version: ClassVar[int] = 2
 
     levels: list[dict] | None = None
+    nu: np.ndarray | None = None
+    nu_error: np.ndarray | None = None
+    fit_rms: np.ndarray | None = None
+    g_t0_uS: np.ndarray | None = None
+    good: np.ndarray | None = None
+    t0_s: float | None = None
+    max_nu_error: float | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -27,16 +27,56 @@ class ProgramStart(Start, name="program.start"):
 
 @dataclass(frozen=True)
 class ProgramIteration(Step, name="program.iteration"):
-    """One iteration: one pulse command and one verify read per tile. ``conductance_uS`` is
-    each device's latest verify read (NaN before its first), ``finished`` whether it has
-    converged or been found stuck; both in the start document's device order."""
+    """One iteration: one pulse command and one verify read per tile, for the devices still
+    being programmed. Per device, in the start document's order: ``read`` whether it was
+    read in this iteration, ``finished`` whether it has converged or been found stuck by its
+    end; ``conductance_uS`` holds the reads taken, µS, in device order (one per True of
+    ``read``).
+
+    Version 2 keeps what changed: version 1 held every device's latest read each iteration
+    (``conductance_uS``, NaN before the first); ``ProgramTrace`` folds either into the
+    latest read of every device."""
+
+    version: ClassVar[int] = 2
 
     iteration: int
     converged: int
     stuck_devices: int
     devices: int
+    read: np.ndarray
     conductance_uS: np.ndarray
     finished: np.ndarray
+
+    @classmethod
+    def upgrade(cls, version: int, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Version 1: each device's latest read stands as read in the iteration (folding
+        them gives the same latest reads)."""
+        if version != 1 or "conductance_uS" not in values:
+            return None
+        latest = np.asarray(values["conductance_uS"], dtype=np.float32)
+        read = ~np.isnan(latest)
+        return {**values, "read": read, "conductance_uS": latest[read]}
+
+
+class ProgramTrace:
+    """Every device's latest verify read (µS, NaN before its first) and whether it is
+    finished, folded from a program-and-verify run's iterations as they come: each costs
+    only the devices it read."""
+
+    def __init__(self, devices: int) -> None:
+        self.conductance_uS = np.full(devices, np.nan, dtype=np.float32)
+        self.finished = np.zeros(devices, dtype=bool)
+        self.finished_at = np.zeros(devices, dtype=np.int32)
+        """The iteration at which each device was first finished (0: not yet)."""
+        self.iteration = 0
+
+    def add(self, step: ProgramIteration) -> None:
+        read = np.asarray(step.read, dtype=bool)
+        self.conductance_uS[read] = step.conductance_uS
+        finished = np.asarray(step.finished, dtype=bool)
+        self.finished_at[finished & ~self.finished] = step.iteration
+        self.finished = finished
+        self.iteration = step.iteration
 
 
 @dataclass(frozen=True, kw_only=True)

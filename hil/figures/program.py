@@ -7,7 +7,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pcm_hil.documents.base import Document
-from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart, ProgramTrace
 from pcm_hil.figures.style import ecdf, level_colours, levels, new_figure
 from pcm_hil.procedures.program import published_programming_sigma
 
@@ -29,22 +29,25 @@ def _programming_figures(
 ) -> dict[str, Figure]:
     targets = np.asarray(start.target_uS, dtype=np.float64)
     last = iterations[-1]
+    trace = ProgramTrace(targets.size)
+    for iteration in iterations:
+        trace.add(iteration)
     if end is not None and end.final_uS is not None:  # the read after programming ended
         final = np.asarray(end.final_uS, dtype=np.float64)
         counted = np.asarray(end.converged, dtype=bool)
         read = "read after programming"
     else:  # cut off (or recorded before version 2): the last verify reads; a finished
         # device converged when that read is within the tolerance (else it was found stuck)
-        final = np.asarray(last.conductance_uS, dtype=np.float64)
+        final = trace.conductance_uS.astype(np.float64)
         with np.errstate(invalid="ignore"):
             within = np.abs(final - targets) <= start.tolerance_uS
-        counted = np.asarray(last.finished, dtype=bool) & within
+        counted = trace.finished & within
         read = "last verify read"
     stuck = end.stuck_devices if end is not None else last.stuck_devices
     finished_at = (
         np.asarray(end.iterations) * counted
         if end is not None and end.iterations is not None
-        else iterations_to_finish(iterations) * counted
+        else trace.finished_at * counted
     )
     state = _state(start, last, end)
     return {
@@ -171,13 +174,3 @@ def _iterations_figure(finished_at: np.ndarray, stuck: int | None, state: str) -
     ax.set_ylabel("fraction of converged devices")
     ax.set_ylim(0, 1)
     return figure
-
-
-def iterations_to_finish(iterations: list[ProgramIteration]) -> np.ndarray:
-    """Per device, the iteration at which it was first finished (converged or found stuck);
-    0 for a device never finished."""
-    done = np.zeros(np.asarray(iterations[0].finished).size, dtype=np.int64)
-    for iteration in iterations:
-        newly = np.asarray(iteration.finished, dtype=bool) & (done == 0)
-        done[newly] = iteration.iteration
-    return done

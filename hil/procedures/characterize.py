@@ -75,7 +75,14 @@ def _run(
             means.append(float(reads.mean()))
             stds.append(float(reads.std()))
             done.append(x)
-            emitter.step(point(mean_uS=means[-1], std_uS=stds[-1], **{point.x_name: x}))
+            emitter.step(
+                point(
+                    mean_uS=means[-1],
+                    std_uS=stds[-1],
+                    conductance_uS=reads.astype(np.float32),
+                    **{point.x_name: x},
+                )
+            )
     emitter.end(end(status=run.status, points=len(done)))
     return Curve(
         start.procedure,
@@ -107,7 +114,9 @@ def programming_curve(
         return chip.read(tile, addresses)
 
     currents = [float(c) for c in currents_uA]
-    start = ProgrammingCurveStart(tile=tile, devices=int(addresses.size), width_ns=width_ns)
+    start = ProgrammingCurveStart(
+        tile=tile, devices=int(addresses.size), width_ns=width_ns, address=_int32(addresses)
+    )
     return _run(start, ProgrammingCurvePoint, ProgrammingCurveEnd, currents, step, listeners)
 
 
@@ -134,7 +143,11 @@ def accumulation_curve(
         return chip.read(tile, addresses)
 
     start = AccumulationStart(
-        tile=tile, devices=int(addresses.size), amplitude_uA=amplitude_uA, width_ns=width_ns
+        tile=tile,
+        devices=int(addresses.size),
+        amplitude_uA=amplitude_uA,
+        width_ns=width_ns,
+        address=_int32(addresses),
     )
     return _run(start, AccumulationPoint, AccumulationEnd, list(range(pulses + 1)), step, listeners)
 
@@ -193,7 +206,9 @@ def read_noise(
     started = time.perf_counter()
     samples: list[np.ndarray] = []
     bursts: list[tuple[np.ndarray, np.ndarray]] = []  # (mean, std) at each time
-    start = ReadNoiseStart(tile=tile, devices=int(addresses.size), reads=reads)
+    start = ReadNoiseStart(
+        tile=tile, devices=int(addresses.size), reads=reads, address=_int32(addresses)
+    )
     with cancellable(emitter, start, ReadNoiseEnd) as run:
         spread = np.linspace(*currents_uA, addresses.size, dtype=np.float32)
         chip.pulse(tile, addresses, spread, width_ns)
@@ -249,3 +264,8 @@ def conductance_bins(g_uS: np.ndarray, bins: int) -> np.ndarray:
     """Each device's bin (0…bins−1) among ``bins`` conductance bins of equal device count."""
     edges = np.quantile(g_uS, np.linspace(0, 1, bins + 1))
     return np.clip(np.searchsorted(edges, g_uS, side="right") - 1, 0, bins - 1)
+
+
+def _int32(addresses: np.ndarray) -> np.ndarray:
+    """Device addresses as stored: int32 (a tile holds far fewer than 2³¹ devices)."""
+    return np.asarray(addresses, dtype=np.int32)

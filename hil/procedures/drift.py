@@ -52,6 +52,12 @@ class DriftResult:
     status: Status
     wall_s: float
     programming: ProgramResult | None
+    fit_rms: np.ndarray | None = None
+    """The RMS residual of log G about each device's fit (see ``DriftFit``)."""
+    g_t0_uS: np.ndarray | None = None
+    """Each device's fitted conductance at ``t0_s``, µS."""
+    t0_s: float = 20.0
+    max_nu_error: float = 0.02
 
     def summary(self) -> dict:
         """Per target level: mean and std of ν over good fits, how many, and the fraction of
@@ -80,10 +86,28 @@ class DriftResult:
         }
 
 
-def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: float):
-    """Least-squares ν per device from reads (times × devices) of log G vs log t, using reads
-    at ``elapsed_s ≥ fit_from_s`` with positive conductance. Returns ν and the RMS residual of
-    log G about the fit and the standard error of ν (NaN where fewer than 3 reads qualify)."""
+@dataclass
+class DriftFit:
+    """Per device, the least-squares fit of log G vs log t: the drift exponent ``nu``, its
+    standard error ``nu_error``, the RMS residual of log G about the line (``rms``, the fit's
+    goodness: 0.01 is a 1% scatter), the fitted conductance at ``t0_s`` (``g_t0_uS``, µS) and
+    how many reads it used (``reads``). NaN where fewer than 3 reads qualify."""
+
+    nu: np.ndarray
+    nu_error: np.ndarray
+    rms: np.ndarray
+    g_t0_uS: np.ndarray
+    reads: np.ndarray
+    t0_s: float
+
+
+def drift_fit(
+    elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: float, t0_s: float | None = None
+) -> DriftFit:
+    """Least-squares fit per device of reads (times × devices) of log G vs log t, using reads
+    at ``elapsed_s ≥ fit_from_s`` with positive conductance; G(t0) at ``t0_s`` (default:
+    ``fit_from_s``, or 1 s when that is 0)."""
+    t0 = float(t0_s if t0_s is not None else (fit_from_s if fit_from_s > 0 else 1.0))
     use = (elapsed_s >= fit_from_s) & (conductance_uS > 0)
     x = np.log(np.where(use, elapsed_s, 1.0))
     y = np.log(np.where(use, conductance_uS, 1.0))
@@ -97,9 +121,19 @@ def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: flo
         slope = (dx * dy).sum(axis=0) / sxx
         rms = np.sqrt(((dy - slope * dx) ** 2).sum(axis=0) / (n - 2))
         error = rms / np.sqrt(sxx)
-    for array in (slope, rms, error):
+        g_t0 = np.exp(my + slope * (np.log(t0) - mx))
+    for array in (slope, rms, error, g_t0):
         array[n < 3] = np.nan
-    return -slope, rms, error
+    return DriftFit(-slope, error, rms, g_t0, n.astype(np.int32), t0)
+
+
+def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: float):
+    """Least-squares ν per device from reads (times × devices) of log G vs log t, using reads
+    at ``elapsed_s ≥ fit_from_s`` with positive conductance. Returns ν and the RMS residual of
+    log G about the fit and the standard error of ν (NaN where fewer than 3 reads qualify);
+    ``drift_fit`` gives G(t0) too."""
+    fit = drift_fit(elapsed_s, conductance_uS, fit_from_s)
+    return fit.nu, fit.rms, fit.nu_error
 
 
 @dataclass
@@ -227,18 +261,15 @@ def measure_drift(
         -1, addresses.size
     )
     reads = np.asarray(read_rows, dtype=np.float32).reshape(len(read_rows), addresses.size)
-    if reads.shape[0]:
-        nu, _residual, nu_error = fit_drift(elapsed, reads, fit_from_s)
-    else:
-        nu = nu_error = np.full(addresses.size, np.nan)
-    good = usable & (nu_error <= max_nu_error)
+    fit = drift_fit(elapsed, reads, fit_from_s)
+    good = usable & (fit.nu_error <= max_nu_error)
     result = DriftResult(
         targets,
         tile_of,
         addresses,
         usable,
-        nu,
-        nu_error,
+        fit.nu,
+        fit.nu_error,
         good,
         elapsed,
         reads,
@@ -246,6 +277,22 @@ def measure_drift(
         status,
         time.perf_counter() - started,
         programming,
+        fit_rms=fit.rms,
+        g_t0_uS=fit.g_t0_uS,
+        t0_s=fit.t0_s,
+        max_nu_error=max_nu_error,
     )
-    emitter.end(DriftEnd(status=status, levels=result.summary()["levels"]))
+    emitter.end(
+        DriftEnd(
+            status=status,
+            levels=result.summary()["levels"],
+            nu=fit.nu.astype(np.float32),
+            nu_error=fit.nu_error.astype(np.float32),
+            fit_rms=fit.rms.astype(np.float32),
+            g_t0_uS=fit.g_t0_uS.astype(np.float32),
+            good=good,
+            t0_s=fit.t0_s,
+            max_nu_error=max_nu_error,
+        )
+    )
     return result

@@ -181,20 +181,13 @@ def program_and_verify(
     with cancellable(emitter, start, ProgramEnd) as run:
         states = [strategy.prepare(chip, group) for group in groups]
         for iteration in range(1, max_iterations + 1):
-            busy = False
-            for group, state in zip(groups, states, strict=True):
-                busy |= _iterate(chip, group, strategy, state, tolerance_uS, clock)
-            if emitter.listeners:  # the per-device arrays only for someone who listens
-                emitter.step(
-                    ProgramIteration(
-                        iteration=iteration,
-                        converged=sum(int(g.converged.sum()) for g in groups),
-                        stuck_devices=sum(int(g.stuck.sum()) for g in groups),
-                        devices=int(targets.size),
-                        conductance_uS=np.concatenate([g.last_read for g in groups]),
-                        finished=np.concatenate([g.converged | g.stuck for g in groups]),
-                    )
-                )
+            read = [
+                _iterate(chip, g, strategy, s, tolerance_uS, clock)
+                for g, s in zip(groups, states, strict=True)
+            ]
+            busy = any(index.size for index in read)
+            if emitter.listeners and busy:  # the per-device arrays only for someone who listens
+                emitter.step(_iteration_document(iteration, groups, read, int(targets.size)))
             if not busy:
                 break
         final = [_read(chip, group, np.arange(group.addresses.size)) for group in groups]
@@ -228,11 +221,34 @@ def program_and_verify(
     return result
 
 
-def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) -> bool:
-    """One pulse command and one read for the group's active devices; False if none."""
+def _iteration_document(
+    iteration: int, groups: list[Devices], read: list[np.ndarray], devices: int
+) -> ProgramIteration:
+    """What changed in an iteration: which devices were read (``read[k]``, positions in
+    group k), their reads, and which are finished."""
+    mask = np.zeros(devices, dtype=bool)
+    values, offset = [], 0
+    for group, index in zip(groups, read, strict=True):
+        mask[offset + index] = True
+        values.append(group.last_read[index])
+        offset += group.addresses.size
+    return ProgramIteration(
+        iteration=iteration,
+        converged=sum(int(g.converged.sum()) for g in groups),
+        stuck_devices=sum(int(g.stuck.sum()) for g in groups),
+        devices=devices,
+        read=mask,
+        conductance_uS=np.concatenate(values),
+        finished=np.concatenate([g.converged | g.stuck for g in groups]),
+    )
+
+
+def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) -> np.ndarray:
+    """One pulse command and one read for the group's active devices: their positions in
+    the group (empty if none was active)."""
     index = np.flatnonzero(group.active)
     if index.size == 0:
-        return False
+        return index
     amplitude, width = strategy.pulses(state, group, index)
     chip.pulse(group.tile, group.addresses[index], amplitude, width)
     if clock is not None:
@@ -244,7 +260,7 @@ def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) 
     group.converged[index[done]] = True
     open_ = index[~done]
     group.stuck[open_[strategy.update(state, group, open_, read[~done])]] = True
-    return True
+    return index
 
 
 def _read(chip, group: Devices, index: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Migrating a run store written by an older pcm-hil, in place, so nothing recorded is lost.
 
-Version 1 (pcm-hil 0.1, SQLite ``user_version`` 0) stored each event as a procedure name, a
+Version 3 adds columns (``_to_v3``); before it, version 1 (pcm-hil 0.1, SQLite ``user_version`` 0) stored each event as a procedure name, a
 kind and a dict of values, and named a few values differently. Version 2 stores each event's
 typed document: its name and schema version beside its fields. The migration names every
 version-1 event's document from its procedure and kind, renames the values that changed, and
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from pcm_hil.records.store import EVENTS_COLUMNS
+from pcm_hil.records.schema import EVENTS_COLUMNS
 
 #: (procedure, kind) of version 1 -> the document name of version 2.
 DOCUMENTS_V1 = {
@@ -47,6 +47,19 @@ def migrate(db: sqlite3.Connection, version: int) -> None:
     caller's transaction."""
     if version == 0:
         _from_v1(db)
+    if version < 3:
+        _to_v3(db)
+
+
+def _to_v3(db: sqlite3.Connection) -> None:
+    """Version 3: the runs' metadata, note, tags and printed summary; each array's codec
+    (the arrays stored before it are raw)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for column in ("meta", "note", "tags", "summary"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+    if "codec" not in {row[1] for row in db.execute("PRAGMA table_info(arrays)")}:
+        db.execute("ALTER TABLE arrays ADD COLUMN codec TEXT NOT NULL DEFAULT 'raw'")
 
 
 def _from_v1(db: sqlite3.Connection) -> None:

@@ -41,7 +41,7 @@ def unfinished_from_run(
         if isinstance(document, ProgramStart):
             start, finished = document, None
         elif isinstance(document, ProgramIteration) and start is not None:
-            finished = np.asarray(document.finished, dtype=bool)
+            finished = np.asarray(document.finished, dtype=bool)  # all finished so far
     if start is None:
         raise ValueError(f"run {run_id} holds no program-and-verify to resume")
     left = np.ones(start.tile.size, dtype=bool) if finished is None else ~finished

@@ -33,15 +33,15 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pcm_hil.documents.base import Document, UnknownDocument, document_type
 from pcm_hil.documents.events import Event
 from pcm_hil.protocols.chip import ChipInfo
+from pcm_hil.records.arrays import decode, encode
+from pcm_hil.records.schema import EVENTS_COLUMNS, SCHEMA, STORE_VERSION
 from pcm_hil.records.store_file import (
     StoreError,
     UnknownRunError,
@@ -49,58 +49,20 @@ from pcm_hil.records.store_file import (
     guarded,
     store_error,
 )
+from pcm_hil.records.values import as_text, jsonable, split_values
 
-__all__ = ["Recorder", "RunInfo", "RunStore", "StoreError", "UnknownRunError", "default_path"]
+__all__ = [
+    "EVENTS_COLUMNS",
+    "STORE_VERSION",
+    "Recorder",
+    "RunInfo",
+    "RunStore",
+    "StoreError",
+    "UnknownRunError",
+    "default_path",
+]
 
 log = logging.getLogger(__name__)
-
-#: The store's schema version (SQLite ``user_version``): 2 added typed documents.
-STORE_VERSION = 2
-
-#: The columns of the events table (shared with the migration that creates it).
-EVENTS_COLUMNS = """(
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    procedure TEXT NOT NULL,
-    document TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    done INTEGER NOT NULL,
-    total INTEGER NOT NULL,
-    wall_time_s REAL NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-)"""
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    procedure TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    status TEXT NOT NULL,
-    error TEXT,
-    resource TEXT,
-    identity TEXT,
-    chip TEXT,
-    protocol_version TEXT,
-    software_version TEXT,
-    parameters TEXT,
-    seed INTEGER,
-    host TEXT,
-    pid INTEGER
-);
-CREATE TABLE IF NOT EXISTS events {EVENTS_COLUMNS};
-CREATE TABLE IF NOT EXISTS arrays (
-    run_id INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    dtype TEXT NOT NULL,
-    shape TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq, name)
-);
-"""
 
 
 def default_path() -> Path:
@@ -140,6 +102,10 @@ class RunInfo:
     seed: int | None
     host: str | None
     pid: int | None
+    meta: dict = field(default_factory=dict)
+    """The experiment's metadata (sample, wafer, die, operator, …): names to values."""
+    note: str | None = None
+    tags: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -290,10 +256,16 @@ class RunStore:
         protocol_version: str | None = None,
         parameters: dict | None = None,
         seed: int | None = None,
+        meta: dict[str, Any] | None = None,
+        note: str | None = None,
+        tags: list[str] | None = None,
     ) -> int:
+        """A new run, running; its id. ``meta``: the experiment's metadata (JSON values),
+        ``note`` a line or a paragraph, ``tags`` words to find it by."""
         cursor = self.db.execute(
             "INSERT INTO runs (procedure, started_at, status, resource, identity, protocol_version,"
-            " software_version, parameters, seed, host, pid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+            " software_version, parameters, seed, host, pid, meta, note, tags)"
+            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 procedure,
                 time.time(),
@@ -301,10 +273,13 @@ class RunStore:
                 json.dumps(identity) if identity else None,
                 protocol_version,
                 software_version(),
-                json.dumps(_jsonable(parameters or {})),
+                json.dumps(jsonable(parameters or {})),
                 seed,
                 socket.gethostname(),
                 os.getpid(),
+                json.dumps(jsonable(meta)) if meta else None,
+                note,
+                json.dumps(sorted(set(tags))) if tags else None,
             ),
         )
         run_id = cursor.lastrowid
@@ -317,7 +292,7 @@ class RunStore:
         """Record one event — its document's name and version, its scalars as JSON, its
         arrays as blobs — in one transaction."""
         document = event.document
-        scalars, arrays = _split(document.values())
+        scalars, arrays = split_values(document.values())
         with self.db:  # one transaction: all of the event or none of it
             self.db.execute("BEGIN IMMEDIATE")
             seq = self.db.execute(
@@ -339,9 +314,11 @@ class RunStore:
                 ),
             )
             for name, array in arrays.items():
+                codec, blob = encode(array)
                 self.db.execute(
-                    "INSERT INTO arrays VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, seq, name, array.dtype.str, json.dumps(array.shape), array.tobytes()),
+                    "INSERT INTO arrays (run_id, seq, name, dtype, shape, data, codec)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, seq, name, array.dtype.str, json.dumps(array.shape), blob, codec),
                 )
         return seq
 
@@ -354,6 +331,51 @@ class RunStore:
             "UPDATE runs SET identity = ?, chip = ?, protocol_version = ? WHERE id = ?",
             (json.dumps(asdict(info.identity)), json.dumps(chip), info.protocol_version, run_id),
         )
+
+    @guarded
+    def set_summary(self, run_id: int, summary: dict[str, Any]) -> None:
+        """Keep what the run's procedure printed as its result (``runs show`` prints it
+        again)."""
+        self.db.execute(
+            "UPDATE runs SET summary = ? WHERE id = ?", (json.dumps(jsonable(summary)), run_id)
+        )
+
+    @guarded
+    def summary(self, run_id: int) -> dict[str, Any] | None:
+        """What the run's procedure printed as its result, if it was kept."""
+        row = self.db.execute("SELECT summary FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRunError(f"no run {run_id} in {self.path}")
+        return json.loads(row[0]) if row[0] else None
+
+    @guarded
+    def annotate(
+        self,
+        run_id: int,
+        *,
+        meta: dict[str, Any] | None = None,
+        note: str | None = None,
+        add_tags: list[str] = (),  # type: ignore[assignment]
+        remove_tags: list[str] = (),  # type: ignore[assignment]
+    ) -> RunInfo:
+        """Add to a run's metadata (a value of None removes its key), replace its note, add
+        and remove tags — of any run, running or not; the run as it now is."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            info = self.run(run_id)
+            merged = {**info.meta, **(meta or {})}
+            merged = {k: v for k, v in merged.items() if v is not None}
+            tags = (set(info.tags) | set(add_tags)) - set(remove_tags)
+            self.db.execute(
+                "UPDATE runs SET meta = ?, note = ?, tags = ? WHERE id = ?",
+                (
+                    json.dumps(jsonable(merged)) if merged else None,
+                    info.note if note is None else (note or None),
+                    json.dumps(sorted(tags)) if tags else None,
+                    run_id,
+                ),
+            )
+        return self.run(run_id)
 
     @guarded
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -402,12 +424,30 @@ class RunStore:
     # --- reading ----------------------------------------------------------------------------
 
     @guarded
-    def runs(self, limit: int | None = None) -> list[RunInfo]:
-        """Runs, newest first."""
-        query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + (
-            f" LIMIT {int(limit)}" if limit else ""
-        )
-        return [self._info(row) for row in self.db.execute(query)]
+    def runs(
+        self,
+        limit: int | None = None,
+        *,
+        meta: dict[str, str] | None = None,
+        tags: list[str] = (),  # type: ignore[assignment]
+        procedure: str | None = None,
+    ) -> list[RunInfo]:
+        """Runs, newest first: at most ``limit`` of those whose metadata has every value of
+        ``meta`` (compared as text: ``{"die": "7"}`` finds ``die = 7``), that carry every
+        tag of ``tags``, and of ``procedure``."""
+        found = []
+        for row in self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC"):
+            info = self._info(row)
+            if procedure is not None and info.procedure != procedure:
+                continue
+            if any(as_text(info.meta.get(k)) != str(v) for k, v in (meta or {}).items()):
+                continue
+            if not set(tags) <= set(info.tags):
+                continue
+            found.append(info)
+            if limit and len(found) >= limit:
+                break
+        return found
 
     @guarded
     def run(self, run_id: int) -> RunInfo:
@@ -437,13 +477,11 @@ class RunStore:
         ).fetchall()
         for seq, kind, procedure, name, version, done, total, wall_time_s, data in rows:
             values = json.loads(data)
-            for array_name, dtype, shape, blob in self.db.execute(
-                "SELECT name, dtype, shape, data FROM arrays WHERE run_id = ? AND seq = ?",
+            for array_name, dtype, shape, blob, codec in self.db.execute(
+                "SELECT name, dtype, shape, data, codec FROM arrays WHERE run_id = ? AND seq = ?",
                 (run_id, seq),
             ):
-                values[array_name] = np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(
-                    json.loads(shape)
-                )
+                values[array_name] = decode(codec, blob, dtype, json.loads(shape))
             document = self._document(name, version, kind, procedure, values)
             yield Event(document, done, total, wall_time_s, seq)
 
@@ -451,18 +489,22 @@ class RunStore:
         self, name: str, version: int, kind: str, procedure: str, values: dict[str, Any]
     ) -> Document | UnknownDocument:
         cls = document_type(name)  # looked up now: a class imported later counts
-        if cls is not None and cls.version == version:
+        if cls is not None and cls.version >= version:
             try:
-                return cls.from_values(values)
+                current = values if cls.version == version else cls.upgrade(version, values)
+                if current is not None:
+                    return cls.from_values(current)
             except (TypeError, ValueError):
                 pass  # not what this class holds: keep it as it was written
         return UnknownDocument(name, version, kind, procedure, values)  # type: ignore[arg-type]
 
     def _info(self, row) -> RunInfo:
         values = dict(zip((f.name for f in fields(RunInfo)), row, strict=True))
-        for name in ("identity", "chip", "parameters"):
+        for name in ("identity", "chip", "parameters", "meta", "tags"):
             values[name] = json.loads(values[name]) if values[name] else None
         values["parameters"] = values["parameters"] or {}
+        values["meta"] = values["meta"] or {}
+        values["tags"] = values["tags"] or []
         if values["status"] == "running" and values["host"] == socket.gethostname():
             if values["pid"] and not _alive(values["pid"]):
                 values["status"] = "killed"  # the process is gone without saying how it ended
@@ -490,30 +532,6 @@ class Recorder:
     def fail(self, error: BaseException) -> None:
         """Mark the run failed (an error outside any procedure, e.g. while connecting)."""
         self.store.finish_run(self.run_id, "failed", f"{type(error).__name__}: {error}")
-
-
-def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    scalars, arrays = {}, {}
-    for key, value in data.items():
-        if isinstance(value, np.ndarray):
-            arrays[key] = np.ascontiguousarray(value)
-        else:
-            scalars[key] = _jsonable(value)
-    return scalars, arrays
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None  # strict JSON (SQLite's json functions, other readers): NaN is null
-    return value
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:

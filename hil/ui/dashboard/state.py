@@ -24,7 +24,7 @@ from pcm_hil.documents.base import Document, UnknownDocument
 from pcm_hil.documents.characterize import CurvePoint
 from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Event
-from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
+from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart, ProgramTrace
 from pcm_hil.records.store import RunInfo
 from pcm_hil.ui.dashboard.format import span
 from pcm_hil.ui.dashboard.phase import Phase, advance
@@ -70,11 +70,39 @@ class MapSource:
     tiles: list[int] | None = None
     values: np.ndarray | None = None
     at: Any = None
+    verify: VerifyReads | None = None
+    """A programming's verify reads, when they are the newest values (else ``values``)."""
+
+    def latest(self) -> np.ndarray | None:
+        """The newest values."""
+        return self.verify.latest() if self.verify is not None else self.values
 
     def label(self) -> str:
         if self.kind == "drift":
             return f"drift t = {span(self.at)}"
         return "after programming" if self.at == "end" else f"program iteration {self.at}"
+
+
+class VerifyReads:
+    """A programming's latest verify read of every device, folded from its iterations when
+    asked (drawing), not as they come (updating keeps arrays by reference)."""
+
+    def __init__(self, devices: int) -> None:
+        self.trace = ProgramTrace(devices)
+        self.pending: list[ProgramIteration] = []
+        self.values: np.ndarray | None = None
+
+    def add(self, step: ProgramIteration) -> None:
+        self.pending.append(step)
+
+    def latest(self) -> np.ndarray | None:
+        """Every device's latest verify read, µS (a fresh array after new iterations)."""
+        if self.pending:
+            for step in self.pending:
+                self.trace.add(step)
+            self.pending = []
+            self.values = self.trace.conductance_uS.copy()
+        return self.values
 
 
 @dataclass
@@ -83,6 +111,7 @@ class _Program:
     source: MapSource
     step: ProgramIteration | None = None
     end: ProgramEnd | None = None
+    verify: VerifyReads | None = None
 
 
 @dataclass
@@ -216,7 +245,10 @@ class DashboardState:
             case ProgramIteration() if self.program is not None:
                 program = self._shown_program()
                 program.step = document
-                self._read(program.source, document.conductance_uS, document.iteration)
+                if program.verify is None:
+                    program.verify = VerifyReads(int(program.start.devices))
+                program.verify.add(document)  # folded when drawn
+                program.source.verify, program.source.at = program.verify, document.iteration
                 self.touched["program"] = self.events
             case DriftRead() if self.drift is not None:
                 if self.next_drift is not None:
@@ -278,7 +310,7 @@ class DashboardState:
         return source
 
     def _read(self, source: MapSource, values: np.ndarray, at: Any) -> None:
-        source.values, source.at = values, at
+        source.values, source.at, source.verify = values, at, None
         self.map_values = values
 
     # --- derived, at render time ---------------------------------------------------------------
@@ -337,9 +369,11 @@ class DashboardState:
         the tolerance; the last column counts devices not read yet), device count, and mean
         |read − target| over the devices read."""
         program = self.program
-        if program is None or program.step is None:
+        if program is None or program.verify is None:
             return None
-        read = program.step.conductance_uS
+        read = program.verify.latest()
+        if read is None:
+            return None
         return self._cached("histogram", read, lambda: self._histogram(program, read))
 
     def _histogram(
@@ -392,7 +426,7 @@ class DashboardState:
     def map_source(self) -> tuple[int | None, MapSource | None]:
         """The map's tile — ``tile`` if given, else the first of the newest values read (or,
         before any, of the newest procedure to read) — and the newest values read on it."""
-        read = [s for s in self.map_sources if s.values is not None]
+        read = [s for s in self.map_sources if s.latest() is not None]
         tile = self.tile
         if tile is None:
             newest = read[-1] if read else (self.map_sources[-1] if self.map_sources else None)
@@ -414,9 +448,10 @@ class DashboardState:
         """The map's tile as rows × columns of conductance, NaN where not read."""
         tile, source = self.map_source()
         shape = self.tile_shape()
-        if source is None or source.values is None or shape is None:
+        values = source.latest() if source is not None else None
+        if source is None or values is None or shape is None:
             return None
-        values, tile_of, address = source.values, source.tile_of, source.address
+        tile_of, address = source.tile_of, source.address
         if values.shape != address.shape:
             return None
         return self._cached(

@@ -1,0 +1,42 @@
+"""What the run store keeps of a value: scalars, lists and dicts as strict JSON, numpy
+arrays apart (as blobs, ``arrays``); and a stored value as text, as the command line spells it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+
+def split_values(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    scalars, arrays = {}, {}
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = np.ascontiguousarray(value)
+        else:
+            scalars[key] = jsonable(value)
+    return scalars, arrays
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # strict JSON (SQLite's json functions, other readers): NaN is null
+    return value
+
+
+def as_text(value: Any) -> str | None:
+    """A metadata value as ``--meta key=value`` spells it: 7 → "7", True → "true"."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
