@@ -56,8 +56,9 @@ def run_tables(
     run: int, store: RunStore | str | os.PathLike | None = None
 ) -> dict[str, xr.Dataset]:
     """Every table of run ``run`` of ``store`` (a ``RunStore``, a store file, or None for the
-    default store), by name: the run's own procedure's first. A run that has not ended (still
-    running, or killed) gives what it recorded so far."""
+    default store), by name: first the tables of the run's own procedure (``drift`` for a drift
+    run) or, in a script's run (``pcm_hil.record``), of the last procedure it ran. A run that
+    has not ended (still running, or killed) gives what it recorded so far."""
     own = isinstance(store, RunStore)
     opened = store if isinstance(store, RunStore) else RunStore(store, readonly=True)
     try:
@@ -73,10 +74,11 @@ def run_tables(
         for name, table in build(part, columns).items():
             table.attrs = {**run_attributes(info, part.procedure), "table": name, **table.attrs}
             tables[name] = table
+    names = list(tables)
     main = info.procedure
-    ordered = sorted(
-        tables, key=lambda name: (name.split(".")[0] != main, list(tables).index(name))
-    )
+    if not any(name.split(".")[0] == main for name in names) and names:
+        main = names[-1].split(".")[0]  # a script's run: its last procedure's tables
+    ordered = sorted(names, key=lambda name: (name.split(".")[0] != main, names.index(name)))
     return {name: tables[name] for name in ordered}
 
 
@@ -88,8 +90,9 @@ def load_run(
 ) -> xr.Dataset:
     """A recorded run as an ``xarray.Dataset``: ``run`` is a run id (in ``store``, default the
     user's run store) or the path of a run exported as NetCDF (``runs export --format
-    netcdf``). ``table`` names one of its tables (``run_tables``; default: the run's own
-    procedure's main table, e.g. ``drift`` for a drift run, whose programming is ``program``).
+    netcdf``). ``table`` names one of its tables (``run_tables``; default: the first, the run's
+    own procedure's main table — ``drift`` for a drift run, whose programming is ``program`` —
+    or in a script's run the last procedure's).
     """
     if isinstance(run, (str, os.PathLike)) and not str(run).isdigit():
         return _load_export(Path(run), table)

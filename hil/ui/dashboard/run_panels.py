@@ -11,7 +11,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
-from pcm_hil.documents.analog import InferAccuracy, TrainEpoch
+from pcm_hil.documents.analog import InferAccuracy, InferChip, TrainEpoch
 from pcm_hil.documents.characterize import CurvePoint
 from pcm_hil.documents.drift import DriftRead, DriftStart
 from pcm_hil.documents.program import ProgramIteration
@@ -139,6 +139,8 @@ def _note(p: ProcedureProgress) -> str:
             return f"epoch {step.epoch}" + (f" {accuracy:.1%}" if accuracy is not None else "")
         case InferAccuracy():
             return f"{step.weights} t = {span(step.t_s)}"
+        case InferChip():
+            return f"chip {step.chip} ({step.identity.get('serial', '?')}): {step.weights}"
         case CurvePoint():  # the swept value first
             values = {step.x_name: step.x, "mean_uS": step.mean_uS, "std_uS": step.std_uS}
         case _:
