@@ -58,13 +58,18 @@ def private_run_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ``PCM_HIL_RUNS`` names the store; ``XDG_DATA_HOME`` and ``HOME`` point into the same
     directory, so code (or a child process) that drops ``PCM_HIL_RUNS`` and falls back on
     ``$XDG_DATA_HOME/pcm-hil/runs.sqlite`` or ``~/.local/share/…`` lands on the same file.
-    Nothing is created until a run is recorded. Returns the store's path."""
+    Nothing is created until a run is recorded; the user's run labels (config file,
+    ``$PCM_HIL_META``) are not read either. Returns the store's path."""
     home = tmp_path / "user-home"
     data = home / ".local" / "share"
     store = data / "pcm-hil" / "runs.sqlite"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(data))
     monkeypatch.setenv("PCM_HIL_RUNS", str(store))
+    # the user's run labels neither: no config file, no $PCM_HIL_META (records.metadata)
+    monkeypatch.setenv("PCM_HIL_CONFIG", str(tmp_path / "user-config" / "config.toml"))
+    monkeypatch.delenv("PCM_HIL_META", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     return store
 
 

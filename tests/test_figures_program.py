@@ -125,7 +125,7 @@ def test_a_run_cut_off_draws_from_its_last_verify_reads(recorded):
     # converged so far: finished with the last verify read within the tolerance (not stuck)
     read = trace.conductance_uS.astype(np.float64)
     error = read - start.target_uS
-    converged = np.asarray(iterations[2].finished) & (np.abs(error) <= start.tolerance_uS)
+    converged = trace.finished & (np.abs(error) <= start.tolerance_uS)
     hist = figures["program-errors"].axes[0]
     assert sum(patch.get_data()[0].sum() for patch in hist.patches) == converged.sum()
     (line,) = figures["program-iterations"].axes[0].lines

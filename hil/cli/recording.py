@@ -78,14 +78,16 @@ def run_recorded(
     failed (cancelled on Ctrl-C) with what it measured kept."""
     procedure = getattr(args, "kind", None) or args.command
     labels = run_labels(args.meta, args.note, args.tag)  # refused before anything is recorded
-    emulator = emulator_parameters(args.resource, getattr(args, "seed", None))
+    # infer seeds its chips from --seed; elsewhere --seed is not the chip's (train: weights)
+    chip_seed = getattr(args, "seed", None) if args.command == "infer" else None
+    emulator = emulator_parameters(args.resource, chip_seed)
     store = RunStore(args.runs)
     try:
         run_id = store.start_run(
             procedure,
             resource=args.resource,
             parameters={**parameters(args), **(recorded or {}), **emulator},
-            seed=emulator["emulator"]["seed"] if emulator else getattr(args, "seed", None),
+            seed=emulator["emulator"]["seed"] if emulator else chip_seed,
             meta=labels.meta,
             note=labels.note,
             tags=labels.tags,

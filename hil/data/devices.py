@@ -85,10 +85,13 @@ def program_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
     verify = np.full((len(iterations), n), np.nan, dtype=np.float32)
     counted = np.zeros(n, dtype=np.int32)
     for k, step in enumerate(iterations):
-        trace.add(step)
         read = np.asarray(step.read, dtype=bool)
+        # a device finished earlier is not read again (version 1 repeated its last read)
+        fresh = read & ~trace.finished
         verify[k, read] = step.conductance_uS
-        counted += read
+        verify[k, read & ~fresh] = np.nan
+        counted += fresh
+        trace.add(step)
     target = np.asarray(start.target_uS, dtype=np.float32)
     if end is not None and end.final_uS is not None:
         final = np.asarray(end.final_uS, dtype=np.float32)

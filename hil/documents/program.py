@@ -28,14 +28,14 @@ class ProgramStart(Start, name="program.start"):
 @dataclass(frozen=True)
 class ProgramIteration(Step, name="program.iteration"):
     """One iteration: one pulse command and one verify read per tile, for the devices still
-    being programmed. Per device, in the start document's order: ``read`` whether it was
-    read in this iteration, ``finished`` whether it has converged or been found stuck by its
-    end; ``conductance_uS`` holds the reads taken, µS, in device order (one per True of
-    ``read``).
+    being programmed. ``read``, one entry per device in the start document's order: whether
+    it was read in this iteration; one entry per device read (per True of ``read``, in
+    device order): its read, ``conductance_uS`` (µS), and whether it is ``finished`` —
+    converged or found stuck — by the end of the iteration (a device only finishes in an
+    iteration that read it).
 
-    Version 2 keeps what changed: version 1 held every device's latest read each iteration
-    (``conductance_uS``, NaN before the first); ``ProgramTrace`` folds either into the
-    latest read of every device."""
+    Version 2 keeps what changed: version 1 held every device's latest read and finished
+    state each iteration; ``ProgramTrace`` folds either into every device's latest read."""
 
     version: ClassVar[int] = 2
 
@@ -54,8 +54,9 @@ class ProgramIteration(Step, name="program.iteration"):
         if version != 1 or "conductance_uS" not in values:
             return None
         latest = np.asarray(values["conductance_uS"], dtype=np.float32)
-        read = ~np.isnan(latest)
-        return {**values, "read": read, "conductance_uS": latest[read]}
+        read = ~np.isnan(latest)  # a finished device has been read: its state carries over
+        finished = np.asarray(values["finished"], dtype=bool)[read]
+        return {**values, "read": read, "conductance_uS": latest[read], "finished": finished}
 
 
 class ProgramTrace:
@@ -71,11 +72,11 @@ class ProgramTrace:
         self.iteration = 0
 
     def add(self, step: ProgramIteration) -> None:
-        read = np.asarray(step.read, dtype=bool)
+        read = np.flatnonzero(np.asarray(step.read, dtype=bool))
         self.conductance_uS[read] = step.conductance_uS
-        finished = np.asarray(step.finished, dtype=bool)
-        self.finished_at[finished & ~self.finished] = step.iteration
-        self.finished = finished
+        now = read[np.asarray(step.finished, dtype=bool)]
+        self.finished_at[now[~self.finished[now]]] = step.iteration
+        self.finished[now] = True
         self.iteration = step.iteration
 
 

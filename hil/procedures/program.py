@@ -185,7 +185,7 @@ def program_and_verify(
                 _iterate(chip, g, strategy, s, tolerance_uS, clock)
                 for g, s in zip(groups, states, strict=True)
             ]
-            busy = any(index.size for index in read)
+            busy = any(index.size for _mask, index in read)
             if emitter.listeners and busy:  # the per-device arrays only for someone who listens
                 emitter.step(_iteration_document(iteration, groups, read, int(targets.size)))
             if not busy:
@@ -222,33 +222,34 @@ def program_and_verify(
 
 
 def _iteration_document(
-    iteration: int, groups: list[Devices], read: list[np.ndarray], devices: int
+    iteration: int, groups: list[Devices], read: list[tuple[np.ndarray, np.ndarray]], devices: int
 ) -> ProgramIteration:
-    """What changed in an iteration: which devices were read (``read[k]``, positions in
-    group k), their reads, and which are finished."""
-    mask = np.zeros(devices, dtype=bool)
-    values, offset = [], 0
-    for group, index in zip(groups, read, strict=True):
-        mask[offset + index] = True
+    """What changed in an iteration: which devices were read (``read[k]``: group k's mask of
+    the devices it read, and their positions), their reads, and which of them are finished."""
+    values, finished = [], []
+    for group, (_mask, index) in zip(groups, read, strict=True):
         values.append(group.last_read[index])
-        offset += group.addresses.size
+        finished.append(group.converged[index] | group.stuck[index])
     return ProgramIteration(
         iteration=iteration,
-        converged=sum(int(g.converged.sum()) for g in groups),
-        stuck_devices=sum(int(g.stuck.sum()) for g in groups),
+        converged=sum(int(np.count_nonzero(g.converged)) for g in groups),
+        stuck_devices=sum(int(np.count_nonzero(g.stuck)) for g in groups),
         devices=devices,
-        read=mask,
+        read=np.concatenate([mask for mask, _index in read]),
         conductance_uS=np.concatenate(values),
-        finished=np.concatenate([g.converged | g.stuck for g in groups]),
+        finished=np.concatenate(finished),
     )
 
 
-def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) -> np.ndarray:
-    """One pulse command and one read for the group's active devices: their positions in
-    the group (empty if none was active)."""
-    index = np.flatnonzero(group.active)
+def _iterate(
+    chip, group: Devices, strategy, state, tolerance_uS: float, clock
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pulse command and one read for the group's active devices: (the mask of them,
+    their positions in the group), both empty of devices if none was active."""
+    active = group.active
+    index = np.flatnonzero(active)
     if index.size == 0:
-        return index
+        return active, index
     amplitude, width = strategy.pulses(state, group, index)
     chip.pulse(group.tile, group.addresses[index], amplitude, width)
     if clock is not None:
@@ -260,7 +261,7 @@ def _iterate(chip, group: Devices, strategy, state, tolerance_uS: float, clock) 
     group.converged[index[done]] = True
     open_ = index[~done]
     group.stuck[open_[strategy.update(state, group, open_, read[~done])]] = True
-    return index
+    return active, index
 
 
 def _read(chip, group: Devices, index: np.ndarray) -> np.ndarray:

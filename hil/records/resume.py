@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from pcm_hil.documents.drift import DriftRead, DriftStart
-from pcm_hil.documents.program import ProgramIteration, ProgramStart
+from pcm_hil.documents.program import ProgramIteration, ProgramStart, ProgramTrace
 from pcm_hil.procedures.drift import DriftProgress
 from pcm_hil.protocols.chip import ChipInfo
 from pcm_hil.records.store import RunInfo, RunStore
@@ -35,16 +35,16 @@ def unfinished_from_run(
     left to program when resuming it — and how many were finished. Programmed conductances
     are non-volatile, so the finished devices need nothing more."""
     start: ProgramStart | None = None
-    finished = None
+    trace = None
     for event in store.events(run_id):
         document = event.document
         if isinstance(document, ProgramStart):
-            start, finished = document, None
-        elif isinstance(document, ProgramIteration) and start is not None:
-            finished = np.asarray(document.finished, dtype=bool)  # all finished so far
-    if start is None:
+            start, trace = document, ProgramTrace(int(document.devices))
+        elif isinstance(document, ProgramIteration) and trace is not None:
+            trace.add(document)
+    if start is None or trace is None:
         raise ValueError(f"run {run_id} holds no program-and-verify to resume")
-    left = np.ones(start.tile.size, dtype=bool) if finished is None else ~finished
+    left = ~trace.finished
     return start.tile[left], start.address[left], start.target_uS[left], int((~left).sum())
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pcm_hil.documents.events import Listener
-from pcm_hil.records.metadata import run_labels
+from pcm_hil.records.metadata import check_key, run_labels
 from pcm_hil.records.store import Recorder, RunStore
 
 
@@ -71,7 +71,9 @@ def record(
     (added to the defaults); ``parameters``: what the script wants kept of its settings;
     ``listeners``: more listeners for every document (a progress bar)."""
     labels = run_labels((), note, tags)
-    merged = {**labels.meta, **{k: v for k, v in (meta or {}).items() if v is not None}}
+    for key in meta or {}:
+        check_key(key, "record(meta=…)")
+    merged = {k: v for k, v in {**labels.meta, **(meta or {})}.items() if v is not None}
     resource = getattr(chip, "resource", None)
     emulator = emulator_parameters(resource, None) if resource else {}
     opened = store if isinstance(store, RunStore) else RunStore(store)

@@ -13,7 +13,7 @@ def split_values(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.nda
     scalars, arrays = {}, {}
     for key, value in data.items():
         if isinstance(value, np.ndarray):
-            arrays[key] = np.ascontiguousarray(value)
+            arrays[key] = value if value.flags.c_contiguous else value.copy(order="C")
         else:
             scalars[key] = jsonable(value)
     return scalars, arrays
