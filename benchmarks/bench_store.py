@@ -308,7 +308,7 @@ def write_npz(source: Path, run_id: int, folder: Path) -> dict[str, int]:
     for form in ("indices", "mask"):
         arrays = dict(devices)
         for step in steps:
-            read = np.asarray(step.read, dtype=bool)
+            read = np.asarray(step.is_read, dtype=bool)
             which = np.flatnonzero(read).astype(np.int32) if form == "indices" else read
             arrays[f"read_{step.iteration}"] = which
             arrays[f"conductance_uS_{step.iteration}"] = np.asarray(step.conductance_uS)

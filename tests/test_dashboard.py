@@ -235,7 +235,7 @@ def test_map_cells_follow_the_levels_and_leave_unread_devices_blank():
         converged=0,
         stuck_devices=0,
         devices=address.size,
-        read=np.ones(address.size, dtype=bool),
+        is_read=np.ones(address.size, dtype=bool),
         conductance_uS=target.copy(),
         finished=np.zeros(address.size, dtype=bool),
     )
@@ -604,7 +604,7 @@ def two_tiles(tile: int | None) -> DashboardState:
         converged=n,
         stuck_devices=0,
         devices=n,
-        read=np.ones(n, dtype=bool),
+        is_read=np.ones(n, dtype=bool),
         conductance_uS=low,
         finished=np.ones(n, dtype=bool),
     )

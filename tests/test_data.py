@@ -217,9 +217,9 @@ def test_verify_table_holds_every_verify_read_and_nothing_else(capsys):
     trace = ProgramTrace(int(start.devices))
     for k, step in enumerate(steps):
         # a device is read in an iteration exactly when it was not finished before it
-        np.testing.assert_array_equal(step.read, ~trace.finished)
-        np.testing.assert_array_equal(~np.isnan(reads[k]), step.read)
-        np.testing.assert_array_equal(reads[k][step.read], step.conductance_uS)
+        np.testing.assert_array_equal(step.is_read, ~trace.finished)
+        np.testing.assert_array_equal(~np.isnan(reads[k]), step.is_read)
+        np.testing.assert_array_equal(reads[k][step.is_read], step.conductance_uS)
         assert verify.converged_devices.values[k] == step.converged
         trace.add(step)
     np.testing.assert_array_equal(trace.finished, devices.converged.values | devices.stuck.values)
@@ -274,12 +274,12 @@ def test_netcdf_and_hdf5_exports_open_with_plain_xarray_exactly(fmt, capsys, tmp
 def test_parquet_export_reads_back_exactly_with_units(capsys, tmp_path):
     tables, paths = _exported(capsys, tmp_path, "parquet")
     for folder in paths:
-        assert sorted(p.name for p in folder.iterdir()) == [
-            f"{name}.parquet" for name in sorted(tables)
-        ]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            ["metadata.json", *(f"{name}.parquet" for name in tables)]
+        )
         for name, table in tables.items():
             back = pd.read_parquet(folder / f"{name}.parquet")
-            expected = table.to_dataframe().reset_index()
+            expected = _tidy(name, table)
             pd.testing.assert_frame_equal(back, expected)  # values and dtypes (float32 kept)
             units = back.attrs["units"]
             for column in expected.columns:
@@ -288,6 +288,16 @@ def test_parquet_export_reads_back_exactly_with_units(capsys, tmp_path):
             assert back.attrs["run"]["run_id"] == table.attrs["run_id"]
             assert back.attrs["run"]["table"] == name
     assert tables["drift"].conductance_uS.attrs["units"] == "uS"
+
+
+def _tidy(name: str, table) -> pd.DataFrame:
+    """The table as a folder export holds it: tidy, and for verify reads only those taken."""
+    frame = table.to_dataframe().reset_index()
+    if name.endswith(".verify"):
+        taken = frame.dropna(subset=["conductance_uS"]).reset_index(drop=True)
+        assert len(taken) == int(np.isfinite(table.conductance_uS.values).sum())
+        return taken
+    return frame
 
 
 _SIGNIFICANT = re.compile(r"^-?(\d*)\.?(\d*)(?:[eE][-+]?\d+)?$")
@@ -309,7 +319,7 @@ def test_csv_export_has_a_header_shortest_floats_and_reads_back_exactly(capsys, 
         described = json.loads((folder / "metadata.json").read_text())["tables"]
         assert set(described) == set(tables)
         for name, table in tables.items():
-            expected = table.to_dataframe().reset_index()
+            expected = _tidy(name, table)
             with open(folder / f"{name}.csv", newline="") as f:
                 rows = list(csv.reader(f))
             assert rows[0] == [str(c) for c in expected.columns]  # the header row

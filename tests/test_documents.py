@@ -267,7 +267,7 @@ def test_a_store_of_pcm_hil_0_1_is_migrated_and_nothing_is_lost(tmp_path):
         np.testing.assert_array_equal(
             second.conductance_uS, np.array([1.1, 2.2, 0.1, 9], np.float32)
         )
-        assert second.read.all() and second.version == 2
+        assert second.is_read.all() and second.version == 2
         np.testing.assert_array_equal(second.finished, [True, True, True, False])
         assert infer.accuracy == {"none": 0.9, "gdc": 0.95} and infer.chip is None
         assert isinstance(other, UnknownDocument) and other.values() == {"trace": 3}

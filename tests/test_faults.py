@@ -564,7 +564,7 @@ def test_program_and_verify_with_a_dropped_connection():
         reference, reference_events = _baseline(STEPS)
         for got, want in zip(events[1:-1], reference_events[1 : STEPS + 1], strict=True):
             assert got.document.iteration == want.document.iteration
-            np.testing.assert_array_equal(got.document.read, want.document.read)
+            np.testing.assert_array_equal(got.document.is_read, want.document.is_read)
             np.testing.assert_array_equal(got.document.conductance_uS, want.document.conductance_uS)
         # the pulse of iteration STEPS+1 arrived after the drop: it never ran
         snapshot, expected = emulated.devices.snapshot(), reference.devices.snapshot()

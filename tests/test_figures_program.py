@@ -99,10 +99,10 @@ def test_iterations_figure_is_the_cdf_of_the_iterations_of_the_converged(recorde
     trace = ProgramTrace(start.devices)
     for iteration in iterations:
         trace.add(iteration)
-    np.testing.assert_array_equal(trace.finished_at[converged], end.iterations[converged])
+    np.testing.assert_array_equal(trace.finished_iteration[converged], end.iterations[converged])
     # each iteration records only the devices it read: the converged ones drop out
-    assert all(it.conductance_uS.size == it.read.sum() for it in iterations)
-    assert [int(it.read.sum()) for it in iterations[1:]] == [
+    assert all(it.conductance_uS.size == it.is_read.sum() for it in iterations)
+    assert [int(it.is_read.sum()) for it in iterations[1:]] == [
         int((~it.finished).sum()) for it in iterations[:-1]
     ]
 

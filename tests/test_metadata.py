@@ -203,8 +203,11 @@ def test_runs_list_filters_by_metadata_tags_and_procedure(config, capsys):
     assert ids("--meta", "sample=W12", "--meta", "die=7") == [4, 1]  # all must hold
     assert ids("--meta", "die=7") == [4, 3, 1]
     assert ids("--meta", "die=8") == [2]
-    assert ids("--meta", "die=07") == []  # compared as text
+    assert ids("--meta", "die=07") == ids("--meta", "die=7.0") == [4, 3, 1]  # as numbers
+    assert ids("--meta", "sample=w12") == []  # text compares exactly
     assert ids("--meta", "operator=jdoe") == []
+    assert ids("--meta", "operator=") == [4, 3, 2, 1]  # an empty value: runs without the key
+    assert ids("--meta", "die=") == []
     assert ids("--tag", "cal") == [4, 3, 1]
     assert ids("--tag", "cal", "--meta", "sample=W13") == [3]
     assert ids("--tag", "cal", "--tag", "other") == []

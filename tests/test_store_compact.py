@@ -238,7 +238,7 @@ def test_sigkill_keeps_every_completed_step_decodable_and_loadable(tmp_path):
             " FROM arrays a JOIN events e USING (run_id, seq) WHERE a.run_id = ?",
             (run.id,),
         ).fetchall()
-        tables = run_tables(run.id, store)
+        tables = run_tables(run.id, store=store)
     assert [e.seq for e in events] == list(range(len(events)))
     assert all(type(e.document).__name__ != "UnknownDocument" for e in events)
 
@@ -263,12 +263,12 @@ def test_sigkill_keeps_every_completed_step_decodable_and_loadable(tmp_path):
     trace = ProgramTrace(start.devices)
     reads = np.zeros(start.devices, dtype=np.int32)
     for step in iterations:
-        assert step.read.shape == (start.devices,)
-        assert step.conductance_uS.shape == (int(step.read.sum()),)
-        assert not (step.read & trace.finished).any()  # a finished device is not read again
+        assert step.is_read.shape == (start.devices,)
+        assert step.conductance_uS.shape == (int(step.is_read.sum()),)
+        assert not (step.is_read & trace.finished).any()  # a finished device is not read again
         assert np.isfinite(step.conductance_uS).all()
         trace.add(step)
-        reads += step.read
+        reads += step.is_read
     assert trace.iteration == len(iterations) > 0
     np.testing.assert_array_equal(trace.finished, end.converged | end.is_stuck)
     np.testing.assert_array_equal(reads, end.iterations)
@@ -412,8 +412,13 @@ def v2_store(tmp_path):
 
 def test_a_version_2_store_is_migrated_and_reads_back_as_the_current_documents(v2_store):
     path, drift, drift_events, _cut_off, _kept = v2_store
-    with pytest.raises(StoreError, match="older pcm-hil"):
-        RunStore(path, readonly=True)  # a reader does not migrate
+    before = path.read_bytes()
+    with RunStore(path, readonly=True) as store:  # a reader reads it as it is, migrating nothing
+        assert store.run(1).meta == {} and store.summary(1) is None
+        assert len(list(store.events(1))) == len(drift_events)
+        assert load_run(1, store=store).sizes["device"] == 120
+    assert path.read_bytes() == before
+    assert not path.with_name(path.name + ".v2.bak").exists()
     with RunStore(path) as store:  # opened to record: migrated in place
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION == 3
         codecs = {row[0] for row in store.db.execute("SELECT codec FROM arrays")}
@@ -440,9 +445,9 @@ def test_a_version_2_store_is_migrated_and_reads_back_as_the_current_documents(v
         assert type(document) is type(emitted.document)
         if isinstance(document, ProgramIteration):
             assert document.version == 2
-            latest[emitted.document.read] = emitted.document.conductance_uS
+            latest[emitted.document.is_read] = emitted.document.conductance_uS
             # version 1 held every device's latest read: read back as read where not NaN
-            np.testing.assert_array_equal(document.read, ~np.isnan(latest))
+            np.testing.assert_array_equal(document.is_read, ~np.isnan(latest))
             np.testing.assert_array_equal(document.conductance_uS, latest[~np.isnan(latest)])
             trace_v1.add(document)
             trace_v2.add(emitted.document)
@@ -450,7 +455,7 @@ def test_a_version_2_store_is_migrated_and_reads_back_as_the_current_documents(v
             np.testing.assert_array_equal(trace_v1.finished, trace_v2.finished)
         elif isinstance(document, DriftEnd):
             assert document.nu is None and document.levels == emitted.document.levels
-    np.testing.assert_array_equal(trace_v1.finished_at, trace_v2.finished_at)
+    np.testing.assert_array_equal(trace_v1.finished_iteration, trace_v2.finished_iteration)
 
     # the tables: per-device programming from its end, the drift fitted from the stored reads
     ds = load_run(1, store=path)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pcm_hil.analog.network import AnalogNetwork
+from pcm_hil.analog.network import AnalogNetwork, ChipNetwork
 from pcm_hil.documents.analog import InferAccuracy, InferChip, InferEnd, InferStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.nn.network import Network, recalibrate_batchnorm
@@ -42,13 +42,16 @@ def evaluate_with_recalibrated_batchnorm(
     recalibrated = copy.deepcopy(original)
     analog.network = recalibrated
     try:
-        recalibrate_batchnorm(recalibrated, x_calibration, matmul=analog.matmul)
+        if isinstance(recalibrated, Network):
+            recalibrate_batchnorm(recalibrated, x_calibration, matmul=analog.matmul)
+        else:  # a torch model (pcm_hil.torch.TorchNetwork) recalibrates itself
+            recalibrated.recalibrate_batchnorm(x_calibration, matmul=analog.matmul)  # type: ignore[attr-defined]
         return evaluate(analog, x, y)
     finally:
         analog.network = original
 
 
-def has_batchnorm(network: Network) -> bool:
+def has_batchnorm(network: ChipNetwork) -> bool:
     return bool(network.batchnorm_layers())
 
 
@@ -80,7 +83,7 @@ class DriftAccuracy:
 
 def drift_experiment(
     open_chip: Callable[[int], OpenedChip],
-    networks: dict[str, Network],
+    networks: dict[str, ChipNetwork],
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     *,
     fp_accuracy: float,

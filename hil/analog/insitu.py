@@ -351,7 +351,7 @@ class InSituTrainer:
     ) -> TrainingResult:
         """SGD on softmax cross-entropy; every product on the chip; updates as pulses.
         ``fp_accuracy``: the floating-point reference, recorded beside the run."""
-        network: Network = self.analog.network
+        network: Network = self.analog.network  # type: ignore[assignment]  # trains the numpy networks
         emitter = Emitter(listeners, total=epochs)
         history = []
         started = time.perf_counter()

@@ -4,9 +4,8 @@ A weight layer W (inputs × outputs) becomes G+ − G− = s·W with s = g_max /
 weight unit): the magnitude of each weight on one device of its pair, the other device at 0.
 Each block of at most ``rows`` inputs × ``columns/2`` outputs sits on a window of a tile: its
 inputs drive the window's rows, G+ fills its first half of columns and G− the second, so one
-forward MVM of the window gives both currents and y = I+ − I−. Blocks are packed on the
-diagonal of tiles (disjoint rows and columns), so the other devices of a window's rows never
-carry current into its columns.
+forward MVM of the window gives both currents and y = I+ − I−. Blocks are packed into
+column strips of each tile (``place_layers``), never sharing a device.
 """
 
 from __future__ import annotations
@@ -46,21 +45,30 @@ class Block:
 
 
 def place_layers(shapes: list[tuple[int, int]], tiles: int, rows: int, columns: int) -> list[Block]:
-    """Split each (inputs, outputs) layer into blocks of ≤ rows × ≤ columns//2 and pack the
-    blocks on the diagonals of tiles 0, 1, …; raises ValueError when the chip is too small."""
+    """Split each (inputs, outputs) layer into blocks of ≤ rows × ≤ columns//2 and pack them,
+    first fit, into column strips of tiles 0, 1, …: a block goes below the blocks of the
+    first strip it fits in (no wider than the strip, rows left), else opens a strip to the
+    right of a tile's strips, else a new tile. Blocks never share a device; a window's MVM
+    drives only its own rows and senses only its own columns, so blocks beside or below one
+    another do not add to each other's currents. Raises ValueError naming the devices and
+    tiles the layers need when the chip is too small."""
     half = columns // 2
     blocks: list[Block] = []
-    tile, row, column = 0, 0, 0
+    # per tile: its strips as [column, width, rows used], and the first free column
+    strips: list[list[list[int]]] = []
+    free: list[int] = []
     for layer, (n_in, n_out) in enumerate(shapes):
         for in_start in range(0, n_in, rows):
             for out_start in range(0, n_out, half):
                 height = min(rows, n_in - in_start)
                 width = min(half, n_out - out_start)
-                if row + height > rows or column + 2 * width > columns:
-                    tile, row, column = tile + 1, 0, 0
+                tile, row, column = _fit(strips, free, height, 2 * width, rows, columns)
                 if tile >= tiles:
+                    devices = sum(2 * n_in * n_out for n_in, n_out in shapes)
                     raise ValueError(
-                        f"the network needs more than the chip's {tiles} tiles of {rows}×{columns}"
+                        f"the network needs more than the chip's {tiles} tiles of {rows}×{columns} "
+                        f"({tiles * rows * columns:,} devices): {devices:,} devices, two per "
+                        "weight, in blocks of whole rows and columns"
                     )
                 blocks.append(
                     Block(
@@ -74,8 +82,27 @@ def place_layers(shapes: list[tuple[int, int]], tiles: int, rows: int, columns: 
                         out_start + width,
                     )
                 )
-                row, column = row + height, column + 2 * width
     return blocks
+
+
+def _fit(
+    strips: list[list[list[int]]], free: list[int], height: int, width: int, rows: int, columns: int
+) -> tuple[int, int, int]:
+    """(tile, row, column) of a block of ``height`` rows × ``width`` columns, first fit
+    (see ``place_layers``); ``strips`` and ``free`` updated."""
+    for tile, mine in enumerate(strips):
+        for strip in mine:
+            column, strip_width, used = strip
+            if width <= strip_width and used + height <= rows:
+                strip[2] += height
+                return tile, used, column
+        if free[tile] + width <= columns:
+            mine.append([free[tile], width, height])
+            free[tile] += width
+            return tile, 0, free[tile] - width
+    strips.append([[0, width, height]])
+    free.append(width)
+    return len(strips) - 1, 0, 0
 
 
 def conductance_targets(

@@ -12,7 +12,8 @@ raising the drive as the conductances drift down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,12 +27,38 @@ MVM_CHUNK_BYTES = 8 * 1024 * 1024
 GDC_PATTERNS = 32
 
 
+class ChipNetwork(Protocol):
+    """What the mapping and the experiments need of a network — pcm-hil's numpy
+    ``pcm_hil.nn.Network``, or a torch model behind ``pcm_hil.torch.TorchNetwork``: its weight
+    layers (each with ``weight``, inputs × outputs), a forward pass whose every weight-layer
+    product goes through a hook ``matmul(k, x2d)``, its accuracy, its batch norms."""
+
+    def weight_layers(self) -> Sequence[Any]: ...
+
+    def batchnorm_layers(self) -> Sequence[Any]: ...
+
+    @property
+    def forward(self) -> Callable[..., np.ndarray]:
+        """``forward(x, matmul=hook, …)``: the outputs for inputs ``x``."""
+        ...
+
+    @property
+    def accuracy(self) -> Callable[..., float]:
+        """``accuracy(x, y, batch=…, matmul=hook)``: the fraction classified right."""
+        ...
+
+
 class AnalogNetwork:
     """Binds a network's weight layers to a chip. ``matmul`` and ``matmul_t`` are the hooks
     the network's forward and backward passes call for each weight layer."""
 
     def __init__(
-        self, chip, network, *, input_percentile: float = 99.9, weight_percentile: float = 100.0
+        self,
+        chip,
+        network: ChipNetwork,
+        *,
+        input_percentile: float = 99.9,
+        weight_percentile: float = 100.0,
     ) -> None:
         self.chip = chip
         self.network = network

@@ -80,7 +80,11 @@ def check(args: argparse.Namespace) -> None:
                 f"--current-min {args.current_min:g} µA is not below --current-max "
                 f"{args.current_max:g} µA"
             )
-    elif args.command == "infer" or (
+    if args.command == "infer":
+        from pcm_hil.cli.models import check_model_options
+
+        check_model_options(args)
+    if args.command == "infer" or (
         getattr(args, "kind", None) == "read-noise" and args.times is not None
     ):
         for before, after in pairwise(args.times):
@@ -256,17 +260,22 @@ def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) 
 
 
 def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
+    """The accuracy-vs-time experiment with a bundled network (trained here, plainly and
+    noise-aware) or a lab's own torch model (``cli.models``)."""
     from pcm_hil.analog.inference import drift_experiment
-    from pcm_hil.analog.recipes import NOISE_ETA, trained
+    from pcm_hil.analog.recipes import NOISE_ETA
+    from pcm_hil.cli.models import bundled, lab_model
     from pcm_hil.nn.data import load_digits_split
 
-    data = load_digits_split(seed=args.data_seed)
-    plain = trained(args.network, data, seed=args.seed)
-    aware = trained(args.network, data, noise_eta=NOISE_ETA, seed=args.seed)
-    fp = plain.accuracy(data[2], data[3])
+    if args.model is not None:
+        networks, data, fp, about = lab_model(args)
+    else:
+        data = load_digits_split(seed=args.data_seed)
+        networks, fp, about = bundled(args, data)
+        about = {"network": args.network, **about, "noise_eta": NOISE_ETA}
     result = drift_experiment(
         chip_opener(args.resource, args.timeout, args.visa_library, args.seed),
-        {"plain": plain, "noise-aware": aware},
+        networks,
         data,
         fp_accuracy=fp,
         times_s=args.times,
@@ -274,10 +283,8 @@ def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
         listeners=listeners,
     )
     return {
-        "network": args.network,
+        **about,
         "fp_accuracy": fp,
-        "noise_aware_fp_accuracy": aware.accuracy(data[2], data[3]),
-        "noise_eta": NOISE_ETA,
         "chips": args.chips,
         "points": result.points(),
         "programming": result.programming,

@@ -16,6 +16,7 @@ from importlib import metadata
 from typing import NoReturn
 
 from pcm_hil.analog.insitu import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_HIDDEN, DEFAULT_LR
+from pcm_hil.cli.models import add_model_options
 from pcm_hil.cli.options import (
     float_range,
     int_range,
@@ -412,11 +413,12 @@ def _add_infer(commands) -> None:
     infer = _command(
         commands,
         "infer",
-        "chip-in-the-loop inference on the digits: accuracy vs time after programming",
+        "chip-in-the-loop inference: accuracy vs time after programming, of a bundled network "
+        "on the digits or your own torch model",
     )
     _add_resource(infer)
     _add_output(infer)
-    _add_network(infer)
+    add_model_options(infer)  # --network, --model, --weights, --data (cli.models)
     infer.add_argument(
         "--chips", type=positive_int, default=3, help="chips (emulator seeds) to average"
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from pcm_hil.cli.output import print_json
 from pcm_hil.cli.tables import RENDERERS
 from pcm_hil.records.metadata import check_tags, parse_pairs
 from pcm_hil.records.store import RunStore
+from pcm_hil.records.values import as_text
 
 
 def runs(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def runs(args: argparse.Namespace) -> int:
 def keep_small(args: argparse.Namespace) -> int:
     """``runs delete ID…``, ``runs prune --older-than AGE``, ``runs vacuum``: one line each
     on what was done."""
+    existing_store(args.runs)
     with RunStore(args.runs) as store:
         if args.runs_command == "delete":
             running = [i for i in args.ids if store.run(i).status == "running"]  # all known
@@ -69,11 +73,22 @@ def keep_small(args: argparse.Namespace) -> int:
     return 0
 
 
+def existing_store(path: str | None) -> None:
+    """Refuse a store file that does not exist (a mistyped ``--runs``) for commands that
+    change a store: they would make an empty one."""
+    from pcm_hil.records.store import default_path
+
+    where = Path(path) if path else default_path()
+    if not where.is_file():
+        raise ValueError(f"no run store at {where}")
+
+
 def tag_run(args: argparse.Namespace) -> int:
     """``runs tag ID [WORD…] [--remove WORD] [--meta K=V] [--note TEXT]``: the run's labels
     as they now are, one line (or JSON)."""
     meta = parse_pairs(args.meta)
     add, remove = check_tags(args.tags), check_tags(args.remove, "--remove")
+    existing_store(args.runs)
     with RunStore(args.runs) as store:
         info = store.annotate(
             args.id,
@@ -114,7 +129,7 @@ def list_runs(args: argparse.Namespace, store: RunStore) -> int:
 
 def _labels(info) -> str:
     """A run's tags, metadata and note, short: ``#cal sample=W12 die=7 "first"``."""
-    words = [f"#{t}" for t in info.tags] + [f"{k}={v}" for k, v in info.meta.items()]
+    words = [f"#{t}" for t in info.tags] + [f"{k}={as_text(v)}" for k, v in info.meta.items()]
     if info.note:
         words.append(f'"{_short(info.note)}"')
     return " ".join(words)
@@ -138,14 +153,31 @@ def show_run(args: argparse.Namespace, store: RunStore) -> int:
         return 0
     console = Console()
     render_record(info, console)
-    render = RENDERERS.get(info.procedure)
-    if summary is not None and render is not None:
-        render(summary, console)
-    else:
+    if summary is not None:
+        render_summary(info.procedure, summary, console)
+    else:  # a script's run that kept no summary, or one cut off: its data
         from pcm_hil.data import run_tables
 
-        render_tables(run_tables(args.id, store), console)
+        render_tables(run_tables(args.id, store=store), console)
     return 0
+
+
+def render_summary(procedure: str, summary: dict, console: Console) -> None:
+    """A run's summary as its command printed it, or — a script's (``pcm_hil.record``), or
+    one its command's tables do not fit — as a table of its values."""
+    render = RENDERERS.get(procedure)
+    if render is not None:
+        try:
+            render(summary, console)
+            return
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # not the command's summary: a script's run of the same name
+    table = Table(title="Summary", show_header=False)
+    for key, value in summary.items():
+        table.add_row(
+            key, _short(value) if not isinstance(value, (list, dict)) else _short(json.dumps(value))
+        )
+    console.print(table)
 
 
 def render_record(info, console: Console) -> None:

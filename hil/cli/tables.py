@@ -85,7 +85,7 @@ def render_curve(summary: dict, console: Console) -> None:
 
 def render_infer(summary: dict, console: Console) -> None:
     table = Table(
-        title=f"{summary['network']}: test accuracy vs time after programming "
+        title=f"{summary.get('network') or summary.get('model')}: test accuracy vs time after programming "
         f"(software {summary['fp_accuracy']:.2%}; mean ± std over {summary['chips']} chips)"
     )
     times = sorted({p["t_s"] for p in summary["points"]})

@@ -85,7 +85,7 @@ def program_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
     verify = np.full((len(iterations), n), np.nan, dtype=np.float32)
     counted = np.zeros(n, dtype=np.int32)
     for k, step in enumerate(iterations):
-        read = np.asarray(step.read, dtype=bool)
+        read = np.asarray(step.is_read, dtype=bool)
         # a device finished earlier is not read again (version 1 repeated its last read)
         fresh = read & ~trace.finished
         verify[k, read] = step.conductance_uS
@@ -108,7 +108,11 @@ def program_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
         "strategy": start.strategy,
         "tolerance_uS": float(start.tolerance_uS),
         "max_iterations": int(start.max_iterations),
-        "ended": "yes" if end is not None else "no (cut off: from the last verify reads)",
+        "ended": (
+            "yes"
+            if end is not None and end.final_uS is not None
+            else "no (cut off or failed: from the last verify reads)"
+        ),
     }
     devices = xr.Dataset(
         {
@@ -161,7 +165,7 @@ def drift_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
     else:
         fit = drift_fit(read_at[:, None] - programmed_at[None, :], conductance, start.fit_from_s)
         max_error = 0.02  # measure_drift's default: older runs did not record theirs
-        nu, nu_error, rms, g_t0, t0 = fit.nu, fit.nu_error, fit.rms, fit.g_t0_uS, fit.t0_s
+        nu, nu_error, rms, g_t0, t0 = fit.nu, fit.nu_error, fit.fit_rms, fit.g_t0_uS, fit.t0_s
         good = usable & (fit.nu_error <= max_error)
         fitted = "here, from the stored reads"
     dataset = xr.Dataset(
@@ -185,7 +189,13 @@ def drift_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
             "t0_s": float(t0 if t0 is not None else start.fit_from_s),
             "max_nu_error": float(max_error if max_error is not None else 0.02),
             "reads_per_point": int(start.reads_per_point),
+            "resumed_reads": int(start.resumed),
             "fitted": fitted,
+            **(
+                {"resumed_from_run": int(start.resumed_from_run)}
+                if start.resumed_from_run is not None
+                else {}
+            ),
             "elapsed": "a read's time since its device's programming: read_at_s − programmed_at_s",
         },
     )

@@ -9,11 +9,14 @@
   (``Dataset.to_dataframe()``, index as columns); each column's units and the run's record in
   the file's metadata (``pandas.read_parquet(…).attrs``).
 - ``csv`` (``run-ID-csv/``): one ``TABLE.csv`` per table, a header row, values at the
-  precision that reads back exactly (the shortest that round-trips), booleans as True/False;
-  ``metadata.json`` beside them holds the run's record and every column's units.
+  precision that reads back exactly (the shortest that round-trips, in the column's dtype),
+  booleans as True/False.
+- Both folder formats write ``metadata.json`` beside the tables: the run's record and every
+  column's dtype, units and description. ``program.verify`` holds a row per read taken.
 
 Exports are written to a temporary name beside the target and renamed into place: an export
-cut short leaves no half file under the final name.
+cut short leaves no half file under the final name. Nothing but an earlier export is
+written over (``check_target``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import xarray as xr
 
 from pcm_hil.data.load import run_tables
 from pcm_hil.records.store import RunStore
+
+#: What a folder export writes beside its tables: the run's record and each column's units.
+MARKER = "metadata.json"
 
 #: Export formats and the default name of each (``{id}``: the run id).
 FORMATS = {
@@ -49,10 +55,11 @@ def export_run(
     name in the current directory); the path written."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    tables = run_tables(run, store)
+    tables = run_tables(run, store=store)
     if not tables:
         raise ValueError(f"run {run} holds no table yet (no procedure step was recorded)")
-    path = Path(output) if output else Path(FORMATS[fmt].format(id=run))
+    path = Path(output).absolute() if output else Path(FORMATS[fmt].format(id=run)).absolute()
+    check_target(path, fmt)
     partial = path.with_name(f".{path.name}.partial")
     _remove(partial)
     try:
@@ -61,12 +68,44 @@ def export_run(
         else:
             partial.mkdir()
             write_folder(tables, partial, fmt)
-        _remove(path)
+        if path.is_dir():  # an export of ours (check_target): replaced whole
+            shutil.rmtree(path)
         os.replace(partial, path)
     except BaseException:
         _remove(partial)
         raise
     return path
+
+
+def check_target(path: Path, fmt: str) -> None:
+    """Refuse to write over what is not an export: a folder for a file format; for a folder
+    format, a folder holding anything but the files of an earlier export (``MARKER`` lists
+    them). An existing file is replaced by a file format, refused by a folder format."""
+    if not path.name or not path.parent.is_dir():
+        raise ValueError(f"{path}: not a path in an existing folder")
+    if fmt in ("netcdf", "hdf5"):
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder: give the file to write, e.g. {path}/run.nc")
+        return
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file: give a folder for the {fmt} tables")
+    if path.is_dir() and any(path.iterdir()):
+        listed = _export_files(path) or set()
+        extra = sorted(p.name for p in path.iterdir() if p.name not in listed)
+        if not listed or extra:
+            raise ValueError(
+                f"{path} holds other files ({', '.join(extra[:3]) or 'not an export'}"
+                f"{'…' if len(extra) > 3 else ''}): give a new or empty folder"
+            )
+
+
+def _export_files(folder: Path) -> set[str] | None:
+    """The files an earlier export wrote in ``folder`` (None: it is not one)."""
+    try:
+        marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        return {MARKER, *(t["file"] for t in marker["tables"].values())}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def write_netcdf(tables: dict[str, xr.Dataset], path: Path) -> None:
@@ -77,13 +116,16 @@ def write_netcdf(tables: dict[str, xr.Dataset], path: Path) -> None:
             for var in table.data_vars
             if table[var].dtype.kind in "biuf" and table[var].ndim
         }
-        table.to_netcdf(
-            path,
-            mode="w" if k == 0 else "a",
-            group=None if k == 0 else name,
-            engine="h5netcdf",
-            encoding=encoding,
-        )
+        try:
+            table.to_netcdf(
+                path,
+                mode="w" if k == 0 else "a",
+                group=None if k == 0 else name,
+                engine="h5netcdf",
+                encoding=encoding,
+            )
+        except (TypeError, ValueError) as error:  # h5netcdf's CompatibilityError is one
+            raise ValueError(f"table {name} cannot be written as NetCDF: {error}") from None
 
 
 def write_folder(tables: dict[str, xr.Dataset], folder: Path, fmt: str) -> None:
@@ -91,6 +133,8 @@ def write_folder(tables: dict[str, xr.Dataset], folder: Path, fmt: str) -> None:
     described: dict[str, Any] = {}
     for name, table in tables.items():
         frame = table.to_dataframe().reset_index()
+        if name.endswith(".verify"):  # only the reads taken, not a row per device unread
+            frame = frame.dropna(subset=["conductance_uS"]).reset_index(drop=True)
         units = {
             str(column): table[column].attrs.get("units", "")
             for column in frame.columns
@@ -106,6 +150,7 @@ def write_folder(tables: dict[str, xr.Dataset], folder: Path, fmt: str) -> None:
             "rows": len(frame),
             "columns": {
                 str(c): {
+                    "dtype": str(frame[c].dtype),
                     "units": units.get(str(c), ""),
                     "description": table[c].attrs.get("long_name", "")
                     if c in table.variables
@@ -115,9 +160,8 @@ def write_folder(tables: dict[str, xr.Dataset], folder: Path, fmt: str) -> None:
             },
             "attributes": _plain(table.attrs),
         }
-    if fmt == "csv":
-        text = json.dumps({"tables": described}, indent=2, default=str)
-        (folder / "metadata.json").write_text(text + "\n", encoding="utf-8")
+    text = json.dumps({"tables": described}, indent=2, default=str)
+    (folder / MARKER).write_text(text + "\n", encoding="utf-8")
 
 
 def _plain(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from pcm_hil.data.curves import (
     step_tables,
     train_tables,
 )
-from pcm_hil.data.devices import drift_tables, program_tables
+from pcm_hil.data.devices import annotate, drift_tables, program_tables
 from pcm_hil.data.parts import Part, run_attributes, split_parts
 from pcm_hil.records.store import RunStore
 
@@ -53,7 +53,7 @@ EXPORT_SUFFIXES = (".nc", ".h5", ".hdf5", ".nc4")
 
 
 def run_tables(
-    run: int, store: RunStore | str | os.PathLike | None = None
+    run: int, *, store: RunStore | str | os.PathLike | None = None
 ) -> dict[str, xr.Dataset]:
     """Every table of run ``run`` of ``store`` (a ``RunStore``, a store file, or None for the
     default store), by name: first the tables of the run's own procedure (``drift`` for a drift
@@ -73,6 +73,8 @@ def run_tables(
         build = BUILDERS.get(part.procedure, step_tables)
         for name, table in build(part, columns).items():
             table.attrs = {**run_attributes(info, part.procedure), "table": name, **table.attrs}
+            if table.attrs.get("resumed_from_run") is not None:
+                table = _with_earlier_reads(table, store, opened if own else None)
             tables[name] = table
     names = list(tables)
     main = info.procedure
@@ -80,6 +82,27 @@ def run_tables(
         main = names[-1].split(".")[0]  # a script's run: its last procedure's tables
     ordered = sorted(names, key=lambda name: (name.split(".")[0] != main, names.index(name)))
     return {name: tables[name] for name in ordered}
+
+
+def _with_earlier_reads(table: xr.Dataset, store, opened: RunStore | None) -> xr.Dataset:
+    """A resumed drift measurement's table with the reads of the run it resumed first (the
+    fits are over both); as it is when that run is no longer in the store."""
+    source = int(table.attrs["resumed_from_run"])
+    try:
+        earlier = run_tables(source, store=opened if opened is not None else store).get("drift")
+    except (KeyError, LookupError, ValueError):
+        earlier = None
+    if earlier is None or earlier.sizes.get("device") != table.sizes.get("device"):
+        table.attrs["earlier_reads"] = f"not found: run {source} is not in the store"
+        return table
+    reads = ["conductance_uS", "read_at_s"]
+    time_vars = xr.concat([earlier[reads], table[reads]], dim="time")
+    merged = table.drop_vars([*reads, "t_s"]).assign(
+        conductance_uS=time_vars.conductance_uS, read_at_s=time_vars.read_at_s
+    )
+    merged = merged.assign_coords(t_s=time_vars.t_s)
+    merged.attrs["earlier_reads"] = f"the first {earlier.sizes['time']} reads, from run {source}"
+    return annotate(merged)
 
 
 def load_run(
@@ -96,7 +119,7 @@ def load_run(
     """
     if isinstance(run, (str, os.PathLike)) and not str(run).isdigit():
         return _load_export(Path(run), table)
-    tables = run_tables(int(str(run)), store)
+    tables = run_tables(int(str(run)), store=store)
     if not tables:
         raise ValueError(f"run {run} holds no table yet (no procedure step was recorded)")
     if table is None:
@@ -119,5 +142,8 @@ def _load_export(path: Path, table: str | None) -> xr.Dataset:
         main = root.attrs.get("table")
         if table is None or table == main:
             return root.load()
-    with xr.open_dataset(path, engine="h5netcdf", group=table) as group:
-        return group.load()
+    try:
+        with xr.open_dataset(path, engine="h5netcdf", group=table) as group:
+            return group.load()
+    except OSError:  # h5netcdf's word for a group that is not there
+        raise KeyError(f"{path} has no table {table!r}") from None

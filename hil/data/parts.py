@@ -15,6 +15,7 @@ from typing import Any
 
 from pcm_hil.documents.base import Document, UnknownDocument
 from pcm_hil.documents.events import Event
+from pcm_hil.records.values import as_text
 
 
 @dataclass
@@ -89,7 +90,8 @@ def run_attributes(info, procedure: str | None = None) -> dict[str, Any]:
         if info.chip and info.chip.get(key) is not None:
             attrs[f"chip_{key}"] = info.chip[key]
     for key, value in (info.meta or {}).items():
-        attrs[f"meta_{key}"] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+        plain = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        attrs[f"meta_{key}"] = value if plain else as_text(value)  # NetCDF has no booleans
     return {k: v for k, v in attrs.items() if v is not None}
 
 

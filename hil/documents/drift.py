@@ -15,7 +15,10 @@ class DriftStart(Start, name="drift.start"):
     """The devices (one entry each in ``tile``, ``address``, ``target_uS``, ``usable`` —
     programmed and not stuck — and ``programmed_at_s``, chip clock), the read schedule
     (``times_s`` after the end of programming) and the fit: enough to resume the
-    measurement. ``resumed`` counts the reads taken before, when resuming."""
+    measurement. ``resumed`` counts the reads taken before, when resuming, and
+    ``resumed_from_run`` names the recorded run they are in (version 2)."""
+
+    version: ClassVar[int] = 2
 
     tile: np.ndarray
     address: np.ndarray
@@ -27,6 +30,7 @@ class DriftStart(Start, name="drift.start"):
     fit_from_s: float
     reads_per_point: int
     resumed: int = 0
+    resumed_from_run: int | None = None
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ class ProgramStart(Start, name="program.start"):
 @dataclass(frozen=True)
 class ProgramIteration(Step, name="program.iteration"):
     """One iteration: one pulse command and one verify read per tile, for the devices still
-    being programmed. ``read``, one entry per device in the start document's order: whether
-    it was read in this iteration; one entry per device read (per True of ``read``, in
+    being programmed. ``is_read``, one entry per device in the start document's order:
+    whether it was read in this iteration; one entry per device read (per True of ``is_read``, in
     device order): its read, ``conductance_uS`` (µS), and whether it is ``finished`` —
     converged or found stuck — by the end of the iteration (a device only finishes in an
     iteration that read it).
@@ -43,7 +43,7 @@ class ProgramIteration(Step, name="program.iteration"):
     converged: int
     stuck_devices: int
     devices: int
-    read: np.ndarray
+    is_read: np.ndarray
     conductance_uS: np.ndarray
     finished: np.ndarray
 
@@ -56,7 +56,7 @@ class ProgramIteration(Step, name="program.iteration"):
         latest = np.asarray(values["conductance_uS"], dtype=np.float32)
         read = ~np.isnan(latest)  # a finished device has been read: its state carries over
         finished = np.asarray(values["finished"], dtype=bool)[read]
-        return {**values, "read": read, "conductance_uS": latest[read], "finished": finished}
+        return {**values, "is_read": read, "conductance_uS": latest[read], "finished": finished}
 
 
 class ProgramTrace:
@@ -67,15 +67,15 @@ class ProgramTrace:
     def __init__(self, devices: int) -> None:
         self.conductance_uS = np.full(devices, np.nan, dtype=np.float32)
         self.finished = np.zeros(devices, dtype=bool)
-        self.finished_at = np.zeros(devices, dtype=np.int32)
-        """The iteration at which each device was first finished (0: not yet)."""
+        self.finished_iteration = np.zeros(devices, dtype=np.int32)
+        """The iteration (from 1) at which each device was first finished (0: not yet)."""
         self.iteration = 0
 
     def add(self, step: ProgramIteration) -> None:
-        read = np.flatnonzero(np.asarray(step.read, dtype=bool))
+        read = np.flatnonzero(np.asarray(step.is_read, dtype=bool))
         self.conductance_uS[read] = step.conductance_uS
         now = read[np.asarray(step.finished, dtype=bool)]
-        self.finished_at[now[~self.finished[now]]] = step.iteration
+        self.finished_iteration[now[~self.finished[now]]] = step.iteration
         self.finished[now] = True
         self.iteration = step.iteration
 

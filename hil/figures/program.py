@@ -47,7 +47,7 @@ def _programming_figures(
     finished_at = (
         np.asarray(end.iterations) * counted
         if end is not None and end.iterations is not None
-        else trace.finished_at * counted
+        else trace.finished_iteration * counted
     )
     state = _state(start, last, end)
     return {

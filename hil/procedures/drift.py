@@ -89,13 +89,13 @@ class DriftResult:
 @dataclass
 class DriftFit:
     """Per device, the least-squares fit of log G vs log t: the drift exponent ``nu``, its
-    standard error ``nu_error``, the RMS residual of log G about the line (``rms``, the fit's
+    standard error ``nu_error``, the RMS residual of log G about the line (``fit_rms``, the fit's
     goodness: 0.01 is a 1% scatter), the fitted conductance at ``t0_s`` (``g_t0_uS``, µS) and
     how many reads it used (``reads``). NaN where fewer than 3 reads qualify."""
 
     nu: np.ndarray
     nu_error: np.ndarray
-    rms: np.ndarray
+    fit_rms: np.ndarray
     g_t0_uS: np.ndarray
     reads: np.ndarray
     t0_s: float
@@ -133,7 +133,7 @@ def fit_drift(elapsed_s: np.ndarray, conductance_uS: np.ndarray, fit_from_s: flo
     log G about the fit and the standard error of ν (NaN where fewer than 3 reads qualify);
     ``drift_fit`` gives G(t0) too."""
     fit = drift_fit(elapsed_s, conductance_uS, fit_from_s)
-    return fit.nu, fit.rms, fit.nu_error
+    return fit.nu, fit.fit_rms, fit.nu_error
 
 
 @dataclass
@@ -151,6 +151,8 @@ class DriftProgress:
     times_s: np.ndarray
     read_at_s: list[float]
     reads: list[np.ndarray]
+    run_id: int | None = None
+    """The recorded run it comes from, if any (the resumed run records it)."""
 
 
 def measure_drift(
@@ -234,6 +236,7 @@ def measure_drift(
         fit_from_s=fit_from_s,
         reads_per_point=reads_per_point,
         resumed=len(read_rows),
+        resumed_from_run=resume.run_id if resume is not None else None,
     )
     programming_status: Status = "completed" if programming is None else programming.status
     programming_done = programming_status == "completed"
@@ -277,7 +280,7 @@ def measure_drift(
         status,
         time.perf_counter() - started,
         programming,
-        fit_rms=fit.rms,
+        fit_rms=fit.fit_rms,
         g_t0_uS=fit.g_t0_uS,
         t0_s=fit.t0_s,
         max_nu_error=max_nu_error,
@@ -288,7 +291,7 @@ def measure_drift(
             levels=result.summary()["levels"],
             nu=fit.nu.astype(np.float32),
             nu_error=fit.nu_error.astype(np.float32),
-            fit_rms=fit.rms.astype(np.float32),
+            fit_rms=fit.fit_rms.astype(np.float32),
             g_t0_uS=fit.g_t0_uS.astype(np.float32),
             good=good,
             t0_s=fit.t0_s,

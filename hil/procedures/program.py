@@ -235,7 +235,7 @@ def _iteration_document(
         converged=sum(int(np.count_nonzero(g.converged)) for g in groups),
         stuck_devices=sum(int(np.count_nonzero(g.stuck)) for g in groups),
         devices=devices,
-        read=np.concatenate([mask for mask, _index in read]),
+        is_read=np.concatenate([mask for mask, _index in read]),
         conductance_uS=np.concatenate(values),
         finished=np.concatenate(finished),
     )

@@ -52,7 +52,10 @@ def encode(array: np.ndarray) -> tuple[str, bytes | memoryview]:
     array = np.ascontiguousarray(array)
     if array.dtype == np.bool_:
         return "bits-zstd", _compress(np.packbits(array.ravel()).tobytes())
-    raw = memoryview(array.reshape(-1)).cast("B")  # type: ignore[arg-type]  # a buffer; numpy stubs lack __buffer__
+    if array.dtype.kind in "biuf":  # a view of the array's bytes, not a copy
+        raw: bytes | memoryview = memoryview(array.reshape(-1)).cast("B")  # type: ignore[arg-type]
+    else:  # datetimes and the like have no buffer format: their bytes copied
+        raw = array.tobytes()
     if array.dtype.kind in "iuf" and array.size:
         if array.dtype.kind == "f" and not _pays(array.reshape(-1)[:SAMPLE_VALUES]):
             return "raw", raw  # measured noise: not worth the time (see the module)
@@ -71,7 +74,7 @@ def _pays(sample: np.ndarray) -> bool:
 
 
 def decode(codec: str, blob: bytes, dtype: str, shape: list[int]) -> np.ndarray:
-    """The array stored as ``blob`` under ``codec``."""
+    """The array stored as ``blob`` under ``codec``: a writable array of its own."""
     kind = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
     if codec in ("bits-zstd", "bits"):
@@ -82,14 +85,13 @@ def decode(codec: str, blob: bytes, dtype: str, shape: list[int]) -> np.ndarray:
         return np.unpackbits(bits, count=count).astype(bool).reshape(shape)
     if codec == "shuffle-zstd":
         data = np.frombuffer(_decompress(blob, count * kind.itemsize), dtype=np.uint8)
-        if kind.itemsize > 1:
-            data = data.reshape(kind.itemsize, count).T.copy()
+        data = data.reshape(kind.itemsize, count).T.copy()  # a writable array of its own
         return data.view(kind).reshape(shape)
     if codec == "zlib":
         blob = zlib.decompress(blob)
     elif codec not in ("raw", ""):
         raise ValueError(f"unknown array codec {codec!r} (a newer pcm-hil wrote this store)")
-    return np.frombuffer(blob, dtype=kind).reshape(shape)
+    return np.frombuffer(bytearray(blob), dtype=kind).reshape(shape)  # writable, like the rest
 
 
 def _shuffle(array: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ Where the values come from, later ones winning key by key:
 3. the command line: ``--meta key=value`` (repeatable), ``--note TEXT``, ``--tag WORD``.
 
 Values are kept as text, exactly as given on the command line or in the environment; the
-config file's TOML values (numbers, booleans, strings) as TOML typed them. ``runs list --meta
+config file's TOML values (numbers, booleans, strings) as TOML typed them, dates and times as
+their ISO text. ``runs list --meta
 key=value`` compares the text of either.
 """
 
@@ -30,6 +31,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,8 @@ def from_config(path: Path | None = None) -> RunLabels:
         raise MetadataError(f"{path}: not a TOML file ({error})") from None
     meta = config.get("meta", {})
     run = config.get("run", {})
+    if not isinstance(meta, Mapping) or not isinstance(run, Mapping):
+        raise MetadataError(f"{path}: [meta] and [run] are tables of key = value pairs")
     unknown = sorted(set(config) - {"meta", "run"}) + sorted(
         f"run.{k}" for k in set(run) - {"note", "tags"}
     )
@@ -120,8 +124,10 @@ def from_config(path: Path | None = None) -> RunLabels:
         raise MetadataError(
             f"{path}: unknown setting(s) {', '.join(unknown)}; known: [meta], run.note, run.tags"
         )
-    if not isinstance(meta, Mapping) or any(isinstance(v, (dict, list)) for v in meta.values()):
+    if any(isinstance(v, (dict, list)) for v in meta.values()):
         raise MetadataError(f"{path}: [meta] holds key = value pairs of plain values")
+    # TOML dates and times are kept as their ISO text (a run's metadata is JSON)
+    meta = {k: v.isoformat() if isinstance(v, (date, time)) else v for k, v in meta.items()}
     for key in meta:
         check_key(key, f"{path} [meta]")
     note = run.get("note")

@@ -116,6 +116,7 @@ def drift_from_run(store: RunStore, run_id: int) -> DriftRecord:
         start.times_s,
         read_at,
         reads,
+        run_id=run_id,
     )
     programmed_at = np.asarray(start.programmed_at_s, dtype=np.float64)
     known, known_at, within = None, None, 0.0

@@ -73,7 +73,8 @@ def record(
     labels = run_labels((), note, tags)
     for key in meta or {}:
         check_key(key, "record(meta=…)")
-    merged = {k: v for k, v in {**labels.meta, **(meta or {})}.items() if v is not None}
+    given = {k: v.strip() if isinstance(v, str) else v for k, v in (meta or {}).items()}
+    merged = {k: v for k, v in {**labels.meta, **given}.items() if v is not None}
     resource = getattr(chip, "resource", None)
     emulator = emulator_parameters(resource, None) if resource else {}
     opened = store if isinstance(store, RunStore) else RunStore(store)
@@ -89,11 +90,18 @@ def record(
         )
         if chip is not None and hasattr(chip, "config"):
             opened.describe_chip(run_id, chip.config)
-        run = RecordedRun(run_id, opened, Recorder(opened, run_id, name), None, list(listeners))
+        # the block ends the run, not the end of a procedure that happens to share its name
+        run = RecordedRun(run_id, opened, Recorder(opened, run_id, None), None, list(listeners))
         try:
             yield run
         except KeyboardInterrupt:
             opened.finish_run(run_id, "cancelled", "interrupted")
+            raise
+        except SystemExit as done:
+            if done.code not in (None, 0):
+                run.recorder.fail(done)
+            elif opened.run(run_id).status == "running":
+                opened.finish_run(run_id, "completed")
             raise
         except BaseException as error:
             run.recorder.fail(error)

@@ -49,7 +49,7 @@ from pcm_hil.records.store_file import (
     guarded,
     store_error,
 )
-from pcm_hil.records.values import as_text, jsonable, split_values
+from pcm_hil.records.values import jsonable, meta_matches, split_values
 
 __all__ = [
     "EVENTS_COLUMNS",
@@ -176,8 +176,19 @@ class RunStore:
             uri += "?mode=ro&immutable=1"
         self.db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
         try:
-            self.db.execute("PRAGMA query_only = 1")
             version = self._version()
+            if version == 2 and self._check_tables(version):
+                # version 3 only added columns: read a version-2 store as it is, through
+                # views (in memory, the file untouched) giving them their defaults
+                self.db.execute(
+                    "CREATE TEMP VIEW runs AS SELECT *, NULL AS meta, NULL AS note, NULL AS tags,"
+                    " NULL AS summary FROM main.runs"
+                )
+                self.db.execute(
+                    "CREATE TEMP VIEW arrays AS SELECT *, 'raw' AS codec FROM main.arrays"
+                )
+                version = STORE_VERSION
+            self.db.execute("PRAGMA query_only = 1")
             if not self._check_tables(version):
                 self.db.close()
                 return _empty_store()
@@ -236,11 +247,27 @@ class RunStore:
             if _has_table(self.db, "events"):
                 from pcm_hil.records.migrate import migrate
 
+                self._refuse_while_recorded(version)
                 migrate(self.db, version)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+
+    def _refuse_while_recorded(self, version: int) -> None:
+        """An older pcm-hil recording into the store would lose every event after the
+        migration (its inserts no longer fit the tables): refuse to migrate while a run of
+        this machine is being recorded by a live process (StoreError)."""
+        host = socket.gethostname()
+        for run_id, pid in self.db.execute(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,)
+        ):
+            if pid and pid != os.getpid() and _alive(pid):
+                raise StoreError(
+                    f"{self.path}: run {run_id} is being recorded into this store (pid {pid}) "
+                    f"by a pcm-hil of store version {max(version, 1)}; this pcm-hil migrates "
+                    "the store once that run has ended"
+                )
 
     def close(self) -> None:
         self.db.close()
@@ -440,14 +467,14 @@ class RunStore:
         procedure: str | None = None,
     ) -> list[RunInfo]:
         """Runs, newest first: at most ``limit`` of those whose metadata has every value of
-        ``meta`` (compared as text: ``{"die": "7"}`` finds ``die = 7``), that carry every
-        tag of ``tags``, and of ``procedure``."""
+        ``meta`` (as text or as numbers: ``{"die": "7"}`` finds ``die = 7``; an empty value
+        finds runs without the key), that carry every tag of ``tags``, and of ``procedure``."""
         found = []
         for row in self.db.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC"):
             info = self._info(row)
             if procedure is not None and info.procedure != procedure:
                 continue
-            if any(as_text(info.meta.get(k)) != str(v) for k, v in (meta or {}).items()):
+            if not all(meta_matches(info.meta.get(k), v) for k, v in (meta or {}).items()):
                 continue
             if not set(tags) <= set(info.tags):
                 continue
@@ -469,8 +496,10 @@ class RunStore:
 
     def events(self, run_id: int, after: int = -1) -> Iterator[Event]:
         """The run's events with seq > ``after``, in order, each with its typed document
-        (arrays included); a document of a class this pcm-hil does not know, or of another
-        version of it, comes back as an ``UnknownDocument`` holding its values."""
+        (arrays included); an older version of a document is read as the current one where
+        its values carry over (``Document.upgrade``), and a document of a class this pcm-hil
+        does not know, of a newer version, or that does not carry over, comes back as an
+        ``UnknownDocument`` holding its values."""
         try:
             yield from self._events(run_id, after)
         except (sqlite3.Error, OSError) as error:
@@ -520,10 +549,11 @@ class RunStore:
 
 class Recorder:
     """A listener that records a procedure's events into a run (``RunStore.start_run`` makes
-    it). The run ends with the ``end`` event of its own procedure, or with the first ``end``
-    of any procedure inside it that was cancelled or failed."""
+    it). The run ends with the ``end`` event of its own ``procedure`` (None: of none — its
+    owner ends it, as ``pcm_hil.record`` does), or with the first ``end`` of any procedure
+    inside it that was cancelled or failed."""
 
-    def __init__(self, store: RunStore, run_id: int, procedure: str) -> None:
+    def __init__(self, store: RunStore, run_id: int, procedure: str | None) -> None:
         self.store = store
         self.run_id = run_id
         self.procedure = procedure

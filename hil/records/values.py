@@ -40,3 +40,21 @@ def as_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def meta_matches(stored: Any, wanted: Any) -> bool:
+    """Whether a run's metadata value is the one asked for: the same text (``as_text``: 7
+    and "7", True and "true"), or the same number (25 and "25.0"); an empty value asks for
+    runs without the key."""
+    wanted_text = as_text(wanted) if not isinstance(wanted, str) else wanted.strip()
+    if wanted_text in ("", None):
+        return stored is None
+    stored_text = as_text(stored)
+    if stored_text is None:
+        return False
+    if stored_text == wanted_text:
+        return True
+    try:
+        return float(stored_text) == float(wanted_text)
+    except ValueError:
+        return False

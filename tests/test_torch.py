@@ -1,0 +1,252 @@
+"""Any torch model on the chip (pcm_hil.torch): layers, mapping, refusal, batch norm, the
+experiment and the CLI. Skipped, saying so, without torch (.ci/run installs the CPU build)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+nn = torch.nn
+
+from pcm_hil.analog.inference import drift_experiment  # noqa: E402
+from pcm_hil.analog.recipes import trained  # noqa: E402
+from pcm_hil.cli.main import main  # noqa: E402
+from pcm_hil.drivers.chip import PcmChip  # noqa: E402
+from pcm_hil.nn.data import load_digits_split  # noqa: E402
+from pcm_hil.records.store import RunStore  # noqa: E402
+from pcm_hil.torch import AnalogModel, TorchNetwork  # noqa: E402
+from pcm_hil.torch.training import weight_noise  # noqa: E402
+from pcm_hil.torch.zoo import from_network, resnet  # noqa: E402
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split(seed=0)
+
+
+def _double(model: nn.Module) -> nn.Module:
+    return model.double().eval()
+
+
+# --- the layers compute what torch computes ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(in_channels=3, out_channels=6, kernel_size=3, stride=1, padding=1),
+        dict(in_channels=3, out_channels=4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)),
+        dict(in_channels=4, out_channels=6, kernel_size=3, dilation=2, padding=2, bias=False),
+        dict(in_channels=4, out_channels=6, kernel_size=3, padding=1, groups=2),
+        dict(in_channels=6, out_channels=6, kernel_size=3, stride=2, padding=1, groups=3),
+    ],
+)
+def test_a_convolution_unfolded_into_products_is_torchs(conv):
+    torch.manual_seed(SEED)
+    model = _double(nn.Sequential(nn.Conv2d(**conv), nn.ReLU(), nn.Flatten()))
+    network = TorchNetwork(model)
+    # one weight layer per group, each (C_in/groups·kh·kw × C_out/groups)
+    groups = conv.get("groups", 1)
+    kh, kw = np.broadcast_to(conv["kernel_size"], 2)
+    assert [w.weight.shape for w in network.weight_layers()] == [
+        (conv["in_channels"] // groups * kh * kw, conv["out_channels"] // groups)
+    ] * groups
+    x = torch.randn(5, conv["in_channels"], 9, 7, dtype=torch.float64)
+    expected = model(x).detach().numpy()
+    np.testing.assert_allclose(network.forward(x.numpy()), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_products_on_the_chip_are_the_mappings_and_within_its_error():
+    torch.manual_seed(SEED)
+    model = _double(nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10)))
+    x = np.random.default_rng(SEED).random((256, 1, 8, 8))
+    with PcmChip.open(f"emulator?seed={SEED}") as chip:
+        analog = AnalogModel(model, chip)
+        analog.calibrate(x)
+        result = analog.program()
+        assert result.converged.mean() > 0.97
+        # every weight layer's product goes through the shared mapping (AnalogNetwork.matmul)
+        calls = []
+        chip_matmul = analog.analog.matmul
+
+        def recording(k, x2d):
+            calls.append((k, x2d.copy()))
+            y = chip_matmul(k, x2d)
+            calls[-1] += (y,)
+            return y
+
+        analog.analog.matmul = recording
+        out = analog(torch.from_numpy(x)).numpy()
+    assert [k for k, _x, _y in calls] == [0, 1]
+    np.testing.assert_array_equal(calls[0][1], x.reshape(256, 64))
+    hidden = np.maximum(calls[0][2] + model[1].bias.detach().numpy(), 0)
+    np.testing.assert_allclose(calls[1][1], hidden, rtol=1e-12)
+    np.testing.assert_allclose(out, calls[1][2] + model[3].bias.detach().numpy(), rtol=1e-12)
+    expected = model(torch.from_numpy(x)).detach().numpy()
+    error = np.sqrt(np.mean((out - expected) ** 2)) / np.sqrt(np.mean(expected**2))
+    # programming σ (≈0.3–1 µS of 25 µS on each device of a pair), read noise and 8-bit
+    # converters on untrained random weights and inputs: several percent, not more
+    assert 0.01 < error < 0.15
+
+
+def test_a_model_too_large_for_the_chip_is_refused_naming_devices():
+    model = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 512))
+    with PcmChip.open("emulator?profile=small") as chip:  # 4 tiles of 64×64
+        with pytest.raises(
+            ValueError,
+            match=r"more than the chip's 4 tiles of 64×64 \(16,384 devices\): 3,145,728 devices",
+        ):
+            AnalogModel(model, chip)
+    with pytest.raises(ValueError, match=r"no nn\.Linear or nn\.Conv2d"):
+        TorchNetwork(nn.Sequential(nn.ReLU()))
+
+
+# --- batch norm, recalibrated through the chip ------------------------------------------------------
+
+
+def test_recalibrated_batchnorm_statistics_are_those_of_the_chips_outputs():
+    torch.manual_seed(SEED)
+    model = _double(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()))
+    x = np.random.default_rng(SEED).random((64, 1, 8, 8))
+    with PcmChip.open(f"emulator?seed={SEED}") as chip:
+        analog = AnalogModel(model, chip)
+        analog.calibrate(x)
+        analog.program()
+        chip.advance(86400.0)
+        # the convolution's outputs on the chip in the recalibration pass itself
+        conv = analog.network.model[0]
+        seen = []
+        handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+        analog.recalibrate_batchnorm(x, batch=len(x))
+        handle.remove()
+        outputs = seen[0].numpy()  # (64, 4, 8, 8)
+    norm = analog.network.model[1]
+    np.testing.assert_allclose(norm.running_mean.numpy(), outputs.mean(axis=(0, 2, 3)), rtol=1e-9)
+    values = outputs.transpose(1, 0, 2, 3).reshape(4, -1)
+    np.testing.assert_allclose(norm.running_var.numpy(), values.var(axis=1, ddof=1), rtol=1e-9)
+    # the model given is left as it was
+    assert torch.equal(model[1].running_mean, torch.zeros(4, dtype=torch.float64))
+
+
+# --- one mapping, two front ends -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_numpy_networks_and_their_torch_twins_give_the_same_accuracies(name, digits):
+    network = trained(name, digits, seed=0)
+    twin = from_network(network)
+    x = digits[2][:50]
+    np.testing.assert_allclose(
+        twin(torch.from_numpy(x).double()).detach().numpy(), network.logits(x), atol=1e-10
+    )
+
+    def run(front):
+        return drift_experiment(
+            lambda i: PcmChip.open(f"emulator?seed={SEED + i}"),
+            {"w": front},
+            digits,
+            fp_accuracy=0.0,
+            times_s=(1.0, 86400.0),
+            chips=1,
+        ).accuracies
+
+    numpy_path, torch_path = run(network), run(TorchNetwork(twin))
+    assert numpy_path.keys() == torch_path.keys()
+    for key, value in numpy_path.items():
+        if key[2] == "gdc+bn":  # torch keeps the unbiased batch variance: a sample or two
+            assert abs(value[0] - torch_path[key][0]) <= 0.005
+        else:  # the same commands to the same chip: the same accuracy
+            assert value == torch_path[key]
+
+
+# --- noise-aware training --------------------------------------------------------------------------------
+
+
+def test_weight_noise_is_relative_gaussian_and_leaves_the_weights_as_they_were():
+    torch.manual_seed(SEED)
+    model = nn.Sequential(nn.Linear(200, 300), nn.ReLU(), nn.Conv2d(3, 8, 3))
+    clean = [p.detach().clone() for p in model.parameters()]
+    generator = torch.Generator().manual_seed(SEED)
+    with weight_noise(model, 0.1, generator):
+        linear = model[0].weight.detach()
+        noise = (linear - clean[0]) / (0.1 * clean[0].abs().max())
+        # 60,000 draws: mean 0 ± 0.004, std 1 ± 0.003 (1σ)
+        assert abs(float(noise.mean())) < 0.02 and abs(float(noise.std()) - 1.0) < 0.015
+        assert not torch.equal(model[2].weight, clean[2])
+        assert torch.equal(model[0].bias, clean[1])  # biases stay clean
+        loss = model[0](torch.ones(1, 200)).sum()
+        loss.backward()
+    for parameter, before in zip(model.parameters(), clean, strict=True):
+        assert torch.equal(parameter.detach(), before)
+    assert model[0].weight.grad is not None  # the gradient at the noisy weights is kept
+
+
+# --- the bundled ResNet and the CLI ------------------------------------------------------------------
+
+
+def test_the_bundled_resnet_fits_the_default_chip():
+    model = resnet(0)
+    with PcmChip.open("emulator?seed=0") as chip:
+        analog = AnalogModel(model, chip)
+        tiles = {block.tile for block in analog.analog.blocks}
+    assert analog.devices() == 2 * 77_072 and tiles == {0, 1, 2}
+    assert len(analog.network.weight_layers()) == 10
+
+
+LAB_MODULE = """
+import numpy as np
+from torch import nn
+from pcm_hil.nn.data import load_digits_split
+
+def model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+def data():
+    x_train, y_train, x_test, y_test = load_digits_split(seed=0)
+    return x_train[:256], y_train[:256], x_test[:200], y_test[:200]
+"""
+
+
+def test_the_cli_runs_a_labs_own_model(tmp_path, monkeypatch, capsys, digits):
+    (tmp_path / "lab_models.py").write_text(LAB_MODULE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lab_models
+
+    from pcm_hil.torch.training import accuracy, train_classifier
+
+    model = train_classifier(lab_models.model(), digits[0], digits[1], epochs=10, lr=0.05)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    fp = accuracy(model, digits[2][:200], digits[3][:200])
+    command = [
+        "infer", "--model", "lab_models:model", "--weights", "model.pt",
+        "--data", "lab_models:data", "--chips", "2", "--times", "1", "86400", "--json",
+    ]  # fmt: skip
+    assert main(command) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == "lab_models:model" and summary["fp_accuracy"] == pytest.approx(fp)
+    points = {(p["t_s"], p["compensation"]): p for p in summary["points"]}
+    assert set(points) == {(1.0, "none"), (1.0, "gdc"), (86400.0, "none"), (86400.0, "gdc")}
+    assert all(p["chips"] == 2 and p["weights"] == "model" for p in points.values())
+    assert fp - 0.06 < points[(1.0, "gdc")]["accuracy_mean"] <= 1.0  # a point or two lost
+    with RunStore(readonly=True) as store:
+        run = store.run(summary["run_id"])
+        assert (
+            run.identity["model"] == "PCM-EMULATOR"
+            and run.parameters["model"] == "lab_models:model"
+        )
+    # one line, nothing recorded: a factory that is not there, weights of another model
+    torch.save(nn.Linear(3, 3).state_dict(), tmp_path / "other.pt")
+    for bad, message in (
+        (["--model", "lab_models:nope", "--data", "lab_models:data"], "lab_models has no nope"),
+        (["--model", "lab_models:model", "--data", "lab_models:data", "--weights", "other.pt"], "--weights other.pt"),
+        (["--model", "lab_models:model"], "--model needs --data"),
+    ):  # fmt: skip
+        assert main(["infer", *bad, "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
