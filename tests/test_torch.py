@@ -250,3 +250,68 @@ def test_the_cli_runs_a_labs_own_model(tmp_path, monkeypatch, capsys, digits):
         assert main(["infer", *bad, "--quiet"]) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --- in-situ training ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_gradients_through_chip_layers_are_torchs_own(groups):
+    """With software products, the weight gradients a chip layer hands to the trainer (xᵀ·g
+    per weight layer, per group) and the input gradients (through the transposed product)
+    are exactly torch's."""
+    torch.manual_seed(SEED)
+    model = _double(
+        nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1, stride=2, groups=groups),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * 4 * 4, 5),
+        )
+    )
+    x = torch.randn(6, 2, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 5, (6,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    network = TorchNetwork(model)
+    network.zero_grad()
+    network.training_on_chip = True
+    inputs = x.clone().requires_grad_(True)
+    nn.functional.cross_entropy(network.run(inputs, None, train=True), y).backward()
+    conv, linear = model[0], model[3]
+    per = 4 // groups
+    for g in range(groups):
+        expected = conv.weight.grad[g * per : (g + 1) * per].reshape(per, -1).T.numpy()
+        np.testing.assert_allclose(network.weight_layers()[g].grad_weight, expected, atol=1e-12)
+    np.testing.assert_allclose(
+        network.weight_layers()[groups].grad_weight, linear.weight.grad.T.numpy(), atol=1e-12
+    )
+    x.requires_grad_(True)
+    nn.functional.cross_entropy(model(x), y).backward()
+    np.testing.assert_allclose(inputs.grad.numpy(), x.grad.numpy(), atol=1e-12)
+
+
+def test_in_situ_training_of_a_torch_model_is_the_numpy_trainers(digits):
+    """The same network, chip seed, shuffles and schedule: the torch front end sends the
+    chip the same commands as the numpy one — the same pulses, the same accuracies."""
+    from pcm_hil.analog.insitu import train_on_chip
+    from pcm_hil.nn.zoo import mlp
+    from pcm_hil.torch.insitu import ChipTrainer
+
+    small = (digits[0][:400], digits[1][:400], digits[2][:200], digits[3][:200])
+    with PcmChip.open(f"emulator?seed={SEED}") as chip:
+        reference = train_on_chip(chip, small, seed=SEED, epochs=2, hidden=32)
+    model = from_network(mlp(np.random.default_rng(SEED), hidden=32))
+    with PcmChip.open(f"emulator?seed={SEED}") as chip:
+        trainer = ChipTrainer(model, chip)
+        result = trainer.train(
+            small[0], small[1], epochs=2, lr=0.2, batch=10, seed=SEED, schedule="linear",
+            x_test=small[2], y_test=small[3],
+        )  # fmt: skip
+        on_chip = trainer.accuracy(small[2], small[3])
+    assert result.pulses_applied == reference["pulses_applied"] > 1000
+    assert result.refreshed_pairs == reference["refreshed_pairs"]
+    assert result.history[-1]["test_accuracy"] == reference["chip_accuracy"] > 0.7
+    assert abs(on_chip - reference["chip_accuracy"]) < 0.03  # a fresh read of the same chip
+    # the model handed in is left as it was; the trainer's copy learned
+    first = model[1].bias.detach().numpy()
+    assert not np.allclose(trainer.model[1].bias.detach().numpy(), first)

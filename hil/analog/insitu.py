@@ -41,7 +41,7 @@ and schedule; plain SGD) beside the chip run.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -348,10 +348,14 @@ class InSituTrainer:
         y_test: np.ndarray | None = None,
         listeners: Iterable[Listener] = (),
         fp_accuracy: float | None = None,
+        step: Callable[[np.ndarray, np.ndarray, float], None] | None = None,
     ) -> TrainingResult:
         """SGD on softmax cross-entropy; every product on the chip; updates as pulses.
-        ``fp_accuracy``: the floating-point reference, recorded beside the run."""
-        network: Network = self.analog.network  # type: ignore[assignment]  # trains the numpy networks
+        ``fp_accuracy``: the floating-point reference, recorded beside the run. ``step(xb,
+        yb, lr)``: one batch's forward and backward passes and update (default: the numpy
+        network's, ``numpy_step``; a torch model brings its own, ``pcm_hil.torch.insitu``)."""
+        network = self.analog.network
+        step = step or self.numpy_step
         emitter = Emitter(listeners, total=epochs)
         history = []
         started = time.perf_counter()
@@ -370,7 +374,7 @@ class InSituTrainer:
                 order = rng.permutation(len(x))
                 for i in range(0, len(x), batch):
                     index = order[i : i + batch]
-                    self._step(network, x[index], y[index], rates[epoch - 1])
+                    step(x[index], y[index], rates[epoch - 1])
                     batches += 1
                     if batches % self.rule.refresh_every == 0:
                         self.refresh()
@@ -397,14 +401,25 @@ class InSituTrainer:
             time.perf_counter() - started,
         )
 
-    def _step(self, network: Network, xb: np.ndarray, yb: np.ndarray, lr: float) -> None:
+    def numpy_step(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> None:
+        """One batch of a numpy network: forward and backward on the chip, biases updated
+        digitally, weight gradients into χ and pulses (``update``)."""
+        network: Network = self.analog.network  # type: ignore[assignment]
         network.zero_grad()
         logits = network.forward(xb, training=True, matmul=self.matmul)
         _loss, grad = softmax_cross_entropy(logits, yb)
         network.backward(grad, matmul_t=self.matmul_t, input_grad=False)
-        for k, layer in enumerate(network.weight_layers()):
-            self.chi[k] -= lr * layer.grad_weight * self.analog.scales[k]
+        layers = network.weight_layers()
+        for layer in layers:
             layer.bias -= lr * layer.grad_bias  # biases stay digital
+        self.update([layer.grad_weight for layer in layers], lr)
+
+    def update(self, grad_weights: list[np.ndarray], lr: float) -> None:
+        """SGD on the chip: each weight layer's gradient (inputs × outputs), times the
+        learning rate and its conductance scale, accumulates in χ (µS); whole multiples of
+        ε become pulses (``apply_pulses``)."""
+        for k, grad in enumerate(grad_weights):
+            self.chi[k] -= lr * grad * self.analog.scales[k]
         self.apply_pulses()
 
     def apply_pulses(self) -> None:

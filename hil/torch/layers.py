@@ -26,28 +26,33 @@ from torch import nn
 
 class ChipProduct(torch.autograd.Function):
     """y = x2d @ W_k through ``owner.product``; backward through ``owner.product_t``, the
-    weight's gradient kept by ``owner.weight_grad``."""
+    weight's gradient kept by ``owner.weight_grad`` (``weight``, the layer's parameter, is
+    an input only so that autograd runs the backward pass of a first layer too)."""
 
     @staticmethod
-    def forward(ctx: Any, x2d: torch.Tensor, k: int, owner: Any) -> torch.Tensor:
+    def forward(
+        ctx: Any, x2d: torch.Tensor, weight: torch.Tensor, k: int, owner: Any
+    ) -> torch.Tensor:
         ctx.k, ctx.owner = k, owner
         ctx.save_for_backward(x2d)
         x = x2d.detach().cpu().numpy().astype(np.float64)
         return torch.from_numpy(owner.product(k, x)).to(x2d.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
         (x2d,) = ctx.saved_tensors
         g = grad.detach().cpu().numpy().astype(np.float64)
         x = x2d.detach().cpu().numpy().astype(np.float64)
         ctx.owner.weight_grad(ctx.k, x.T @ g)
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        return torch.from_numpy(ctx.owner.product_t(ctx.k, g)).to(grad.dtype), None, None
+        if not ctx.needs_input_grad[0]:  # a first layer: no transposed product needed
+            return None, None, None, None
+        return torch.from_numpy(ctx.owner.product_t(ctx.k, g)).to(grad.dtype), None, None, None
 
 
 class _ChipLayer(nn.Module):
     """What the two layers share: their weight layers' numbers on the chip and the owner."""
+
+    weight: nn.Parameter
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,7 +71,8 @@ class _ChipLayer(nn.Module):
     def _product(self, k: int, x2d: torch.Tensor) -> torch.Tensor:
         owner = self.owner
         if owner.training_on_chip:
-            return ChipProduct.apply(x2d, k, owner)
+            trigger = self.weight.detach().requires_grad_(True)
+            return ChipProduct.apply(x2d, trigger, k, owner)
         x = x2d.detach().cpu().numpy().astype(np.float64)
         return torch.from_numpy(owner.product(k, x)).to(x2d.dtype)
 

@@ -68,8 +68,13 @@ class TorchNetwork:
         return self.matmul_t(k, g2d)
 
     def weight_grad(self, k: int, grad: np.ndarray) -> None:
-        """The gradient of W_k from a backward pass (summed over the batch)."""
-        self.layers[k].grad_weight = grad
+        """Add to the gradient of W_k from a backward pass (summed over the batch; a layer
+        used twice gets both)."""
+        self.layers[k].grad_weight = self.layers[k].grad_weight + grad
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.grad_weight = np.zeros_like(layer.weight)
 
     # --- the numpy networks' interface -----------------------------------------------------------
 
@@ -103,15 +108,21 @@ class TorchNetwork:
             return self.run(self.tensor(x), matmul, bn_update=bn_mode == "update").numpy()
 
     def run(
-        self, x: torch.Tensor, matmul: Matmul | None, *, bn_update: bool = False
+        self,
+        x: torch.Tensor,
+        matmul: Matmul | None,
+        *,
+        bn_update: bool = False,
+        train: bool = False,
     ) -> torch.Tensor:
         """The model on tensor ``x``, products through ``matmul``; autograd as the caller has
-        it. Only the batch-norm layers are put in training mode, and only for ``bn_update``."""
+        it. ``train``: the whole model in training mode (batch statistics, dropout); else
+        only the batch norms, and only for ``bn_update``."""
         previous = self.matmul
         self.matmul = matmul
-        self.model.eval()
+        self.model.train(train)
         for layer in self.batchnorm_layers():
-            layer.train(bn_update)
+            layer.train(bn_update or train)
         try:
             return self.model(x)
         finally:

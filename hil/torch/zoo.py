@@ -120,7 +120,7 @@ def from_network(network: Network) -> nn.Sequential:
                 layer.out_channels, layer.in_channels, layer.kernel, layer.kernel
             )
             conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel))
-            conv.bias.data = torch.from_numpy(layer.bias.astype(np.float64).copy())  # type: ignore[union-attr]
+            conv.bias = nn.Parameter(torch.from_numpy(layer.bias.astype(np.float64).copy()))
             modules.append(conv)
         elif isinstance(layer, BatchNorm):
             spatial = _after_conv(network, layer)
