@@ -315,3 +315,27 @@ def test_in_situ_training_of_a_torch_model_is_the_numpy_trainers(digits):
     # the model handed in is left as it was; the trainer's copy learned
     first = model[1].bias.detach().numpy()
     assert not np.allclose(trainer.model[1].bias.detach().numpy(), first)
+
+
+def test_a_model_on_a_served_chip_is_the_same_as_in_process():
+    """Over TCP the same commands reach the same chip: the same programming and products."""
+    from pcm_hil.emulator import WireInterface, make_chip
+    from pcm_hil.emulator.servers.tcp import TcpServer
+
+    torch.manual_seed(SEED)
+    model = _double(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)))
+    x = np.random.default_rng(SEED).random((32, 1, 4, 4))
+    outputs = []
+    with TcpServer(WireInterface(make_chip("tiny", seed=SEED))) as server:
+        with PcmChip.open(server.resource) as chip:
+            analog = AnalogModel(model, chip)
+            analog.calibrate(x)
+            served = analog.program()
+            outputs.append(analog(torch.from_numpy(x)).numpy())
+    with PcmChip.open(f"emulator?profile=tiny&seed={SEED}") as chip:
+        analog = AnalogModel(model, chip)
+        analog.calibrate(x)
+        local = analog.program()
+        outputs.append(analog(torch.from_numpy(x)).numpy())
+    np.testing.assert_array_equal(served.final_uS, local.final_uS)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
