@@ -339,3 +339,15 @@ def test_a_model_on_a_served_chip_is_the_same_as_in_process():
         outputs.append(analog(torch.from_numpy(x)).numpy())
     np.testing.assert_array_equal(served.final_uS, local.final_uS)
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_the_cli_runs_the_bundled_resnet(capsys):
+    command = ["infer", "--network", "resnet", "--chips", "1", "--times", "1", "--json"]
+    assert main([*command, "--resource", "emulator?seed=2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["network"] == "resnet" and summary["fp_accuracy"] > 0.97
+    points = {(p["weights"], p["compensation"]): p["accuracy_mean"] for p in summary["points"]}
+    assert set(points) == {
+        (w, c) for w in ("plain", "noise-aware") for c in ("none", "gdc", "gdc+bn")
+    }
+    assert points[("noise-aware", "gdc+bn")] > summary["fp_accuracy"] - 0.02

@@ -30,7 +30,9 @@ lr 0.2 decaying linearly to lr/20; see ``UpdateRule`` for each):
 - Each input vector is scaled to the DAC's full range (undone digitally), and each layer's
   drive is kept low enough for its currents to fit the ADC (``calibrate_drive``).
 
-What remains (mean −0.4 points against floating point over 36 chips): the read noise of
+What remains (mean −0.4 points against floating point over 36 chips when tuned; measured
+again with the weights packed into column strips: −0.61 ± 0.43 points over the chips of seeds
+0–15, from −1.48 to 0.00, ``benchmarks/bench_torch.py --only insitu``): the read noise of
 every MVM (~0.3 point: without it −0.2), the ε granularity itself (−0.25 on a noiseless
 chip) and the partial-SET noise (~0.1).
 
