@@ -1,7 +1,8 @@
 """The emulator's resource string, parsed and written in one place.
 
 ``emulator`` opens the embedded emulator in process; options follow as a query:
-``emulator?profile=tiny&seed=3&tiles=2&rows=16&columns=16&real_time=1``. The driver opens it
+``emulator?profile=tiny&seed=3&tiles=2&rows=16&columns=16&real_time=1&model=chip.toml``
+(``model``: a device-model file, ``pcm_hil.emulator.model_file``). The driver opens it
 through the transport the emulator registers (``servers.inprocess``); the CLI, the pytest
 plugin and the inference experiments (one fresh chip per seed) build the same strings here.
 """
@@ -22,6 +23,7 @@ from pcm_hil.emulator.chip import (
     check_memory,
     make_chip,
 )
+from pcm_hil.emulator.model_file import ModelFileError, load_model
 from pcm_hil.protocols.transport import ResourceError
 
 SCHEME = "emulator"
@@ -57,11 +59,11 @@ class EmulatorOptions:
             or self.seed < 0
         ):
             raise ResourceError(f"emulator seed must be an integer ≥ 0, not {self.seed!r}")
-        unknown = set(self.overrides) - {*_INTEGERS, "real_time"}
+        unknown = set(self.overrides) - {*_INTEGERS, "real_time", "model"}
         if unknown:
             raise ResourceError(
                 f"unknown emulator option(s): {', '.join(sorted(unknown))}; known: "
-                f"profile, seed, {', '.join(_INTEGERS)}, real_time"
+                f"profile, seed, {', '.join(_INTEGERS)}, real_time, model"
             )
         try:
             check_memory(self.config())  # a chip too large for memory, refused before it is made
@@ -113,12 +115,22 @@ class EmulatorOptions:
         return replace(self, seed=int(seed))
 
     def config(self) -> ChipConfig:
-        """The chip configuration these options describe."""
-        return PROFILES[self.profile].with_overrides(**self.overrides)
+        """The chip configuration these options describe (``model``: a model file's path,
+        read here; ResourceError for a bad one)."""
+        return PROFILES[self.profile].with_overrides(**self._settings())
 
     def make_chip(self) -> EmulatedChip:
         """A fresh emulated chip, seeded."""
-        return make_chip(self.profile, int(self.seed), **self.overrides)
+        return make_chip(self.profile, int(self.seed), **self._settings())
+
+    def _settings(self) -> dict[str, Any]:
+        settings = dict(self.overrides)
+        if "model" in settings:
+            try:
+                settings["model"] = load_model(settings["model"]).model
+            except ModelFileError as error:
+                raise ResourceError(f"emulator option model: {error}") from None
+        return settings
 
 
 def _integer(name: str, text: str) -> int:

@@ -62,6 +62,7 @@ from pcm_hil.emulator.bench.devices import (
 )
 from pcm_hil.emulator.bench.pulse_generator import PulseGeneratorEmulator
 from pcm_hil.emulator.bench.smu import SourceMeterEmulator
+from pcm_hil.emulator.calibration import DEFAULT_MODEL, PcmModel
 from pcm_hil.emulator.chip import EmulatedChip
 from pcm_hil.emulator.servers.tcp import Network, TcpServer
 
@@ -159,6 +160,7 @@ def serve_forever(
     *,
     allow: Iterable[str | Network] = (),
     real_time: bool = False,
+    model: PcmModel = DEFAULT_MODEL,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> None:
@@ -166,7 +168,7 @@ def serve_forever(
     instrument on ``out``: ``SMU <resource>`` then ``PULSE <resource>``."""
     out = out or sys.stdout
     err = err or sys.stderr
-    bench = EmulatedBench(devices, seed, real_time=real_time)
+    bench = EmulatedBench(devices, seed, real_time=real_time, model=model)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with bench.serve(host, smu_port, pulse_port, allow) as server:

@@ -20,9 +20,7 @@ from pcm_hil.cli.models import add_model_options
 from pcm_hil.cli.options import (
     float_range,
     int_range,
-    networks,
     non_negative_int,
-    port,
     positive_float,
     positive_int,
 )
@@ -78,6 +76,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pcm_hil.cli.emulator_options import add_emulator
     from pcm_hil.cli.runs_options import add_dashboard, add_runs_commands
 
     parser = Parser(
@@ -98,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard(commands)
     _add_train(commands)
     _add_info(commands)
-    _add_emulator(commands)
+    add_emulator(commands)
     return parser
 
 
@@ -469,108 +468,3 @@ def _add_info(commands) -> None:
     info = _command(commands, "info", "identity and configuration of a chip")
     _add_resource(info)
     _add_json(info)
-
-
-def _add_emulator(commands) -> None:
-    emulator = _command(commands, "emulator", "serve the chip emulator")
-    emulator_commands = emulator.add_subparsers(
-        dest="emulator_command", required=True, metavar="COMMAND"
-    )
-    serve = _command(
-        emulator_commands,
-        "serve",
-        "serve an emulated chip over TCP (default) or a pty serial port; prints the "
-        "resource string on a line of its own",
-    )
-    serve.add_argument("--serial", action="store_true", help="serve on a pseudo-terminal")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    _add_allow(serve)
-    serve.add_argument(
-        "--port", type=port, default=5025, help="TCP port, 1…65535; 0: any free port"
-    )
-    serve.add_argument("--seed", type=non_negative_int, default=0, help="seed of the emulated chip")
-    serve.add_argument(
-        "--profile",
-        default="default",
-        help="chip shape: tiny, small, default (4×256×256), hermes",
-    )
-    for dimension in ("tiles", "rows", "columns"):
-        serve.add_argument(
-            f"--{dimension}",
-            type=positive_int,
-            help=f"{dimension} of the chip, as many as fit in memory (default: the profile's)",
-        )
-    serve.add_argument("--real-time", action="store_true", help="wall-clock time, not virtual")
-    _add_serving_limits(serve)
-    serve.add_argument(
-        "--faults",
-        default="",
-        metavar="PLAN",
-        help="inject faults (TCP only, except the device faults stuck_fraction and "
-        "drift_factor): comma-separated key=value, e.g. 'drop_after=100,delay_s=2,delay_from=5'; "
-        "keys: delay_s, delay_from, drop_after, drop_mid_block, corrupt_block, corrupt_bytes, "
-        "truncate_block, error_reply=MSG:CODE, temperature_excursion=MSGS:KELVIN, reset_after, "
-        "stuck_fraction, drift_factor, seed; counts are messages (or block replies) per "
-        "connection, see emulator/faults.py (default: none)",
-    )
-    bench = _command(
-        emulator_commands,
-        "bench",
-        "serve an emulated bench: an SMU (with the switch matrix) and a pulse generator, "
-        "each on its own TCP port, wired to the same emulated PCM devices; prints two lines, "
-        "'SMU <resource>' then 'PULSE <resource>' (see emulator/bench/)",
-    )
-    bench.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the emulated devices"
-    )
-    bench.add_argument(
-        "--devices", type=positive_int, default=16, help="devices on the switch matrix"
-    )
-    bench.add_argument(
-        "--smu-port", type=port, default=5100, help="SMU TCP port, 1…65535; 0: any free port"
-    )
-    bench.add_argument(
-        "--pulse-port",
-        type=port,
-        default=5101,
-        help="pulse generator TCP port, 1…65535; 0: any free port",
-    )
-    bench.add_argument("--host", default="127.0.0.1", help="address to bind")
-    _add_allow(bench)
-
-
-def _add_serving_limits(parser: argparse.ArgumentParser) -> None:
-    """The timeouts of ``protocols.limits.ServingLimits``, with its defaults."""
-    from pcm_hil.protocols.limits import DEFAULT_LIMITS
-
-    parser.add_argument(
-        "--partial-timeout",
-        type=positive_float,
-        default=DEFAULT_LIMITS.partial_timeout_s,
-        help="a connection holding part of a message, and sending nothing more for this long, "
-        "is closed and the chip freed, s",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=positive_float,
-        default=DEFAULT_LIMITS.idle_timeout_s,
-        help="a connection sending nothing between messages for this long is closed, s "
-        "(default: none, it may stay open)",
-    )
-    parser.add_argument(
-        "--stall-timeout",
-        type=positive_float,
-        default=DEFAULT_LIMITS.send_stall_timeout_s,
-        help="a client reading nothing of a reply for this long is dropped, s",
-    )
-
-
-def _add_allow(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--allow",
-        type=networks,
-        default=(),
-        metavar="CIDR[,CIDR…]",
-        help="clients that may connect, e.g. 192.168.1.0/24,10.0.0.7; a --host other than "
-        "loopback needs it (default: none, loopback only)",
-    )

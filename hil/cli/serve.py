@@ -17,11 +17,57 @@ if TYPE_CHECKING:
 
 
 def emulator(args: argparse.Namespace) -> int:
-    """``pcm-hil emulator serve|bench``."""
+    """``pcm-hil emulator serve|bench|model``."""
     logging.basicConfig(level=logging.INFO, format="pcm-hil: %(message)s", stream=sys.stderr)
+    if args.emulator_command == "model":
+        return model_file(args)
     if args.emulator_command == "bench":
         return serve_bench(args)
     return serve_chip(args)
+
+
+def model_file(args: argparse.Namespace) -> int:
+    """``pcm-hil emulator model``: write the default model (``--output``, else stdout), or
+    ``--check FILE``: read one and print what it changes."""
+    from pcm_hil.emulator.calibration import DEFAULT_MODEL
+    from pcm_hil.emulator.model_file import dumps_model, load_model, parameters
+
+    if args.check is not None:
+        found = load_model(args.check)
+        changed = [
+            (p, getattr(found.model, p.name))
+            for p in parameters()
+            if getattr(found.model, p.name) != getattr(DEFAULT_MODEL, p.name)
+        ]
+        for p, value in changed:
+            source = found.provenance.get(p.name, {}).get("source", "edited")
+            default = getattr(DEFAULT_MODEL, p.name)
+            print(f"{p.name} = {value:g} {p.unit} ({source}; default {default:g})")
+        print(
+            f"{args.check}: {len(changed)} of {len(parameters())} parameters differ from the "
+            f"default; {len(found.defaulted)} not in the file (default)",
+            file=sys.stderr,
+        )
+        return 0
+    text = dumps_model()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise ValueError(f"{args.output} exists: give a new file") from None
+    print(args.output)
+    return 0
+
+
+def device_model(path: str | None):
+    """The model of ``--model FILE`` (the default without one); one line if the file is bad."""
+    from pcm_hil.emulator.calibration import DEFAULT_MODEL
+    from pcm_hil.emulator.model_file import load_model
+
+    return load_model(path).model if path is not None else DEFAULT_MODEL
 
 
 def serve_bench(args: argparse.Namespace) -> int:
@@ -29,7 +75,13 @@ def serve_bench(args: argparse.Namespace) -> int:
     from pcm_hil.emulator.bench import serve_forever
 
     serve_forever(
-        args.devices, args.seed, args.host, args.smu_port, args.pulse_port, allow=args.allow
+        args.devices,
+        args.seed,
+        args.host,
+        args.smu_port,
+        args.pulse_port,
+        allow=args.allow,
+        model=device_model(args.model),
     )
     return 0
 
@@ -55,6 +107,8 @@ def serve_chip(args: argparse.Namespace) -> int:
     }
     if args.real_time:
         overrides["real_time"] = True
+    if args.model is not None:
+        overrides["model"] = args.model
     chip = EmulatorOptions(args.profile, args.seed, overrides).make_chip()
     limits = ServingLimits(
         partial_timeout_s=args.partial_timeout,
@@ -79,7 +133,8 @@ def serve_chip(args: argparse.Namespace) -> int:
     print(server.resource, flush=True)
     print(
         f"serving an emulated chip ({args.profile}: {c.tiles}×{c.rows}×{c.columns}, seed "
-        f"{args.seed}, {'real-time' if c.real_time else 'virtual'} clock); Ctrl-C stops",
+        f"{args.seed}, {'real-time' if c.real_time else 'virtual'} clock, "
+        f"{'model ' + args.model if args.model else 'the built-in model'}); Ctrl-C stops",
         file=sys.stderr,
         flush=True,
     )

@@ -12,7 +12,8 @@ Installed with pcm-hil and registered through the ``pytest11`` entry point (name
 - ``pcm_clock``: a ``pcm_hil.ChipClock`` on ``pcm_chip``.
 
 Within one test the fixtures share one emulated chip. It is seeded and shaped by the marker
-``@pytest.mark.pcm(seed=…, profile=…, tiles=…, rows=…, columns=…, real_time=…, faults=…)``
+``@pytest.mark.pcm(seed=…, profile=…, tiles=…, rows=…, columns=…, real_time=…, faults=…,
+model=…)`` (``model``: a device-model file, ``pcm-hil emulator model``)
 (the closest marker wins key by key), then by ``--pcm-seed`` / ``--pcm-profile``, then by the
 defaults: profile ``tiny`` (2 tiles of 16×16), seed 0.
 
@@ -56,12 +57,13 @@ MARKER_KEYS: dict[str, type] = {
     "columns": int,
     "real_time": bool,
     "faults": str,
+    "model": str,
 }
-_GEOMETRY = ("tiles", "rows", "columns", "real_time")
+_GEOMETRY = ("tiles", "rows", "columns", "real_time", "model")
 
 _PCM_MARKER = (
     "pcm(seed=0, profile='tiny', tiles=None, rows=None, columns=None, real_time=False, "
-    "faults=None): the emulated chip behind pcm_chip, pcm_resource and pcm_emulator "
+    "faults=None, model=None): the emulated chip (model: a device-model TOML file) behind pcm_chip, pcm_resource and pcm_emulator "
     "(pcm-hil); ignored with --pcm-resource"
 )
 _HARDWARE_MARKER = "pcm_hardware: needs a chip; skipped unless --pcm-resource is given (pcm-hil)"
@@ -239,13 +241,15 @@ class PcmBench:
     @classmethod
     def emulated(cls, settings: PcmSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> PcmBench:
         """A fresh emulated chip as ``settings`` say."""
-        from pcm_hil.emulator import WireInterface, make_chip
+        from pcm_hil.emulator import WireInterface
+        from pcm_hil.emulator.resource import EmulatorOptions
 
         bench = cls()
         bench.settings, bench.timeout_s = settings, timeout_s
         if settings.faults is not None:
             bench._plan = _fault_plan(settings.faults)
-        bench.emulator = make_chip(settings.profile, settings.seed, **settings.overrides)
+        options = EmulatorOptions(settings.profile, settings.seed, settings.overrides)
+        bench.emulator = options.make_chip()
         bench._wire = WireInterface(bench.emulator)
         if bench._plan is not None:
             bench._serve()
