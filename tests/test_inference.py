@@ -206,3 +206,43 @@ def test_infer_cli_json(capsys):
     }
     for point in result["points"]:
         assert {"accuracy_mean", "accuracy_std"} <= set(point)
+
+
+def test_drift_compensation_leaves_out_the_stuck_devices():
+    """Stuck devices do not drift: counted in GDC's reads they pull the gain towards 1 (at a
+    year, ~1.77 where the devices' conductance fell ~2.06×). Left out, the gain is the
+    non-stuck devices' own decay, within the few percent a dense-pattern measurement of a
+    spread of drift exponents allows."""
+    from pcm_hil.nn.layers import Dense, Flatten
+    from pcm_hil.nn.network import Network
+
+    network = Network([Flatten(), Dense(64, 100, rng=np.random.default_rng(1))])
+    with PcmChip.open("emulator?seed=1") as chip:
+        analog = AnalogNetwork(chip, network)
+        analog.calibrate_inputs(np.random.default_rng(0).random((256, 1, 8, 8)))
+        result = analog.program()
+        assert result.stuck.sum() > 20  # the default model's 0.5%
+
+        def reads():
+            out = np.zeros(result.tile.size)
+            for tile in np.unique(result.tile):
+                at = result.tile == tile
+                out[at] = np.mean([chip.read(int(tile), result.address[at]) for _ in range(4)], 0)
+            return out
+
+        def counting_stuck():
+            noted, analog.stuck = analog.stuck, [(np.zeros(0, int),) * 5]
+            try:
+                return analog.measure_conductance_scale()[0]
+            finally:
+                analog.stuck = noted
+
+        before, stuck_in_before = reads(), counting_stuck()
+        chip.advance(365 * 86400.0)
+        after, stuck_in_after = reads(), counting_stuck()
+        (gain,) = analog.compensate_drift()
+    live = ~result.stuck
+    decay = before[live].sum() / after[live].sum()
+    assert decay == pytest.approx(2.06, rel=0.03)
+    assert gain == pytest.approx(decay, rel=0.05)
+    assert stuck_in_before / stuck_in_after < 0.9 * decay  # what GDC measured before

@@ -255,11 +255,29 @@ class AnalogNetwork:
     def measure_conductance_scale(self) -> list[float]:
         """Per layer, the mean |column current| for fixed dense ±V_max input patterns: a
         measure of the layer's overall conductance. (aihwkit drives one row at a time; a dense
-        pattern gives currents well above the ADC's step, so quantization does not bias it.)"""
+        pattern gives currents well above the ADC's step, so quantization does not bias it.)
+        The devices found stuck are left out — what they add, pattern × held conductance, is
+        taken from their columns' currents — since they do not drift: counted in, they pull
+        the gain towards 1."""
         totals = [0.0] * len(self.weights)
         for block in self.blocks:
-            totals[block.layer] += float(np.abs(self._mvm(block, self._patterns[block])).mean())
+            patterns = self._patterns[block]
+            currents = self._mvm(block, patterns)
+            self._leave_out_stuck(block, patterns, currents)
+            totals[block.layer] += float(np.abs(currents).mean())
         return totals
+
+    def _leave_out_stuck(self, block: Block, volts: np.ndarray, currents: np.ndarray) -> None:
+        """Take from ``currents`` (vectors × the block's 2·outputs columns) what the block's
+        stuck devices add for the input ``volts`` (vectors × its inputs), in place."""
+        i, j, sign, _target, held = self.stuck[block.layer]
+        mine = (i >= block.in_start) & (i < block.in_stop)
+        mine &= (j >= block.out_start) & (j < block.out_stop)
+        if not mine.any():
+            return
+        rows = i[mine] - block.in_start
+        columns = j[mine] - block.out_start + np.where(sign[mine] > 0, 0, block.outputs)
+        np.add.at(currents.T, columns, -(volts[:, rows] * held[mine]).T)
 
     def compensate_drift(self) -> list[float]:
         """GDC: each layer's output gain becomes reference / now. Returns the gains."""
