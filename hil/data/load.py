@@ -21,7 +21,7 @@ The tables of each procedure:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import xarray as xr
@@ -52,13 +52,22 @@ BUILDERS: dict[str, Callable[[Part, int | None], dict[str, xr.Dataset]]] = {
 EXPORT_SUFFIXES = (".nc", ".h5", ".hdf5", ".nc4")
 
 
+#: ``run_tables(..., parts=MAIN)``: only the run's main part (see ``run_tables``).
+MAIN = "<main>"
+
+
 def run_tables(
-    run: int, *, store: RunStore | str | os.PathLike | None = None
+    run: int,
+    *,
+    store: RunStore | str | os.PathLike | None = None,
+    parts: Collection[str] | None = None,
 ) -> dict[str, xr.Dataset]:
     """Every table of run ``run`` of ``store`` (a ``RunStore``, a store file, or None for the
     default store), by name: first the tables of the run's own procedure (``drift`` for a drift
     run) or, in a script's run (``pcm_hil.record``), of the last procedure it ran. A run that
-    has not ended (still running, or killed) gives what it recorded so far."""
+    has not ended (still running, or killed) gives what it recorded so far. ``parts``: build
+    only the tables of these parts (``program``, ``drift``, ``program-2``, …; ``MAIN``: the
+    first-named part only)."""
     own = isinstance(store, RunStore)
     opened = store if isinstance(store, RunStore) else RunStore(store, readonly=True)
     try:
@@ -67,20 +76,23 @@ def run_tables(
     finally:
         if not own:
             opened.close()
+    found = split_parts(events)
+    names = [part.name for part in found]
+    main = info.procedure if info.procedure in names else (found[-1].name if found else "")
+    wanted = None if parts is None else {main if p == MAIN else p for p in parts}
     columns = (info.chip or {}).get("columns")
     tables: dict[str, xr.Dataset] = {}
-    for part in split_parts(events):
+    for part in found:
+        if wanted is not None and part.name not in wanted:
+            continue
         build = BUILDERS.get(part.procedure, step_tables)
         for name, table in build(part, columns).items():
             table.attrs = {**run_attributes(info, part.procedure), "table": name, **table.attrs}
             if table.attrs.get("resumed_from_run") is not None:
                 table = _with_earlier_reads(table, store, opened if own else None)
             tables[name] = table
-    names = list(tables)
-    main = info.procedure
-    if not any(name.split(".")[0] == main for name in names) and names:
-        main = names[-1].split(".")[0]  # a script's run: its last procedure's tables
-    ordered = sorted(names, key=lambda name: (name.split(".")[0] != main, names.index(name)))
+    order = list(tables)
+    ordered = sorted(order, key=lambda name: (name.split(".")[0] != main, order.index(name)))
     return {name: tables[name] for name in ordered}
 
 
@@ -89,7 +101,9 @@ def _with_earlier_reads(table: xr.Dataset, store, opened: RunStore | None) -> xr
     fits are over both); as it is when that run is no longer in the store."""
     source = int(table.attrs["resumed_from_run"])
     try:
-        earlier = run_tables(source, store=opened if opened is not None else store).get("drift")
+        earlier = run_tables(
+            source, store=opened if opened is not None else store, parts=["drift"]
+        ).get("drift")
     except (KeyError, LookupError, ValueError):
         earlier = None
     if earlier is None or earlier.sizes.get("device") != table.sizes.get("device"):
@@ -119,7 +133,10 @@ def load_run(
     """
     if isinstance(run, (str, os.PathLike)) and not str(run).isdigit():
         return _load_export(Path(run), table)
-    tables = run_tables(int(str(run)), store=store)
+    part = MAIN if table is None else table.split(".")[0]
+    tables = run_tables(int(str(run)), store=store, parts=[part])  # only the part asked for
+    if (table is None and not tables) or (table is not None and table not in tables):
+        tables = run_tables(int(str(run)), store=store)  # a part with no data yet, or to name them
     if not tables:
         raise ValueError(f"run {run} holds no table yet (no procedure step was recorded)")
     if table is None:
