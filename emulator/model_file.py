@@ -168,11 +168,32 @@ def load_model(path: str | os.PathLike[str]) -> ModelFile:
         text = where.read_text(encoding="utf-8")
     except OSError as error:
         raise ModelFileError(f"{where}: cannot read the model file ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{where}: not a UTF-8 text file") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ModelFileError(f"{where}: not a TOML file ({error})") from None
     return parse_model(document, str(where))
+
+
+def check_physical(model: PcmModel) -> str | None:
+    """What makes ``model`` impossible (None if nothing): conductances, currents, widths,
+    times, temperatures and energies must be positive (slopes and offsets may take either
+    sign), fractions within 0…1 together, and the conductances in order."""
+    for f in fields(PcmModel):
+        value = getattr(model, f.name)
+        if unit_of(f.name) != "1" and not f.name.endswith(("_slope", "_offset")) and value <= 0:
+            return f"{f.name} = {value:g} must be positive"
+        if f.name.endswith(("_fraction", "_rel", "_spread", "_ln")) and not 0 <= value <= 1:
+            return f"{f.name} = {value:g} must lie within 0…1"
+    if model.stuck_set_fraction + model.stuck_reset_fraction > 1:
+        return "stuck_set_fraction + stuck_reset_fraction must not exceed 1"
+    if not model.g_floor_uS < model.g_reset_uS < model.g_max_uS <= model.g_crystalline_uS:
+        return "the conductances must be in order: g_floor < g_reset < g_max ≤ g_crystalline"
+    if not model.i_crystallize_uA < model.i_melt_uA:
+        return "i_crystallize_uA must be below i_melt_uA"
+    return None
 
 
 def parse_model(document: dict[str, Any], where: str = "model") -> ModelFile:
@@ -216,5 +237,8 @@ def parse_model(document: dict[str, Any], where: str = "model") -> ModelFile:
         model = DEFAULT_MODEL.with_overrides(**values)
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"{where}: {error}") from None
+    problem = check_physical(model)
+    if problem:
+        raise ModelFileError(f"{where}: {problem}")
     defaulted = [name for name in known if name not in values]
     return ModelFile(model, provenance, defaulted)

@@ -143,3 +143,44 @@ def test_the_pytest_marker_takes_a_model_file(pytester, tmp_path):
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[stuck_set_fraction]\nvalue = 2.0\n", "stuck_set_fraction = 2 must lie within 0…1"),
+        ("[g_max_uS]\nvalue = 1e23\n", "the conductances must be in order"),
+        ("[g_max_uS]\nvalue = -5\n", "g_max_uS = -5 must be positive"),
+        ("[drift_t0_s]\nvalue = 0\n", "drift_t0_s = 0 must be positive"),
+    ],
+)
+def test_a_physically_impossible_model_is_refused(tmp_path, text, message):
+    path = tmp_path / "impossible.toml"
+    path.write_text(text)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_the_markers_model_file_is_found_beside_the_test(pytester):
+    save_model(DEFAULT_MODEL.with_overrides(g_max_uS=19.0), pytester.path / "here.toml")
+    pytester.makepyfile(
+        """
+        import pathlib
+        import pytest
+
+        @pytest.mark.pcm(model="here.toml")
+        def test_relative(pcm_chip):
+            assert pcm_chip.config.g_max_uS == 19.0
+
+        @pytest.mark.pcm(model=pathlib.Path(__file__).parent / "here.toml")
+        def test_path(pcm_chip):
+            assert pcm_chip.config.g_max_uS == 19.0
+
+        @pytest.mark.pcm(model="missing.toml")
+        def test_missing(pcm_chip):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)  # fails in the fixture's setup, one line
+    result.stdout.fnmatch_lines(["*@pytest.mark.pcm: model='missing.toml': *cannot read*"])

@@ -351,3 +351,66 @@ def test_the_cli_runs_the_bundled_resnet(capsys):
         (w, c) for w in ("plain", "noise-aware") for c in ("none", "gdc", "gdc+bn")
     }
     assert points[("noise-aware", "gdc+bn")] > summary["fp_accuracy"] - 0.02
+
+
+def test_a_shared_layer_is_one_chip_layer_used_wherever_the_model_uses_it():
+    torch.manual_seed(SEED)
+    block = nn.Linear(16, 16)
+    model = _double(nn.Sequential(block, nn.ReLU(), block))
+    network = TorchNetwork(model)
+    assert [type(m).__name__ for m in network.model] == ["ChipLinear", "ReLU", "ChipLinear"]
+    assert network.model[0] is network.model[2] and len(network.weight_layers()) == 1
+    calls = []
+
+    def hook(k, x2d):
+        calls.append(k)
+        return x2d @ network.weight_layers()[k].weight
+
+    x = torch.randn(3, 16, dtype=torch.float64)
+    np.testing.assert_allclose(
+        network.forward(x.numpy(), matmul=hook), model(x).detach(), atol=1e-12
+    )
+    assert calls == [0, 0]  # both uses on the chip
+
+
+def test_a_layer_whose_weight_its_parent_reads_is_refused_not_run_in_software():
+    class ReadsWeight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(8, 8)
+            self.bypassed = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.used(x) @ self.bypassed.weight.T
+
+    with PcmChip.open("emulator?profile=small") as chip:
+        analog = AnalogModel(ReadsWeight().double(), chip)
+        with pytest.raises(ValueError, match=r"weight layer\(s\) 1 of 2 were not used"):
+            analog.calibrate(np.ones((4, 8)))
+    # a subclass of nn.Linear whose parent reads its weight (attention) stays in torch
+    attention = nn.MultiheadAttention(8, 2)
+    with pytest.raises(ValueError, match=r"no nn\.Linear or nn\.Conv2d"):
+        TorchNetwork(nn.Sequential(attention))
+
+
+def test_mistakes_in_a_labs_own_code_are_one_line_naming_the_option(tmp_path, monkeypatch, capsys):
+    (tmp_path / "lab_bad.py").write_text(
+        "from torch import nn\n"
+        "def needs_arg(width):\n    return nn.Linear(64, width)\n"
+        "def model():\n    return nn.Sequential(nn.Flatten(), nn.Linear(10, 10))\n"
+        "def data_none():\n    return None\n"
+        "def data():\n    import numpy as np\n"
+        "    return np.zeros((600, 1, 8, 8)), np.zeros(600, int)\n"
+    )
+    (tmp_path / "lab_syntax.py").write_text("def f(:\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for options, message in (
+        (["--model", "lab_bad:needs_arg", "--data", "lab_bad:data"], "--model lab_bad:needs_arg: TypeError"),
+        (["--model", "lab_syntax:f", "--data", "lab_bad:data"], "cannot import lab_syntax"),
+        (["--model", "lab_bad:model", "--data", "lab_bad:data_none"], "returned NoneType"),
+        (["--model", "lab_bad:model", "--data", "lab_bad:data"], "does not take --data lab_bad:data's inputs"),
+    ):  # fmt: skip
+        assert main(["infer", *options, "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -178,10 +178,15 @@ class AnalogNetwork:
             return x2d @ self.weights[k]
 
         self.network.forward(x, matmul=record, **forward)
-        for k in range(len(self.weights)):
-            sample = (
-                np.concatenate(seen[k]) if k in seen else np.ones((1, self.weights[k].shape[0]))
+        unused = [k for k in range(len(self.weights)) if k not in seen]
+        if unused:
+            raise ValueError(
+                f"weight layer(s) {', '.join(map(str, unused))} of {len(self.weights)} were not "
+                "used by the network's forward pass: their products would not run on the chip "
+                "(a parent module reading a layer's weight itself, or a layer never called)"
             )
+        for k in range(len(self.weights)):
+            sample = np.concatenate(seen[k])
             self.input_scale[k] = max(
                 float(np.percentile(np.abs(sample), self.input_percentile)), 1e-12
             )

@@ -96,8 +96,10 @@ def load_object(spec: str, option: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"{option} {spec!r}: cannot import {module_name} ({error})") from None
+    except Exception as error:  # ImportError, or the module's own SyntaxError, NameError, …
+        raise ValueError(
+            f"{option} {spec!r}: cannot import {module_name} ({_first_line(error)})"
+        ) from None
     try:
         return getattr(module, name)
     except AttributeError:
@@ -112,7 +114,7 @@ def lab_model(args: argparse.Namespace) -> tuple[dict[str, Any], tuple, float, d
     from pcm_hil.torch.training import accuracy
 
     factory = load_object(args.model, "--model")
-    model = factory()
+    model = _call(factory, f"--model {args.model}")
     if not isinstance(model, torch.nn.Module):
         raise ValueError(
             f"--model {args.model}: returned {type(model).__name__}, not a torch.nn.Module"
@@ -125,14 +127,25 @@ def lab_model(args: argparse.Namespace) -> tuple[dict[str, Any], tuple, float, d
             raise ValueError(f"--weights {args.weights}: {str(error).splitlines()[0]}") from None
     model.eval()
     data = lab_data(args)
-    fp = accuracy(model, data[2], data[3])
+    try:
+        fp = accuracy(model, data[2], data[3])
+    except Exception as error:
+        raise ValueError(
+            f"--model {args.model} does not take --data {args.data}'s inputs of shape "
+            f"{tuple(data[2].shape)} ({_first_line(error)})"
+        ) from None
     about = {"model": args.model, "weights": args.weights, "data": args.data}
     return {"model": TorchNetwork(model)}, data, fp, about
 
 
 def lab_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``--data``'s arrays as (x_calibration, y_calibration, x_test, y_test)."""
-    found = load_object(args.data, "--data")()
+    found = _call(load_object(args.data, "--data"), f"--data {args.data}")
+    if not isinstance(found, (tuple, list)):
+        raise ValueError(
+            f"--data {args.data}: returned {type(found).__name__}, not (x_calibration, "
+            "y_calibration, x_test, y_test) or (x_test, y_test)"
+        )
     parts = [np.asarray(part.numpy() if hasattr(part, "numpy") else part) for part in found]
     if len(parts) == 2:
         x, y = parts
@@ -147,12 +160,31 @@ def lab_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarr
             x[args.calibration :],
             y[args.calibration :],
         ]
-    if len(parts) != 4 or len(parts[2]) != len(parts[3]) or len(parts[0]) != len(parts[1]):
+    if (
+        len(parts) != 4
+        or len(parts[2]) != len(parts[3])
+        or len(parts[0]) != len(parts[1])
+        or parts[1].ndim != 1
+        or parts[3].ndim != 1
+    ):
         raise ValueError(
             f"--data {args.data}: expected (x_calibration, y_calibration, x_test, y_test) or "
-            "(x_test, y_test) of matching lengths"
+            "(x_test, y_test) of matching lengths, labels as class numbers"
         )
     return parts[0], parts[1], parts[2], parts[3]
+
+
+def _call(function: Any, what: str) -> Any:
+    """``function()``, an error in the lab's code turned into one line naming the option."""
+    try:
+        return function()
+    except Exception as error:
+        raise ValueError(f"{what}: {type(error).__name__}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def bundled(args: argparse.Namespace, data) -> tuple[dict[str, Any], float, dict]:

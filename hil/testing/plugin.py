@@ -32,7 +32,9 @@ runs that do not use it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -177,6 +179,10 @@ def settings_for(node: pytest.Item) -> PcmSettings:
         if unknown:
             _bad(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(MARKER_KEYS)}")
         values.update({k: v for k, v in marker.kwargs.items() if v is not None})
+    if isinstance(values.get("model"), os.PathLike):
+        values["model"] = os.fspath(values["model"])
+    if "model" in values:
+        values["model"] = _model_path(node, values["model"])
     for key, value in values.items():
         wanted = MARKER_KEYS[key]
         if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
@@ -195,6 +201,23 @@ def settings_for(node: pytest.Item) -> PcmSettings:
         overrides={k: values[k] for k in _GEOMETRY if k in values},
         faults=values.get("faults"),
     )
+
+
+def _model_path(node: pytest.Item, model: Any) -> Any:
+    """A marker's model file: a path relative to the test's own file, checked now (a bad
+    file fails the test with one line)."""
+    if not isinstance(model, str):
+        return model  # refused with the other keys' types
+    from pcm_hil.emulator.model_file import ModelFileError, load_model
+
+    path = Path(model)
+    if not path.is_absolute():
+        path = Path(node.path).parent / path
+    try:
+        load_model(path)
+    except ModelFileError as error:
+        _bad(f"model={model!r}: {error}")
+    return str(path)
 
 
 def _bad(message: str) -> None:

@@ -150,17 +150,29 @@ def chip_layers(model: nn.Module) -> list[_ChipLayer]:
     return [m for m in model.modules() if isinstance(m, _ChipLayer)]
 
 
-def swap_layers(model: nn.Module) -> int:
+def swap_layers(model: nn.Module, memo: dict[int, nn.Module] | None = None) -> int:
     """Replace, in place, every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` by its chip
-    layer; how many were replaced."""
+    layer; how many layers were put on the chip. A layer used in several places (a shared
+    module) becomes one chip layer, used in all of them: one set of devices. Subclasses
+    (``NonDynamicallyQuantizableLinear`` inside ``nn.MultiheadAttention``, whose weight its
+    parent reads itself) are left to torch: only products made through a layer's own
+    ``forward`` can go on the chip."""
+    memo = {} if memo is None else memo
     count = 0
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.Linear):
-            setattr(model, name, ChipLinear(child))
-            count += 1
-        elif isinstance(child, nn.Conv2d):
-            setattr(model, name, ChipConv2d(child))
-            count += 1
+    for name, child in list(model._modules.items()):  # every name, shared modules too
+        if child is None:
+            continue
+        if id(child) in memo:
+            setattr(model, name, memo[id(child)])
+            continue
+        if type(child) is nn.Linear:
+            memo[id(child)] = ChipLinear(child)
+        elif type(child) is nn.Conv2d:
+            memo[id(child)] = ChipConv2d(child)
         else:
-            count += swap_layers(child)
+            memo[id(child)] = child
+            count += swap_layers(child, memo)
+            continue
+        setattr(model, name, memo[id(child)])
+        count += 1
     return count

@@ -43,7 +43,7 @@ class TorchNetwork:
         if swap_layers(self.model) == 0:
             raise ValueError("the model has no nn.Linear or nn.Conv2d layer to put on the chip")
         first = 0
-        for layer in chip_layers(self.model):
+        for layer in chip_layers(self.model):  # modules() yields a shared layer once
             first = layer.bind(self, first)
         self.layers = [
             WeightLayer(m) for layer in chip_layers(self.model) for m in layer.matrices()
