@@ -66,6 +66,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _tour(args)
     if args.command == "info":
         return _info(args)
+    if args.command == "twin":
+        from pcm_hil.cli.twin import twin
+
+        return twin(args)
     return emulator(args)
 
 
