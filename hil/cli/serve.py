@@ -49,17 +49,9 @@ def model_file(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    text = dumps_model()
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "x", encoding="utf-8") as f:
-            f.write(text)
-    except FileExistsError:
-        raise ValueError(f"{args.output} exists: give a new file") from None
-    print(args.output)
-    return 0
+    from pcm_hil.cli.output import print_new_file
+
+    return print_new_file(dumps_model(), args.output)
 
 
 def device_model(path: str | None):

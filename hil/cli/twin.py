@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from pcm_hil.cli.options import non_negative_int
+from pcm_hil.cli.output import print_new_file
 from pcm_hil.cli.parser import _command
 
 
@@ -43,13 +44,4 @@ def twin(args: argparse.Namespace) -> int:
 
     model = load_model(args.model).model
     text = export(model, args.format, source=args.model, seed=args.seed)
-    if args.output is None:
-        print(text, end="")
-        return 0
-    try:
-        with open(args.output, "x", encoding="utf-8") as f:
-            f.write(text)
-    except FileExistsError:
-        raise ValueError(f"{args.output} exists: give a new file") from None
-    print(args.output)
-    return 0
+    return print_new_file(text, args.output)
