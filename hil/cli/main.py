@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "infer":
         return run_report(args, commands.infer, tables.render_infer)
+    if args.command == "characterize" and args.kind == "campaign":
+        from pcm_hil.cli.twin import campaign
+
+        return campaign(args)
     if args.command in PROCEDURES:
         return run_procedure(args, *PROCEDURES[args.command])
     if args.command == "runs":

@@ -376,6 +376,9 @@ def _add_characterize(commands) -> None:
         help="read again at these times after programming, s, increasing: read noise grows "
         "with time (default: once, right after programming)",
     )
+    from pcm_hil.cli.twin import add_campaign
+
+    add_campaign(kinds)
     for parser in (curve, accumulation, noise):
         _add_resource(parser)
         _add_bench(parser)
