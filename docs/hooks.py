@@ -9,7 +9,8 @@ reads the finder's ``MAPPING`` and searches the folders' parents, where no ``pcm
 
 So before any page is rendered this hook (re)builds a *link tree*: a folder holding
 ``pcm_hil/`` made of links to the entries of ``hil/`` and to ``drivers/``, ``emulator/``,
-``protocols/`` — as tests/test_static_checks.py does for mypy and import-linter. Its place
+``protocols/`` — with tests/installed_layout.py, as tests/test_static_checks.py does for
+mypy and import-linter. Its place
 is the one search path of the handler (``plugins: mkdocstrings: handlers: python: paths`` in
 mkdocs.yml, under ``build/``, which git ignores), so the two cannot disagree. The docs build
 on a fresh clone with nothing but the ``docs`` extra installed, and nothing is imported:
@@ -18,7 +19,6 @@ griffe reads the source, so matplotlib, xarray … need not load.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,42 +27,11 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def package_dirs() -> dict[str, Path]:
-    """Package name -> its folder in the repository, from [tool.setuptools.package-dir]."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    mapping = pyproject["tool"]["setuptools"]["package-dir"]
-    return {name: ROOT / folder for name, folder in mapping.items()}
-
-
-def build_link_tree(tree: Path) -> None:
-    """Make ``tree`` hold ``pcm_hil/`` as installed, in links into the repository (anything
-    already there is removed first: a module deleted from the source leaves no link)."""
-    dirs = package_dirs()
-    (root_name,) = [name for name in dirs if "." not in name]
-    if tree.is_symlink() or tree.is_file():
-        tree.unlink()
-    elif tree.exists():
-        shutil.rmtree(tree)
-    package = tree / root_name
-    package.mkdir(parents=True)
-    for entry in sorted(dirs[root_name].iterdir()):
-        if entry.name != "__pycache__":
-            (package / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
-    for name, folder in sorted(dirs.items()):
-        if name == root_name:
-            continue
-        parent, _, child = name.rpartition(".")
-        if parent != root_name or (package / child).exists():
-            raise PluginError(f"docs/hooks.py: cannot lay out {name} ({folder}) under {package}")
-        (package / child).symlink_to(folder, target_is_directory=True)
+from tests.installed_layout import build_link_tree  # noqa: E402  (shared with the static checks)
 
 
 def link_tree_path(config: MkDocsConfig) -> Path:
@@ -84,5 +53,8 @@ def link_tree_path(config: MkDocsConfig) -> Path:
 
 @event_priority(100)  # first: before mkdocstrings sets its handlers up
 def on_config(config: MkDocsConfig, **_: Any) -> MkDocsConfig:
-    build_link_tree(link_tree_path(config))
+    try:
+        build_link_tree(link_tree_path(config))
+    except ValueError as error:
+        raise PluginError(f"docs/hooks.py: {error}") from None
     return config

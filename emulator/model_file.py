@@ -33,6 +33,7 @@ the published source from its documentation in ``calibration.py``.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import math
 import os
@@ -90,10 +91,19 @@ def unit_of(name: str) -> str:
     return "1"
 
 
+@functools.cache
+def _parameters() -> tuple[Parameter, ...]:
+    return tuple(_read_parameters())
+
+
 def parameters() -> list[Parameter]:
     """Every parameter of ``PcmModel``, in order, with the documentation written under it in
     ``calibration.py`` (a parameter without its own takes the one above it: the lines of one
     formula share theirs) and the source tag it gives ([code], [derived], [paper], [choice])."""
+    return list(_parameters())  # read once: the model's source does not change
+
+
+def _read_parameters() -> list[Parameter]:
     docs = _field_docs()
     found, last = [], ""
     for f in fields(PcmModel):

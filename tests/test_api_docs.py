@@ -24,11 +24,12 @@ import pytest
 import yaml
 
 import pcm_hil
+from tests.installed_layout import package_dirs
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -77,13 +78,6 @@ DIRECTIVE = re.compile(r"^::: *(?P<identifier>[\w.]+) *$")
 
 
 # --- the source, read as installed ---------------------------------------------------------
-
-
-@cache
-def package_dirs() -> dict[str, Path]:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    mapping = pyproject["tool"]["setuptools"]["package-dir"]
-    return {name: ROOT / folder for name, folder in mapping.items()}
 
 
 def module_file(module: str) -> Path | None:

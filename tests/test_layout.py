@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import pcm_hil
+from tests.installed_layout import package_dirs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,11 +43,6 @@ DISTRIBUTION = "pcm-hil"
 
 def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def package_dirs() -> dict[str, Path]:
-    mapping = pyproject()["tool"]["setuptools"]["package-dir"]
-    return {name: ROOT / folder for name, folder in mapping.items()}
 
 
 def python_files(*folders: str) -> list[Path]:

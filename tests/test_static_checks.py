@@ -31,48 +31,27 @@ from pathlib import Path
 import pytest
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
+if str(ROOT) not in sys.path:  # run as a script: tests/ is not a package on the path then
+    sys.path.insert(0, str(ROOT))
+
+from tests import installed_layout  # noqa: E402
+from tests.installed_layout import package_dirs, pyproject  # noqa: E402
+
 #: What mypy checks by default: the whole package ([tool.mypy] sets how strictly, per module).
 TYPED_PACKAGES = ("pcm_hil",)
 #: The public layers, held to every function annotated and no bare generics ([tool.mypy]).
 STRICT_PACKAGES = ("pcm_hil.protocols", "pcm_hil.drivers", "pcm_hil.emulator")
 
 
-def pyproject() -> dict:
-    return tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
-
-
-def package_dirs() -> dict[str, Path]:
-    """Package name -> its folder in the repository, from [tool.setuptools.package-dir]."""
-    mapping = pyproject()["tool"]["setuptools"]["package-dir"]
-    return {name: ROOT / folder for name, folder in mapping.items()}
-
-
 def build_link_tree(where: Path) -> Path:
-    """A folder under ``where`` holding ``pcm_hil/`` as installed, made of links into the
-    repository; returns the folder (the one to put on the search path)."""
-    dirs = package_dirs()
-    (root_name,) = [name for name in dirs if "." not in name]
-    tree = where / "link-tree"
-    package = tree / root_name
-    package.mkdir(parents=True)
-    for entry in sorted(dirs[root_name].iterdir()):
-        if entry.name != "__pycache__":
-            (package / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
-    for name, folder in sorted(dirs.items()):
-        if name == root_name:
-            continue
-        parent, _, child = name.rpartition(".")
-        assert parent == root_name, f"{name}: only direct subpackages are mapped to a folder"
-        link = package / child
-        assert not link.exists(), f"{name}: both {folder} and {dirs[root_name] / child}"
-        link.symlink_to(folder, target_is_directory=True)
-    return tree
+    """A folder under ``where`` holding ``pcm_hil/`` as installed (``installed_layout``)."""
+    return installed_layout.build_link_tree(where / "link-tree")
 
 
 def to_repository_paths(text: str, tree: Path) -> str:
