@@ -82,8 +82,14 @@ class PcmModel:
 
     # --- drift (aihwkit PCM model) -----------------------------------------------------------
     drift_t0_s: float = 20.0
-    """Reference time: the programmed conductance is the one read t0 after programming, and
-    drift G(t) = G(t0)·(t/t0)^−ν applies for t > t0 [code]."""
+    """Reference time of the published drift fit: the programmed conductance is the one t0
+    after programming, G(t) = G(t0)·(t/t0)^−ν [code]."""
+    drift_t_start_s: float = 0.1
+    """Drift onset: the power law holds from this time after a programming event on, before
+    and after t0 (sooner reads see G(t_start)) [choice: the published fit starts at t0 = 20 s,
+    a fitting convention; PCM drifts by a power law from well under a second after
+    programming (Le Gallo & Sebastian 2020, J. Phys. D 53, 213002), and 0.1 s is also where
+    the read-noise formula is stopped (read_noise_t_min_s)]."""
     nu_mean_slope: float = -0.0155
     """μ_ν = clip(slope·ln(G/g_max) + offset, low, high) [code]."""
     nu_mean_offset: float = 0.0244

@@ -177,7 +177,10 @@ class PcmDevices:
             self._restart_drift((tile, where), now_eq_s)
         if partial.any():
             where = addresses[partial]
-            g_now = self.drifted(tile, where, now_eq_s)
+            # the step acts on the state on the t0 scale, G(max(t, t0)): the conductance
+            # above G(t0) that a device shows in its first seconds has not drifted away yet
+            # and is not a state a step builds on (else back-to-back pulses compound it)
+            g_now = self.drifted(tile, where, now_eq_s, since_t0=True)
             strength = (amplitude[partial] - m.i_crystallize_uA) / (
                 m.set_reference_amplitude_uA - m.i_crystallize_uA
             )
@@ -205,13 +208,15 @@ class PcmDevices:
 
     # --- reading -----------------------------------------------------------------------------------
 
-    def drifted(self, tile: int, addresses: np.ndarray, now_eq_s: float) -> np.ndarray:
-        """Noise-free conductance now (µS): the programmed value drifted since programming."""
+    def drifted(
+        self, tile: int, addresses: np.ndarray, now_eq_s: float, since_t0: bool = False
+    ) -> np.ndarray:
+        """Noise-free conductance now (µS): the programmed value drifted since programming
+        (with ``since_t0``, not above G(t0): the drift from t0 on only)."""
         elapsed = (now_eq_s - self.t_prog[tile, addresses]).astype(np.float32)
-        log_ratio = np.log(
-            np.maximum(elapsed, np.float32(self.model.drift_t0_s))
-            / np.float32(self.model.drift_t0_s)
-        )
+        m = self.model
+        floor = m.drift_t0_s if since_t0 else m.drift_t_start_s
+        log_ratio = np.log(np.maximum(elapsed, np.float32(floor)) / np.float32(m.drift_t0_s))
         return self.g_prog[tile, addresses] * np.exp(-self.nu[tile, addresses] * log_ratio)
 
     def read(
@@ -223,21 +228,22 @@ class PcmDevices:
         f4 = np.float32
         t_prog = self.t_prog[tile, addresses]
         log_t, noise = self._scratch(t_prog.shape)
-        # ln(max(t, t_min)) in float32; the subtraction runs in float64, rounded once on output
+        # ln t in float32 (the subtraction runs in float64, rounded once on output), t floored
+        # at the sooner of the drift onset and the read-noise floor
         np.subtract(now_eq_s, t_prog, out=log_t, casting="same_kind")
-        np.maximum(log_t, f4(m.read_noise_t_min_s), out=log_t)
+        np.maximum(log_t, f4(min(m.drift_t_start_s, m.read_noise_t_min_s)), out=log_t)
         np.log(log_t, out=log_t)
-        # drift: exponent −ν·max(ln t − ln t0, 0), written as ν·min(ln t0 − ln t, 0) (the same
-        # float32 values, one pass fewer); ``conductance`` is the one fresh array: it is returned
-        conductance = np.subtract(f4(np.log(m.drift_t0_s)), log_t)
-        np.minimum(conductance, f4(0.0), out=conductance)
+        # drift: G(t0)·(max(t, t_start)/t0)^−ν, exponent ν·(ln t0 − ln max(t, t_start));
+        # ``conductance`` is the one fresh array: it is returned
+        conductance = np.maximum(log_t, f4(np.log(m.drift_t_start_s)))
+        np.subtract(f4(np.log(m.drift_t0_s)), conductance, out=conductance)
         conductance *= self.nu[tile, addresses]
         np.exp(conductance, out=conductance)
         g_prog = self.g_prog[tile, addresses]
         conductance *= g_prog
         # read noise: σ/G = Q_s·sqrt(ln(t/(2 t_read))); t ≥ t_min ≫ t_read, so dropping the
         # t_read in (t + t_read) changes σ by under t_read/t_min = 2.5e-7 relative.
-        sigma = log_t
+        sigma = np.maximum(log_t, f4(np.log(m.read_noise_t_min_s)), out=log_t)
         sigma -= f4(np.log(2 * m.read_noise_t_read_s))
         np.sqrt(sigma, out=sigma)
         sigma *= self.q_s[tile, addresses]

@@ -203,6 +203,13 @@ def check_physical(model: PcmModel) -> str | None:
         return "the conductances must be in order: g_floor < g_reset < g_max ≤ g_crystalline"
     if not model.i_crystallize_uA < model.i_melt_uA:
         return "i_crystallize_uA must be below i_melt_uA"
+    if model.i_curve_mid_uA - model.i_melt_uA < 2 * model.i_curve_slope_uA:
+        return (
+            "i_curve_mid_uA must lie at least 2·i_curve_slope_uA above i_melt_uA: just above "
+            "the melting threshold, melt-quench leaves a device near its crystalline conductance"
+        )
+    if not model.drift_t_start_s <= model.drift_t0_s:
+        return "drift_t_start_s must not be later than drift_t0_s"
     return None
 
 
@@ -241,7 +248,7 @@ def parse_model(document: dict[str, Any], where: str = "model") -> ModelFile:
         values[name] = float(value)
         provenance[name] = {
             "source": source,
-            **{k: entry[k] for k in ("uncertainty", "runs") if k in entry},
+            **{k: entry[k] for k in ("uncertainty", "runs", "note") if k in entry},
         }
     try:
         model = DEFAULT_MODEL.with_overrides(**values)

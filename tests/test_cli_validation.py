@@ -13,14 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pcm_hil.cli.commands import tolerance_of
 from pcm_hil.cli.devices import check_levels
 from pcm_hil.cli.main import main
+from pcm_hil.cli.parser import build_parser
 from pcm_hil.documents.drift import DriftRead, DriftStart
 from pcm_hil.drivers import PcmChip
 from pcm_hil.emulator import PROFILES, EmulatorOptions, WireInterface, make_chip
 from pcm_hil.emulator.chip import memory_estimate
 from pcm_hil.emulator.servers.tcp import TcpServer
 from pcm_hil.procedures.drift import log_times, measure_drift
+from pcm_hil.procedures.program import device_tolerance
 from pcm_hil.protocols.transport import ResourceError
 from pcm_hil.records.resume import HELD_TOLERANCE_US, drift_from_run
 from pcm_hil.records.store import Recorder, RunStore
@@ -52,7 +55,15 @@ REFUSED = [
     (["program", "--tolerance", "-1"], "--tolerance: must be a finite number above 0"),
     (["program", "--tolerance", "nan"], "--tolerance: must be a finite number above 0"),
     (["program", *TINY, "--levels", "1000"], "--levels 1000 over 0…25 µS are 0.025 µS apart"),
-    (["program", *TINY, "--levels", "100000"], "closer than --tolerance 0.5 µS"),
+    (["program", *TINY, "--levels", "100000"], "0.00025 µS apart, closer than their tolerance"),
+    (["program", *TINY, "--levels", "32"], "(--tolerance, --tolerance-rel): at most"),
+    (
+        ["program", *TINY, "--levels", "51", "--tolerance", "0.5", "--tolerance-rel", "0"],
+        "at most 50",
+    ),
+    (["program", "--tolerance-rel", "-0.1"], "--tolerance-rel: must be a finite number ≥ 0"),
+    (["program", "--settle", "-1"], "--settle: must be a finite number ≥ 0, not -1"),
+    (["drift", "--settle", "inf"], "--settle: must be a finite number ≥ 0"),
     (["program", *TINY, "--devices", "10000000"], "--devices 10000000: a tile of this chip"),
     (["program", *TINY, "--tiles", "9"], "--tiles 9: tile(s) [9] outside 0…1"),
     (["program", "--max-iterations", "0"], "--max-iterations: must be 1…10000, not 0"),
@@ -177,10 +188,12 @@ def test_refused_in_one_line_with_no_run_recorded(
     assert recorded_runs(runs, private_run_store) == 0
 
 
-def test_32_levels_at_the_default_tolerance_run(tmp_path, capsys):
-    """The seeds' multi-level figure: 32 levels over 0…25 µS are 0.78 µS apart, > 0.5 µS."""
+def test_32_levels_at_an_absolute_half_microsiemens_tolerance_run(tmp_path, capsys):
+    """The seeds' multi-level figure: 32 levels over 0…25 µS are 0.78 µS apart, > 0.5 µS
+    (refused at the default tolerance, whose widest, at the top levels, is wider: above)."""
     runs = tmp_path / "runs.sqlite"
     argv = ["program", "--resource", "emulator?profile=tiny&seed=1", "--devices", "64"]
+    argv += ["--tolerance", "0.5", "--tolerance-rel", "0"]
     code = main([*argv, "--levels", "32", "--json", "--runs", str(runs)])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["devices"] == 64 and len(result["levels"]) == 32
@@ -189,12 +202,29 @@ def test_32_levels_at_the_default_tolerance_run(tmp_path, capsys):
     assert run.status == "completed" and run.parameters["clock_mode"] == "VIRT"
 
 
+def absolute(tolerance_uS: float):
+    """A tolerance of ``tolerance_uS`` for every target (``--tolerance-rel 0``)."""
+    return lambda targets: device_tolerance(targets, tolerance_uS, None)
+
+
 def test_levels_may_be_exactly_one_tolerance_apart():
-    check_levels(50, 0.5, 25.0)
+    check_levels(50, absolute(0.5), 25.0)
     with pytest.raises(ValueError, match="at most 50 levels"):
-        check_levels(51, 0.5, 25.0)
-    with pytest.raises(ValueError, match="wider than the chip's range"):
-        check_levels(1, 30.0, 25.0)
+        check_levels(51, absolute(0.5), 25.0)
+    with pytest.raises(ValueError, match="a tolerance of 30 µS is wider than the chip's range"):
+        check_levels(1, absolute(30.0), 25.0)
+
+
+def test_levels_are_spaced_by_their_widest_relative_tolerance():
+    """2% of the target, 0.1…1 µS: the top level's tolerance counts. 50 levels, 0.5 µS apart,
+    the top at 24.75 µS (0.495 µS); 51 levels are 0.490 µS apart, the top at 24.75 µS too."""
+    relative = lambda targets: device_tolerance(targets, 1.0, 0.02, 0.1)  # noqa: E731
+    check_levels(50, relative, 25.0)
+    with pytest.raises(ValueError, match=r"up to 0\.495 µS .*: at most 50 levels"):
+        check_levels(51, relative, 25.0)
+    # the CLI's: the defaults, widest at the top levels, refuse 32 levels (0.78 µS apart)
+    with pytest.raises(ValueError, match=r"--levels 32 over 0…25 µS are 0\.781 µS apart"):
+        check_levels(32, tolerance_of(build_parser().parse_args(["program"])), 25.0)
 
 
 def test_devices_left_to_their_default_fit_a_small_tile(tmp_path, capsys):
@@ -347,7 +377,9 @@ def test_drift_resume_refused_on_another_chip_with_the_same_identity(reads, what
         before = recorded_runs(runs)
         code, err = run_cli([*argv, "--json", "--runs", str(runs)], capsys)
         assert_one_error_line(code, err, f"the devices of run {run} do not hold what it {what}")
-        assert "another chip?" in err and deviation_in(err) > 5 * HELD_TOLERANCE_US
+        # (programmed: the band allows for the widest programming tolerance, --tolerance, and
+        # for drift from each device's verify read to the end of programming)
+        assert "another chip?" in err and deviation_in(err) > 4 * HELD_TOLERANCE_US
         assert recorded_runs(runs) == before
         assert other.now() == recorded.now()
         np.testing.assert_array_equal(other.devices.g_prog, programmed)
@@ -360,7 +392,9 @@ def test_drift_resume_refused_when_the_clock_has_passed_its_reads(tmp_path, caps
     runs = tmp_path / "runs.sqlite"
     chip = make_chip("tiny", 3)
     with TcpServer(WireInterface(chip)) as server:
-        run = record_cut_drift(server.resource, runs, reads=2)
+        # programmed without a settle time: the two reads taken, 1 s and 7 s after programming,
+        # lie before the fit window (20 s) for every device
+        run = record_cut_drift(server.resource, runs, reads=2, settle_s=0)
         with PcmChip.open(server.resource, timeout_s=5) as client:
             client.advance(1e9)
         now = chip.now()

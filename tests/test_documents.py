@@ -160,6 +160,15 @@ def test_a_failed_procedure_ends_with_its_end_document(tmp_path):
         def pulse(self, *args):
             raise RuntimeError("the probe card fell off")
 
+        def time(self):  # a chip's clock (program-and-verify waits on it)
+            return 0.0
+
+        def clock_mode(self):
+            return "VIRT"
+
+        def advance(self, seconds):
+            raise AssertionError("nothing to wait for: the first pulse fails")
+
     from pcm_hil.procedures.program import program_and_verify
 
     with RunStore(tmp_path / "runs.sqlite") as store:

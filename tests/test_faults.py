@@ -33,6 +33,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -110,6 +111,9 @@ def test_message_counts_used_below():
         (lambda: chip.pulse(0, [1], 300.0, 50.0), 2),
         (lambda: chip.read(0, [1]), 2),
         (lambda: chip.read_tile(0), 2),
+        (chip.clock_mode, 1),
+        (chip.time, 1),
+        (lambda: chip.advance(20.0), 2),
     ):
         before = wire.executed
         call()
@@ -524,7 +528,19 @@ def test_drift_factor_scales_nu_now_and_after_programming():
 
 TARGETS = np.linspace(3.0, 20.0, 48, dtype=np.float32)
 ADDRESSES = np.arange(48)
-STEPS = 3  # iterations completed before the fault; one iteration is 4 messages
+STEPS = 3  # iterations completed before the fault
+
+
+def messages_through(events: list[Event], steps: int) -> int:
+    """Messages program-and-verify sends after the handshake up to the end of iteration
+    ``steps`` (one tile, on a virtual clock): the clock's mode once, then per iteration the
+    pulse (2: the command and its error check), the time of the pulse (1), the wait (2:
+    advance, error check), the verify read (2) and, if devices converged in it, their final
+    and repeat reads (2 each)."""
+    iterations = [e.document for e in events if e.kind == "step"][:steps]
+    assert [d.iteration for d in iterations] == list(range(1, steps + 1))
+    converged = [0] + [d.converged for d in iterations]
+    return 1 + sum(7 + (4 if now > before else 0) for before, now in pairwise(converged))
 
 
 def _program(chip: PcmChip, events: list[Event], max_iterations: int = 30):
@@ -548,10 +564,31 @@ def _baseline(steps: int) -> tuple[EmulatedChip, list[Event]]:
     return emulated, events
 
 
+def test_program_and_verify_traffic_is_what_the_fault_tests_count():
+    """``messages_through``, checked on a counting wire at the end of every iteration; the
+    iterations the fault tests stop at are of both kinds (devices converged in them or not)."""
+    wire = CountingWire(make_chip("tiny", seed=SEED))
+    chip = PcmChip(InProcessTransport("emulator", wire))
+    counted: list[int] = []
+
+    class Counting(list):
+        def append(self, event: Event) -> None:
+            super().append(event)
+            if event.kind == "step":
+                counted.append(wire.executed - handshake())
+
+    events = Counting()
+    _program(chip, events, max_iterations=STEPS + 1)
+    assert counted == [messages_through(events, k) for k in range(1, STEPS + 2)]
+    per_iteration = np.diff([1, *counted]).tolist()
+    assert set(per_iteration) == {7, 11}
+
+
 def test_program_and_verify_with_a_dropped_connection():
     h = handshake()
-    # iteration k pulses at messages h+4k-3, h+4k-2 and reads at h+4k-1, h+4k
-    plan = FaultPlan(drop_after=h + 4 * STEPS)
+    reference, reference_events = _baseline(STEPS)
+    # everything up to the end of iteration STEPS delivered; the next pulse is not
+    plan = FaultPlan(drop_after=h + messages_through(reference_events, STEPS))
     with serve(plan) as (server, emulated):
         events: list[Event] = []
         with open_chip(server) as chip, pytest.raises(ChipDisconnectedError):
@@ -561,7 +598,6 @@ def test_program_and_verify_with_a_dropped_connection():
         assert events[-1].document.status == "failed"
         assert "ChipDisconnectedError" in events[-1].document.error
         # what was measured before the drop was delivered, exactly as without the fault
-        reference, reference_events = _baseline(STEPS)
         for got, want in zip(events[1:-1], reference_events[1 : STEPS + 1], strict=True):
             assert got.document.iteration == want.document.iteration
             np.testing.assert_array_equal(got.document.is_read, want.document.is_read)
@@ -575,13 +611,15 @@ def test_program_and_verify_with_a_dropped_connection():
 
 def test_program_and_verify_with_a_late_reply():
     h = handshake()
+    _reference, reference_events = _baseline(STEPS)
     # the error check of iteration STEPS+1's pulse is late: the pulse ran, the host timed out
-    plan = FaultPlan(delay_s=LATE_S, delay_from=h + 4 * STEPS + 2)
+    late = h + messages_through(reference_events, STEPS) + 2
+    plan = FaultPlan(delay_s=LATE_S, delay_from=late)
     with serve(plan) as (server, emulated):
         events: list[Event] = []
         with open_chip(server) as chip, pytest.raises(ChipTimeoutError):
             _program(chip, events)
-        assert [(e.fault, e.message) for e in server.fault_events] == [("delay", h + 4 * STEPS + 2)]
+        assert [(e.fault, e.message) for e in server.fault_events] == [("delay", late)]
         assert [e.kind for e in events] == ["start"] + ["step"] * STEPS + ["end"]
         assert "ChipTimeoutError" in events[-1].document.error
         # unlike a drop, the timed-out pulse did reach the devices: the chip is where a

@@ -219,7 +219,10 @@ LAB_SCRIPT = """
     assert result.status == "completed", result.status
     assert (result.converged | result.stuck).all(), result
     assert result.converged.sum() >= 6, result
-    assert np.abs(read - targets)[result.converged].max() < 2.0, read - targets
+    error = (result.final_uS - targets)[result.converged]  # read as each converged
+    assert np.abs(error).max() < 2.0, error
+    # read again at the end, up to minutes later: drifted lower since, in the mean
+    assert (read / result.final_uS)[result.converged].mean() < 1.0, read / result.final_uS
     print("lab ok")
 """
 

@@ -117,7 +117,7 @@ def test_the_cli_writes_checks_and_serves_a_model_file(tmp_path, capsys):
     assert main(["emulator", "model", "--check", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == "g_max_uS = 21.5 uS (edited; default 25)"
-    assert "1 of 44 parameters differ" in err
+    assert "1 of 45 parameters differ" in err
     bad = tmp_path / "bad.toml"
     bad.write_text("[nope]\nvalue = 1\n")
     for command in (["serve", "--port", "0"], ["bench", "--smu-port", "0", "--pulse-port", "0"]):

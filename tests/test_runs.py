@@ -58,6 +58,8 @@ def test_sigkill_mid_run_keeps_every_completed_step(tmp_path):
             "60",
             "--reads-per-point",
             "1",
+            "--settle",  # programming on a real-time clock: no 20 s waits per iteration
+            "0",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -27,7 +27,12 @@ from pcm_hil.documents.events import Event
 from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart, ProgramTrace
 from pcm_hil.drivers import PcmChip
 from pcm_hil.procedures.drift import log_times, measure_drift
-from pcm_hil.procedures.program import program_and_verify
+from pcm_hil.procedures.program import (
+    TOLERANCE_FLOOR_US,
+    TOLERANCE_REL,
+    device_tolerance,
+    program_and_verify,
+)
 from pcm_hil.records.arrays import CODECS, PAYS, decode, encode
 from pcm_hil.records.schema import EVENTS_COLUMNS, STORE_VERSION
 from pcm_hil.records.store import RunStore, StoreError
@@ -215,7 +220,7 @@ def test_sigkill_keeps_every_completed_step_decodable_and_loadable(tmp_path):
         sys.executable, "-m", "pcm_hil", "drift", "--quiet", "--runs", str(path),
         "--resource", "emulator?profile=small&seed=2&real_time=1", "--devices", "256",
         "--levels", "4", "--start", "0.05", "--end", "30", "--points", "60",
-        "--reads-per-point", "1",
+        "--reads-per-point", "1", "--settle", "0",  # a real-time clock: no 20 s waits
     ]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -272,7 +277,12 @@ def test_sigkill_keeps_every_completed_step_decodable_and_loadable(tmp_path):
     assert trace.iteration == len(iterations) > 0
     np.testing.assert_array_equal(trace.finished, end.converged | end.is_stuck)
     np.testing.assert_array_equal(reads, end.iterations)
-    within = np.abs(trace.conductance_uS - start.target_uS) <= start.tolerance_uS
+    # converged: the last verify read within the device's tolerance (the CLI's defaults;
+    # --tolerance, the widest, in the start document)
+    tolerance = device_tolerance(
+        start.target_uS, start.tolerance_uS, TOLERANCE_REL, TOLERANCE_FLOOR_US
+    )
+    within = np.abs(trace.conductance_uS - start.target_uS) <= tolerance
     np.testing.assert_array_equal(within, end.converged)
 
     # the drift reads taken before the kill, all of them, in the tables
@@ -491,6 +501,13 @@ def test_a_migrated_runs_verify_reads_are_those_taken(v2_store):
     assert program.attrs["ended"].startswith("no")
     np.testing.assert_array_equal(program.converged.values, cut_off.converged)
     np.testing.assert_array_equal(program.stuck.values, cut_off.stuck)
-    np.testing.assert_array_equal(program.final_uS.values, cut_off.final_uS)
     np.testing.assert_array_equal(program.iterations.values, cut_off.iterations)
     assert len([e for e in kept if e.kind == "step"]) == 3
+    # each device's last verify read stands as its final read: the procedure's own for the
+    # devices not converged (cut off before their final reads); the converged ones' final
+    # reads, taken as they converged, are in the end document only, which was never written
+    reads = load_run(2, "program.verify", store=path).conductance_uS.values
+    last = reads[cut_off.iterations - 1, np.arange(cut_off.iterations.size)]
+    np.testing.assert_array_equal(program.final_uS.values, last)
+    open_ = ~cut_off.converged
+    np.testing.assert_array_equal(program.final_uS.values[open_], cut_off.final_uS[open_])

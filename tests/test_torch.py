@@ -88,9 +88,14 @@ def test_products_on_the_chip_are_the_mappings_and_within_its_error():
     np.testing.assert_allclose(calls[1][1], hidden, rtol=1e-12)
     np.testing.assert_allclose(out, calls[1][2] + model[3].bias.detach().numpy(), rtol=1e-12)
     expected = model(torch.from_numpy(x)).detach().numpy()
-    error = np.sqrt(np.mean((out - expected) ** 2)) / np.sqrt(np.mean(expected**2))
-    # programming σ (≈0.3–1 µS of 25 µS on each device of a pair), read noise and 8-bit
-    # converters on untrained random weights and inputs: several percent, not more
+    # drift during programming: each device verified 20 s after its last pulse, the first to
+    # converge minutes before the end (30 iterations: 600 s) — at ν ≈ 0.05, (580/20)^−ν ≈ 0.85
+    # (GDC's reference is taken after programming, so it is not compensated)
+    scale = np.sum(out * expected) / np.sum(expected * expected)
+    assert 0.8 < scale < 0.9
+    error = np.sqrt(np.mean((out - scale * expected) ** 2)) / np.sqrt(np.mean(expected**2))
+    # the rest: programming σ (≈0.3–1 µS of 25 µS on each device of a pair), read noise and
+    # 8-bit converters on untrained random weights and inputs: several percent, not more
     assert 0.01 < error < 0.15
 
 
@@ -311,7 +316,8 @@ def test_in_situ_training_of_a_torch_model_is_the_numpy_trainers(digits):
     assert result.pulses_applied == reference["pulses_applied"] > 1000
     assert result.refreshed_pairs == reference["refreshed_pairs"]
     assert result.history[-1]["test_accuracy"] == reference["chip_accuracy"] > 0.7
-    assert abs(on_chip - reference["chip_accuracy"]) < 0.03  # a fresh read of the same chip
+    # a fresh read of the same chip: its read noise moves a few of the 200 images
+    assert abs(on_chip - reference["chip_accuracy"]) < 0.05
     # the model handed in is left as it was; the trainer's copy learned
     first = model[1].bias.detach().numpy()
     assert not np.allclose(trainer.model[1].bias.detach().numpy(), first)

@@ -57,12 +57,17 @@ def test_the_exported_formulas_are_the_models_at_16_conductances(model):
 
 
 def test_the_programming_noise_is_the_chips_measured():
-    """The default model's chip programs more precisely than the published σ_prog (what
-    issue #15's correction (2) is about): the export says so rather than copying the paper."""
+    """The export measures σ_prog on the model's chip rather than copying the paper: on the
+    default model's chip it comes out near the published one at every level ≥ 1 µS (issue
+    #15's correction (2)), and a chip that programs less precisely (twice the read noise:
+    its verify reads see less) exports a larger σ_prog."""
     found = coefficients(DEFAULT_MODEL)
     levels, sigma = np.asarray(found.levels_uS), np.asarray(found.sigma_prog_uS)
     ratio = sigma / published_programming_sigma(levels)
-    assert np.all((ratio[levels >= 1] > 0.5) & (ratio[levels >= 1] < 0.9))
+    assert np.all((ratio[levels >= 1] > 0.8) & (ratio[levels >= 1] < 1.2)), ratio.round(3)
+    coarse = DEFAULT_MODEL.with_overrides(read_noise_q_scale=2 * DEFAULT_MODEL.read_noise_q_scale)
+    worse = np.asarray(coefficients(coarse).sigma_prog_uS)
+    assert np.mean(worse[levels >= 1] / sigma[levels >= 1]) > 1.2
     assert coefficients(DEFAULT_MODEL) == found  # seeded: the same export every time
 
 

@@ -19,7 +19,13 @@ import numpy as np
 
 from pcm_hil.analog.mapping import Block, conductance_targets, place_layers
 from pcm_hil.documents.events import Listener
-from pcm_hil.procedures.program import ProgramResult, program_and_verify
+from pcm_hil.procedures.program import (
+    SETTLE_S,
+    TOLERANCE_REL,
+    TOLERANCE_US,
+    ProgramResult,
+    program_and_verify,
+)
 
 #: Most bytes of input voltages sent in one MVM command.
 MVM_CHUNK_BYTES = 8 * 1024 * 1024
@@ -124,7 +130,9 @@ class AnalogNetwork:
     def program(
         self,
         *,
-        tolerance_uS: float = 0.5,
+        tolerance_uS: float = TOLERANCE_US,
+        tolerance_rel: float | None = TOLERANCE_REL,
+        settle_s: float = SETTLE_S,
         max_iterations: int = 30,
         listeners: Iterable[Listener] = (),
     ) -> ProgramResult:
@@ -137,6 +145,8 @@ class AnalogNetwork:
             plan["address"],
             plan["target"],
             tolerance_uS=tolerance_uS,
+            tolerance_rel=tolerance_rel,
+            settle_s=settle_s,
             max_iterations=max_iterations,
             listeners=listeners,
         )

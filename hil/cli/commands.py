@@ -13,7 +13,7 @@ is one ValueError naming it; nothing has been pulsed and no run recorded.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from itertools import pairwise
 
@@ -36,7 +36,7 @@ from pcm_hil.documents.events import Listener
 from pcm_hil.drivers import PcmHilError
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve, read_noise
 from pcm_hil.procedures.drift import YEAR_S, log_times, measure_drift
-from pcm_hil.procedures.program import program_and_verify
+from pcm_hil.procedures.program import TOLERANCE_FLOOR_US, device_tolerance, program_and_verify
 from pcm_hil.procedures.strategies import AmplitudeSearch, PartialSetSteps
 from pcm_hil.procedures.tour import run_tour
 from pcm_hil.protocols.chip import COMMANDS, ChipInfo
@@ -103,6 +103,13 @@ def _check_wait(option: str, seconds: float) -> None:
         )
 
 
+def tolerance_of(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
+    """Each target's programming tolerance, µS, from --tolerance and --tolerance-rel."""
+    return lambda targets: device_tolerance(
+        targets, args.tolerance, args.tolerance_rel or None, TOLERANCE_FLOOR_US
+    )
+
+
 def check_on_chip(chip, args: argparse.Namespace) -> None:
     """The checks against the open chip, before the run is recorded and anything pulsed: the
     devices within its tiles, levels the tolerance tells apart over its range, pulses within
@@ -119,7 +126,7 @@ def check_on_chip(chip, args: argparse.Namespace) -> None:
         default = DRIFT_DEVICES if args.command == "drift" else None
         args.devices = devices_within(args.devices, config, default)
         select(args, config)  # the tiles, checked
-        check_levels(args.levels, args.tolerance, config.g_max_uS)
+        check_levels(args.levels, tolerance_of(args), config.g_max_uS)
     elif args.command == "characterize":
         if args.tile >= config.tiles:
             raise ValueError(f"--tile {args.tile} outside 0…{config.tiles - 1}")
@@ -180,6 +187,8 @@ def program(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> di
         targets,
         strategy=STRATEGIES[args.strategy](),
         tolerance_uS=args.tolerance,
+        tolerance_rel=args.tolerance_rel or None,
+        settle_s=args.settle,
         max_iterations=args.max_iterations,
         listeners=listeners,
     )
@@ -218,6 +227,8 @@ def drift(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict
         fit_from_s=args.fit_from,
         reads_per_point=args.reads_per_point,
         tolerance_uS=args.tolerance,
+        tolerance_rel=args.tolerance_rel or None,
+        settle_s=args.settle,
         listeners=listeners,
     )
     summary = result.summary()

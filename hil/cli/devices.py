@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,20 +62,37 @@ def devices_within(count: int | None, config: ChipInfo, default: int | None = No
     return count
 
 
-def check_levels(levels: int, tolerance_uS: float, g_max_uS: float) -> None:
+def check_levels(
+    levels: int, tolerance: Callable[[np.ndarray], np.ndarray], g_max_uS: float
+) -> None:
     """ValueError unless ``levels`` targets over 0…g_max (``level_targets``: g_max/levels
-    apart) are at least one ``tolerance_uS`` apart, so that programming can tell them apart."""
+    apart) are at least their widest tolerance (``tolerance(targets)``, µS) apart, so that
+    programming can tell them apart."""
+
+    def widest(count: int) -> float:
+        return float(np.max(tolerance(level_targets(count, g_max_uS))))
+
     spacing = g_max_uS / levels
-    if spacing >= tolerance_uS:
+    if spacing >= widest(levels):
         return
-    most = int(g_max_uS // tolerance_uS)
+    # fewer levels are farther apart and their widest tolerance no wider: the counts that fit
+    # are 1…most; bisect for most
+    low, high = 0, levels - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if g_max_uS / middle >= widest(middle):
+            low = middle
+        else:
+            high = middle - 1
+    most = low
     if most < 1:
         raise ValueError(
-            f"--tolerance {tolerance_uS:g} µS is wider than the chip's range 0…{g_max_uS:g} µS"
+            f"a tolerance of {widest(1):g} µS is wider than the chip's range 0…{g_max_uS:g} µS"
         )
     raise ValueError(
         f"--levels {levels} over 0…{g_max_uS:g} µS are {spacing:.3g} µS apart, closer than "
-        f"--tolerance {tolerance_uS:g} µS: at most {most} levels at that tolerance"
+        f"their tolerance, up to {widest(levels):.3g} µS (--tolerance, --tolerance-rel): at "
+        f"most {most} levels at that tolerance"
     )
 
 

@@ -45,6 +45,19 @@ def float_range(low: float, high: float = math.inf) -> Callable[[str], float]:
 positive_int = int_range(1)
 non_negative_int = int_range(0)
 positive_float = float_range(0.0)
+
+
+def non_negative_float(text: str) -> float:
+    """An option type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, not {text}")
+    return value
+
+
 port = int_range(0, 65535)
 """A TCP port to listen on, 1…65535, or 0: any free port."""
 

@@ -20,9 +20,16 @@ from pcm_hil.cli.models import add_model_options
 from pcm_hil.cli.options import (
     float_range,
     int_range,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
+)
+from pcm_hil.procedures.program import (
+    SETTLE_S,
+    TOLERANCE_FLOOR_US,
+    TOLERANCE_REL,
+    TOLERANCE_US,
 )
 from pcm_hil.procedures.tour import run_tour
 
@@ -216,8 +223,25 @@ def _add_tolerance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tolerance",
         type=positive_float,
-        default=0.5,
-        help="programming tolerance, µS; the levels must be at least this far apart",
+        default=TOLERANCE_US,
+        help="widest programming tolerance, µS: each device's is --tolerance-rel of its target, "
+        f"at least {TOLERANCE_FLOOR_US:g} µS and at most this; the levels must be at least "
+        f"their tolerance apart (default: {TOLERANCE_US:g})",
+    )
+    parser.add_argument(
+        "--tolerance-rel",
+        type=non_negative_float,
+        default=TOLERANCE_REL,
+        help=f"tolerance as a fraction of the target (default: {TOLERANCE_REL:g}); "
+        "0: --tolerance for every device",
+    )
+    parser.add_argument(
+        "--settle",
+        type=non_negative_float,
+        default=SETTLE_S,
+        metavar="SECONDS",
+        help="wait from each iteration's pulses to its verify read, s (default: "
+        f"{SETTLE_S:g}, the published σ_prog's reference time; a virtual clock skips it)",
     )
 
 

@@ -18,36 +18,50 @@ def duration(seconds: float) -> str:
 
 
 def render_program(summary: dict, console: Console) -> None:
+    """Per level: the error of the final read (read ``settle`` after the last pulse), split
+    into the programmed spread and the read noise, beside the published σ_prog."""
+    settle = summary.get("settle_s")
     table = Table(
-        title=f"Program-and-verify ({summary['strategy']}, tolerance {summary['tolerance_uS']} µS)"
+        title=f"Program-and-verify ({summary['strategy']}, tolerance ≤ {summary['tolerance_uS']}"
+        " µS" + (f", verify {settle:g} s after each pulse)" if settle is not None else ")")
     )
     for column in (
         "target µS",
-        "devices",
-        "converged",
+        "conv.",
         "stuck",
-        "error std µS",
-        "published σ µS",
+        "bias",
+        "err σ",
+        "read σ",
+        "spread",
+        "σ_prog",
         "ratio",
     ):
         table.add_column(column, justify="right")
     for level in summary["levels"]:
-        ratio = level["error_std_uS"] / level["published_sigma_uS"]
+        spread = level.get("programmed_spread_uS", float("nan"))
         table.add_row(
             f"{level['target_uS']:.2f}",
-            str(level["devices"]),
-            f"{level['converged_fraction']:.2%}",
+            f"{level['converged_fraction']:.1%}",
             str(level["stuck"]),
+            f"{level.get('error_mean_uS', float('nan')):+.2f}",
             f"{level['error_std_uS']:.3f}",
+            f"{level.get('read_noise_uS', float('nan')):.3f}",
+            f"{spread:.3f}",
             f"{level['published_sigma_uS']:.3f}",
-            f"{ratio:.2f}",
+            f"{spread / level['published_sigma_uS']:.2f}",
         )
+    table.caption = (
+        "µS; bias, err σ: of the final read − target; spread: the conductances' own, √(err σ² − "
+        "read σ²); σ_prog: the published σ; ratio: spread / σ_prog"
+    )
     console.print(table)
     console.print(
         f"{summary['devices']} devices, {summary['converged_fraction']:.2%} converged, "
         f"{summary['stuck_devices']} stuck; iterations mean {summary['iterations_mean']:.1f}, "
-        f"p99 {summary['iterations_p99']:.0f}; error std {summary['error_std_uS']:.3f} µS; "
-        f"{summary['elapsed_s']:.2f} s ({summary['status']})"
+        f"p99 {summary['iterations_p99']:.0f}; error std {summary['error_std_uS']:.3f} µS "
+        f"(programmed spread {summary.get('programmed_spread_uS', float('nan')):.3f}, read noise "
+        f"{summary.get('read_noise_uS', float('nan')):.3f}); {summary['elapsed_s']:.2f} s "
+        f"({summary['status']})"
     )
 
 

@@ -24,7 +24,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "column": ("1", "column of the device in its tile"),
     "target_uS": ("uS", "target conductance"),
     "level": ("1", "index of the target among the run's distinct targets, lowest first"),
-    "final_uS": ("uS", "conductance read once after programming ended"),
+    "final_uS": (
+        "uS",
+        "conductance read when the device converged (since program.end version 3; else, and "
+        "for devices that did not, once programming ended)",
+    ),
+    "repeat_uS": ("uS", "a second read right after final_uS: final − repeat is read noise"),
     "error_uS": ("uS", "final read minus target"),
     "converged": ("1", "a verify read came within the tolerance"),
     "stuck": ("1", "found not to respond to pulses, and left alone"),
@@ -100,8 +105,7 @@ def program_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
         taken = np.asarray(end.iterations, dtype=np.int32)
     else:  # cut off: the last verify reads; a finished device converged if within tolerance
         final = trace.conductance_uS
-        with np.errstate(invalid="ignore"):
-            within = np.abs(final - target) <= start.tolerance_uS
+        within = start.within(final)
         converged, stuck, taken = trace.finished & within, trace.finished & ~within, counted
     coords = device_coords(start.tile, start.address, target, columns)
     attrs = {
@@ -121,6 +125,11 @@ def program_tables(part: Part, columns: int | None) -> dict[str, xr.Dataset]:
             "converged": ("device", converged),
             "stuck": ("device", stuck),
             "iterations": ("device", taken),
+            **(
+                {"repeat_uS": ("device", np.asarray(end.repeat_uS, dtype=np.float32))}
+                if end is not None and end.repeat_uS is not None
+                else {}
+            ),
         },
         coords=coords,
         attrs=attrs,

@@ -48,7 +48,14 @@ class CurveEnd(End):
 
 @dataclass(frozen=True)
 class ProgrammingCurveStart(CharacterizationStart, name="programming-curve.start"):
+    """Version 3 adds ``reset_uA`` (a RESET pulse before each point's pulse; None: none, the
+    devices go from one current to the next) and ``settle_s`` (s from each point's pulse to
+    its read)."""
+
+    version: ClassVar[int] = 3
     width_ns: float
+    reset_uA: float | None = field(default=None, kw_only=True)
+    settle_s: float = field(default=0.0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,13 @@ class ProgrammingCurveEnd(CurveEnd, name="programming-curve.end"):
 
 @dataclass(frozen=True)
 class AccumulationStart(CharacterizationStart, name="accumulation.start"):
+    """Version 3 adds ``settle_s`` (s from each pulse to its read) and ``reset_uA``."""
+
+    version: ClassVar[int] = 3
     amplitude_uA: float
     width_ns: float
+    settle_s: float = field(default=0.0, kw_only=True)
+    reset_uA: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

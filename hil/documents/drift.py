@@ -16,9 +16,11 @@ class DriftStart(Start, name="drift.start"):
     programmed and not stuck — and ``programmed_at_s``, chip clock), the read schedule
     (``times_s`` after the end of programming) and the fit: enough to resume the
     measurement. ``resumed`` counts the reads taken before, when resuming, and
-    ``resumed_from_run`` names the recorded run they are in (version 2)."""
+    ``resumed_from_run`` names the recorded run they are in (version 2). Version 3 adds
+    ``schedule_from_s``: the chip's clock when programming ended, which the read times count
+    from (None: the last programming pulse, as before — with no settle time they are one)."""
 
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     tile: np.ndarray
     address: np.ndarray
@@ -31,6 +33,7 @@ class DriftStart(Start, name="drift.start"):
     reads_per_point: int
     resumed: int = 0
     resumed_from_run: int | None = None
+    schedule_from_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,55 @@ class ProgramStart(Start, name="program.start"):
     tile: np.ndarray
     address: np.ndarray
     target_uS: np.ndarray
+    settle_s: float = 0.0
+    """Wait between each iteration's pulses and its verify read, s (version 2; 0 before)."""
+    tolerance_rel: float | None = None
+    """Each device's tolerance as a fraction of its target, within ``tolerance_floor_uS``…
+    ``tolerance_uS`` (version 2; None: ``tolerance_uS`` for every device, as before)."""
+    tolerance_floor_uS: float = 0.0
+    reset_target_uS: float = 0.0
+    """Targets at or below this are met by any read at or below it (version 2)."""
+
+    version: ClassVar[int] = 2
+
+    def tolerances(self) -> np.ndarray:
+        """Each device's verify tolerance, µS (``device_tolerance``)."""
+        return device_tolerance(
+            self.target_uS, self.tolerance_uS, self.tolerance_rel, self.tolerance_floor_uS
+        )
+
+    def within(self, conductance_uS: np.ndarray) -> np.ndarray:
+        """Whether each device's ``conductance_uS`` meets its target (NaN: no)."""
+        target = np.asarray(self.target_uS, np.float64)
+        read = np.asarray(conductance_uS, np.float64)
+        with np.errstate(invalid="ignore"):
+            met = np.abs(read - target) <= self.tolerances()
+            met |= (target <= self.reset_target_uS) & (read <= self.reset_target_uS)
+        return met
+
+
+def device_tolerance(
+    targets_uS: np.ndarray,
+    tolerance_uS: float,
+    tolerance_rel: float | None,
+    tolerance_floor_uS: float = 0.0,
+) -> np.ndarray:
+    """Each device's verify tolerance, µS: ``tolerance_rel`` of its target, at least
+    ``tolerance_floor_uS`` and at most ``tolerance_uS`` (just ``tolerance_uS`` when
+    ``tolerance_rel`` is None)."""
+    if not (np.isfinite(tolerance_uS) and tolerance_uS > 0):
+        raise ValueError(f"tolerance_uS = {tolerance_uS} must be a conductance > 0 µS")
+    absolute = np.full(np.shape(targets_uS), tolerance_uS, dtype=np.float32)
+    if tolerance_rel is None:
+        return absolute
+    if not (np.isfinite(tolerance_rel) and tolerance_rel > 0):
+        raise ValueError(f"tolerance_rel = {tolerance_rel} must be a fraction > 0")
+    if not (np.isfinite(tolerance_floor_uS) and 0 <= tolerance_floor_uS <= tolerance_uS):
+        raise ValueError(
+            f"tolerance_floor_uS = {tolerance_floor_uS} must lie within 0…tolerance_uS"
+        )
+    relative = np.float32(tolerance_rel) * np.abs(np.asarray(targets_uS, dtype=np.float32))
+    return np.clip(relative, np.float32(tolerance_floor_uS), absolute).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -85,9 +134,12 @@ class ProgramEnd(End, name="program.end"):
     """How programming went: the converged fraction, the stuck devices, the iterations, the
     error (final read − target) std of the converged devices, µS. Version 2 adds, per device
     in the start document's order, the read taken after programming ended (``final_uS``,
-    µS), whether it ``converged`` or was found stuck (``is_stuck``), and its ``iterations``."""
+    µS), whether it ``converged`` or was found stuck (``is_stuck``), and its ``iterations``.
+    Version 3 adds the error mean, the read noise and the programmed spread (µS, see
+    ``procedures.program.error_statistics``) and each device's repeat read (``repeat_uS``);
+    from version 3 the final read of a converged device is taken when it converged."""
 
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     strategy: str | None = None
     tolerance_uS: float | None = None
@@ -98,8 +150,12 @@ class ProgramEnd(End, name="program.end"):
     iterations_mean: float | None = None
     iterations_p99: float | None = None
     error_std_uS: float | None = None
+    error_mean_uS: float | None = None
+    read_noise_uS: float | None = None
+    programmed_spread_uS: float | None = None
     elapsed_s: float | None = None
     final_uS: np.ndarray | None = None
+    repeat_uS: np.ndarray | None = None
     converged: np.ndarray | None = None
     is_stuck: np.ndarray | None = None
     iterations: np.ndarray | None = None

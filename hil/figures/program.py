@@ -39,9 +39,7 @@ def _programming_figures(
     else:  # cut off (or recorded before version 2): the last verify reads; a finished
         # device converged when that read is within the tolerance (else it was found stuck)
         final = trace.conductance_uS.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            within = np.abs(final - targets) <= start.tolerance_uS
-        counted = trace.finished & within
+        counted = trace.finished & start.within(final)
         read = "last verify read"
     stuck = end.stuck_devices if end is not None else last.stuck_devices
     finished_at = (

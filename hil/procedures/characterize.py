@@ -103,19 +103,35 @@ def programming_curve(
     currents_uA: Iterable[float],
     *,
     width_ns: float = 50.0,
+    reset_uA: float | None = None,
+    settle_s: float = 0.0,
+    clock: ChipClock | None = None,
     listeners: Iterable[Listener] = (),
 ) -> Curve:
     """Conductance after one melt-quench pulse vs its current: every device gets each current
-    in turn (one pulse command and one read per current); mean and std over the devices."""
+    in turn (one pulse command and one read per current); mean and std over the devices.
+    With ``reset_uA`` every point starts from a RESET pulse of that current (below the
+    melting threshold a pulse then crystallizes a RESET device a little instead: the melting
+    threshold shows); each read waits ``settle_s`` after its pulse on ``clock`` (the chip's
+    own if None)."""
     addresses = np.asarray(addresses)
+    wait = _settle(chip, settle_s, clock)
 
     def step(current):
+        if reset_uA is not None:
+            chip.pulse(tile, addresses, float(reset_uA), width_ns)
         chip.pulse(tile, addresses, float(current), width_ns)
+        wait()
         return chip.read(tile, addresses)
 
     currents = [float(c) for c in currents_uA]
     start = ProgrammingCurveStart(
-        tile=tile, devices=int(addresses.size), width_ns=width_ns, address=_int32(addresses)
+        tile=tile,
+        devices=int(addresses.size),
+        width_ns=width_ns,
+        address=_int32(addresses),
+        reset_uA=reset_uA,
+        settle_s=settle_s,
     )
     return _run(start, ProgrammingCurvePoint, ProgrammingCurveEnd, currents, step, listeners)
 
@@ -129,17 +145,22 @@ def accumulation_curve(
     amplitude_uA: float = 90.0,
     width_ns: float = 50.0,
     reset_uA: float = 500.0,
+    settle_s: float = 0.0,
+    clock: ChipClock | None = None,
     listeners: Iterable[Listener] = (),
 ) -> Curve:
     """Conductance vs the number of partial-SET pulses after a RESET (point 0 is the RESET
-    state): mean and std over the devices."""
+    state): mean and std over the devices. Each read waits ``settle_s`` after its pulse on
+    ``clock`` (the chip's own if None)."""
     addresses = np.asarray(addresses)
+    wait = _settle(chip, settle_s, clock)
 
     def step(n):
         if n == 0:
             chip.pulse(tile, addresses, reset_uA, width_ns)
         else:
             chip.pulse(tile, addresses, amplitude_uA, width_ns)
+        wait()
         return chip.read(tile, addresses)
 
     start = AccumulationStart(
@@ -148,6 +169,8 @@ def accumulation_curve(
         amplitude_uA=amplitude_uA,
         width_ns=width_ns,
         address=_int32(addresses),
+        settle_s=settle_s,
+        reset_uA=reset_uA,
     )
     return _run(start, AccumulationPoint, AccumulationEnd, list(range(pulses + 1)), step, listeners)
 
@@ -258,6 +281,16 @@ def read_noise(
         g = np.bincount(which, weights=mean, minlength=bins) / np.maximum(count, 1)
         rel = np.bincount(which, weights=std / mean, minlength=bins) / np.maximum(count, 1)
     return ReadNoise(g, rel, count, len(samples), run.status, time.perf_counter() - started)
+
+
+def _settle(chip: Chip, settle_s: float, clock: ChipClock | None) -> Callable[[], None]:
+    """A wait of ``settle_s`` on ``clock`` (the chip's own if None); nothing for 0."""
+    if not (np.isfinite(settle_s) and settle_s >= 0):
+        raise ValueError(f"settle_s = {settle_s} must be a time ≥ 0 s")
+    if settle_s == 0:
+        return lambda: None
+    waiting = clock if clock is not None else ChipClock(chip)
+    return lambda: waiting.wait(settle_s)
 
 
 def conductance_bins(g_uS: np.ndarray, bins: int) -> np.ndarray:

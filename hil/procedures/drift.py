@@ -17,7 +17,13 @@ import numpy as np
 from pcm_hil.documents.base import Status
 from pcm_hil.documents.drift import DriftEnd, DriftRead, DriftStart
 from pcm_hil.documents.events import Emitter, Listener, cancellable
-from pcm_hil.procedures.program import ProgramResult, program_and_verify
+from pcm_hil.procedures.program import (
+    SETTLE_S,
+    TOLERANCE_REL,
+    TOLERANCE_US,
+    ProgramResult,
+    program_and_verify,
+)
 from pcm_hil.procedures.strategies import Strategy
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
@@ -153,6 +159,15 @@ class DriftProgress:
     reads: list[np.ndarray]
     run_id: int | None = None
     """The recorded run it comes from, if any (the resumed run records it)."""
+    schedule_from_s: float | None = None
+    """The chip's clock the read times count from (None: the last programming pulse)."""
+
+    @property
+    def end_of_programming_s(self) -> float:
+        """The chip's clock at the end of programming: the read times count from there."""
+        if self.schedule_from_s is not None:
+            return float(self.schedule_from_s)
+        return float(np.max(self.programmed_at_s, initial=0.0))
 
 
 def measure_drift(
@@ -168,7 +183,9 @@ def measure_drift(
     max_nu_error: float = 0.02,
     program: bool = True,
     strategy: Strategy | None = None,
-    tolerance_uS: float = 0.5,
+    tolerance_uS: float = TOLERANCE_US,
+    tolerance_rel: float | None = TOLERANCE_REL,
+    settle_s: float = SETTLE_S,
     max_iterations: int = 30,
     resume: DriftProgress | None = None,
     listeners: Iterable[Listener] = (),
@@ -207,6 +224,8 @@ def measure_drift(
                 targets,
                 strategy=strategy,
                 tolerance_uS=tolerance_uS,
+                tolerance_rel=tolerance_rel,
+                settle_s=settle_s,
                 max_iterations=max_iterations,
                 clock=clock,
                 listeners=listeners,
@@ -222,7 +241,10 @@ def measure_drift(
         else:
             usable = np.ones(addresses.shape, dtype=bool)
             programmed_at = np.full(addresses.size, clock.now())
-    end_of_programming = float(np.max(programmed_at))
+    if resume is not None:
+        end_of_programming = resume.end_of_programming_s
+    else:  # when programming ended: its last verify read settle_s after the last pulse
+        end_of_programming = max(float(np.max(programmed_at)), clock.now())
     emitter = Emitter(listeners, total=times.size)
     emitter.done = len(read_rows)
     start = DriftStart(
@@ -237,6 +259,7 @@ def measure_drift(
         reads_per_point=reads_per_point,
         resumed=len(read_rows),
         resumed_from_run=resume.run_id if resume is not None else None,
+        schedule_from_s=end_of_programming,
     )
     programming_status: Status = "completed" if programming is None else programming.status
     programming_done = programming_status == "completed"

@@ -9,9 +9,15 @@ programmed and one batched read — never a command per device. Two strategies:
 - ``PartialSetSteps``: RESET, then accumulative partial-SET pulses (longer when far from the
   target), RESET and retry on overshoot.
 
-A device converges when a verify read lies within the tolerance. Devices whose conductance does
-not respond to pulses are reported as stuck and left alone. At the end, one fresh read of every
-device gives the final conductance and its error (final read − target).
+Each iteration's verify read waits ``settle_s`` after its pulses (20 s by default: the time
+after programming at which the published σ_prog describes programmed conductances; a virtual
+clock advances it at once, a real chip waits it once per iteration for the whole batch). A
+device converges when a verify read lies within the tolerance (a target at or below a RESET
+device's conductance, ``RESET_TARGET_US``, when the read is too); at once two fresh reads of it
+give its final conductance (``final_uS``, error = final − target) and a repeat
+(``repeat_uS``), whose difference measures read noise apart from the programmed spread.
+Devices whose conductance does not respond to pulses are reported as stuck and left alone;
+they, and devices out of iterations, are read twice at the end.
 """
 
 from __future__ import annotations
@@ -24,13 +30,37 @@ import numpy as np
 
 from pcm_hil.documents.base import Status
 from pcm_hil.documents.events import Emitter, Listener, cancellable
-from pcm_hil.documents.program import ProgramEnd, ProgramIteration, ProgramStart
+from pcm_hil.documents.program import (
+    ProgramEnd,
+    ProgramIteration,
+    ProgramStart,
+    device_tolerance,
+)
 from pcm_hil.procedures.strategies import AmplitudeSearch, Strategy
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
 
 #: Fraction of a tile above which a whole-tile read is cheaper than an address list.
 WHOLE_TILE_READ_FRACTION = 0.25
+
+#: Default wait between an iteration's pulses and its verify read, s: the reference time t0 of
+#: the published programming and drift statistics [aihwkit PCM model, Joshi et al. 2020].
+SETTLE_S = 20.0
+
+#: Default verify tolerance: within TOLERANCE_REL of the target, at least TOLERANCE_FLOOR_US
+#: and at most TOLERANCE_US [choice: with it, on the default emulator, the programmed spread
+#: 20 s after programming lies at 0.90–1.17× the published σ_prog at every level ≥ 1 µS over
+#: three chips (0.91–1.09× on one; tests/test_faithful_default.py) and the lowest of 16 levels
+#: (0.78 µS) within 0.09 µS of its target; a fixed 0.5 µS window left the spread at 0.65–0.9×
+#: and the lowest level 0.35 µS low].
+TOLERANCE_US = 1.2
+TOLERANCE_REL = 0.22
+#: The tolerance's floor, µS: the read noise of a device near RESET is no narrower.
+TOLERANCE_FLOOR_US = 0.15
+#: Targets at or below this, µS, are met by any read at or below it: a RESET device's
+#: conductance, read noise and all (a weight's idle device of its pair, a zero weight) —
+#: melt-quench reaches no lower, so a window around 0 µS would leave them unconverged.
+RESET_TARGET_US = 0.3
 
 
 def level_targets(levels: int, g_max_uS: float) -> np.ndarray:
@@ -54,11 +84,14 @@ class Devices:
     tile: int
     addresses: np.ndarray
     targets: np.ndarray
+    tolerance: np.ndarray
     converged: np.ndarray = field(init=False)
     stuck: np.ndarray = field(init=False)
     iterations: np.ndarray = field(init=False)
     last_read: np.ndarray = field(init=False)
     programmed_at: np.ndarray = field(init=False)
+    final: np.ndarray = field(init=False)
+    repeat: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         n = self.addresses.size
@@ -67,6 +100,8 @@ class Devices:
         self.iterations = np.zeros(n, dtype=np.int32)
         self.last_read = np.full(n, np.nan, dtype=np.float32)
         self.programmed_at = np.full(n, np.nan)
+        self.final = np.full(n, np.nan, dtype=np.float32)
+        self.repeat = np.full(n, np.nan, dtype=np.float32)
 
     @property
     def active(self) -> np.ndarray:
@@ -75,7 +110,8 @@ class Devices:
 
 @dataclass
 class ProgramResult:
-    """Per device: where, target, outcome. ``error_uS`` = final read − target."""
+    """Per device: where, target, outcome. ``error_uS`` = final read − target; ``repeat_uS``
+    is a second read taken right after the final one (NaN where cancelled before it)."""
 
     strategy: str
     tolerance_uS: float
@@ -90,33 +126,35 @@ class ProgramResult:
     programmed_at_s: np.ndarray
     status: Status
     elapsed_s: float
+    repeat_uS: np.ndarray | None = None
+    settle_s: float = 0.0
 
     @property
     def error_uS(self) -> np.ndarray:
         return self.final_uS - self.target_uS
 
     def summary(self, g_max_uS: float = 25.0) -> dict:
-        """Converged fraction, iterations, error std (converged devices) overall and per
-        level, with the published σ_prog beside it."""
+        """Converged fraction, iterations, and for the converged devices overall and per
+        level: the error (final read − target) mean and std, the read noise (std of final −
+        repeat over √2) and the programmed spread (√(error std² − read noise²)), with the
+        published σ_prog beside them. µS."""
         converged = self.converged
-        error = self.error_uS.astype(np.float64)
         targets, level = np.unique(self.target_uS, return_inverse=True)
+        repeat = self.final_uS if self.repeat_uS is None else self.repeat_uS
         count = np.bincount(level, minlength=targets.size)
         done = np.bincount(level, weights=converged, minlength=targets.size)
         stuck = np.bincount(level, weights=self.stuck, minlength=targets.size)
-        ok_error = np.where(converged, error, 0.0)
-        total = np.bincount(level, weights=ok_error, minlength=targets.size)
-        square = np.bincount(level, weights=ok_error**2, minlength=targets.size)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / done
-            std = np.sqrt(np.maximum(square / done - mean**2, 0.0))
+        statistics = level_error_statistics(
+            self.final_uS, repeat, self.target_uS, level[converged.ravel()], converged, targets.size
+        )
+        published = published_programming_sigma(targets, g_max_uS)
         levels = [
             {
                 "target_uS": float(targets[k]),
                 "devices": int(count[k]),
                 "converged_fraction": float(done[k] / count[k]),
-                "error_std_uS": float(std[k]),
-                "published_sigma_uS": float(published_programming_sigma(targets[k], g_max_uS)),
+                **{name: float(values[k]) for name, values in statistics.items()},
+                "published_sigma_uS": float(published[k]),
                 "stuck": int(stuck[k]),
             }
             for k in range(targets.size)
@@ -127,15 +165,82 @@ class ProgramResult:
             "strategy": self.strategy,
             "tolerance_uS": self.tolerance_uS,
             "max_iterations": self.max_iterations,
+            "settle_s": self.settle_s,
             "devices": int(self.target_uS.size),
             "converged_fraction": float(converged.mean()) if converged.size else 0.0,
             "stuck_devices": int(self.stuck.sum()),
             "iterations_mean": float(iterations.mean()) if iterations.size else 0.0,
             "iterations_p99": float(np.percentile(iterations, 99)) if iterations.size else 0.0,
-            "error_std_uS": float(error[converged].std()) if converged.any() else float("nan"),
+            **error_statistics(self.final_uS, repeat, self.target_uS, converged),
             "elapsed_s": self.elapsed_s,
             "levels": levels,
         }
+
+
+def level_error_statistics(
+    final_uS: np.ndarray,
+    repeat_uS: np.ndarray,
+    target_uS: np.ndarray,
+    level: np.ndarray,
+    where: np.ndarray,
+    levels: int,
+) -> dict[str, np.ndarray]:
+    """``error_statistics`` per level at once (``level``: each of the devices ``where``'s
+    level, 0…levels−1): arrays by level, NaN where a level has no device (or, for the read
+    noise, fewer than two read twice). One pass over the devices: a network's weights make
+    tens of thousands of distinct targets."""
+    final = np.asarray(final_uS, np.float64)[where]
+    error = final - np.asarray(target_uS, np.float64)[where]
+    twice = final - np.asarray(repeat_uS, np.float64)[where]
+    read = np.isfinite(twice)
+
+    def moments(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = np.bincount(level[mask], minlength=levels).astype(np.float64)
+        total = np.bincount(level[mask], weights=values[mask], minlength=levels)
+        square = np.bincount(level[mask], weights=values[mask] ** 2, minlength=levels)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / n
+            return mean, np.sqrt(np.maximum(square / n - mean**2, 0.0))
+
+    everyone = np.ones(error.size, bool)
+    mean, std = moments(error, everyone)
+    n_twice = np.bincount(level[read], minlength=levels)
+    _, twice_std = moments(np.where(read, twice, 0.0), read)
+    noise = np.where(n_twice > 1, twice_std / np.sqrt(2.0), np.nan)
+    with np.errstate(invalid="ignore"):
+        spread = np.where(np.isfinite(noise), np.sqrt(np.maximum(std**2 - noise**2, 0.0)), np.nan)
+    return {
+        "error_mean_uS": mean,
+        "error_std_uS": std,
+        "read_noise_uS": noise,
+        "programmed_spread_uS": spread,
+    }
+
+
+def error_statistics(
+    final_uS: np.ndarray, repeat_uS: np.ndarray, target_uS: np.ndarray, where: np.ndarray
+) -> dict[str, float]:
+    """Of the devices ``where``: ``error_mean_uS`` and ``error_std_uS`` of final − target;
+    ``read_noise_uS``, the std of one read's noise, std(final − repeat)/√2 over the devices
+    read twice (NaN if none); ``programmed_spread_uS``, the spread of the conductances
+    themselves, √max(error std² − read noise², 0). µS; NaN where no device counts."""
+    error = (np.asarray(final_uS, np.float64) - target_uS)[where]
+    twice = (np.asarray(final_uS, np.float64) - repeat_uS)[where]
+    twice = twice[np.isfinite(twice)]
+    nan = float("nan")
+    if error.size == 0:
+        return dict.fromkeys(
+            ("error_mean_uS", "error_std_uS", "read_noise_uS", "programmed_spread_uS"), nan
+        )
+    std = float(error.std())
+    noise = float(twice.std() / np.sqrt(2.0)) if twice.size > 1 else nan
+    spread = float(np.sqrt(max(std**2 - noise**2, 0.0))) if np.isfinite(noise) else nan
+    return {
+        "error_mean_uS": float(error.mean()),
+        "error_std_uS": std,
+        "read_noise_uS": noise,
+        "programmed_spread_uS": spread,
+    }
 
 
 def program_and_verify(
@@ -145,29 +250,38 @@ def program_and_verify(
     targets_uS: np.ndarray,
     *,
     strategy: Strategy | None = None,
-    tolerance_uS: float = 0.5,
+    tolerance_uS: float = TOLERANCE_US,
+    tolerance_rel: float | None = TOLERANCE_REL,
+    tolerance_floor_uS: float = TOLERANCE_FLOOR_US,
     max_iterations: int = 30,
+    settle_s: float = SETTLE_S,
     clock: ChipClock | None = None,
     listeners: Iterable[Listener] = (),
 ) -> ProgramResult:
     """Program devices (``tiles[i]``, ``addresses[i]``) to ``targets_uS[i]``.
 
-    With a ``clock``, each device's last pulse time is kept (``programmed_at_s``, on the chip's
-    clock; drift counts from it). Devices the strategy finds unresponsive are marked stuck and get no more pulses. Ctrl-C
-    (KeyboardInterrupt) stops the procedure and returns what it has, status ``cancelled``.
+    Each iteration pulses every unfinished device, waits ``settle_s`` (s) on the chip's clock
+    (``clock``, or the chip's own), then reads them back. Each device's last pulse time is kept
+    (``programmed_at_s``, on the chip's clock; drift counts from it). Devices the strategy
+    finds unresponsive are marked stuck and get no more pulses. Ctrl-C (KeyboardInterrupt)
+    stops the procedure and returns what it has, status ``cancelled``.
     """
+    if not (np.isfinite(settle_s) and settle_s >= 0):
+        raise ValueError(f"settle_s = {settle_s} must be a time ≥ 0 s")
     strategy = strategy or AmplitudeSearch()
+    clock = clock if clock is not None or settle_s == 0 else ChipClock(chip)
     tile_of = np.broadcast_to(np.asarray(tiles, dtype=np.int64), np.shape(addresses))
     addresses = np.asarray(addresses, dtype=np.int64)
     targets = np.asarray(targets_uS, dtype=np.float32)
     if not (tile_of.shape == addresses.shape == targets.shape):
         raise ValueError("tiles, addresses and targets must have the same shape")
+    tolerance = device_tolerance(targets, tolerance_uS, tolerance_rel, tolerance_floor_uS)
     groups = [
-        Devices(int(t), addresses[tile_of == t], targets[tile_of == t]) for t in np.unique(tile_of)
+        Devices(int(t), addresses[tile_of == t], targets[tile_of == t], tolerance[tile_of == t])
+        for t in np.unique(tile_of)
     ]
     emitter = Emitter(listeners, total=max_iterations)
     started = time.perf_counter()
-    final = None
     start = ProgramStart(
         strategy=strategy.name,
         tolerance_uS=tolerance_uS,
@@ -177,22 +291,27 @@ def program_and_verify(
         tile=np.concatenate([np.full(g.addresses.size, g.tile, dtype=np.int32) for g in groups]),
         address=np.concatenate([g.addresses for g in groups]).astype(np.int32),
         target_uS=np.concatenate([g.targets for g in groups]),
+        settle_s=settle_s,
+        tolerance_rel=tolerance_rel,
+        tolerance_floor_uS=tolerance_floor_uS if tolerance_rel is not None else 0.0,
+        reset_target_uS=RESET_TARGET_US,
     )
     with cancellable(emitter, start, ProgramEnd) as run:
         states = [strategy.prepare(chip, group) for group in groups]
         for iteration in range(1, max_iterations + 1):
-            read = [
-                _iterate(chip, g, strategy, s, tolerance_uS, clock)
-                for g, s in zip(groups, states, strict=True)
+            pulsed = [
+                _pulse(chip, g, strategy, s, clock) for g, s in zip(groups, states, strict=True)
             ]
-            busy = any(index.size for _mask, index in read)
-            if emitter.listeners and busy:  # the per-device arrays only for someone who listens
-                emitter.step(_iteration_document(iteration, groups, read, int(targets.size)))
-            if not busy:
+            if not any(index.size for _mask, index in pulsed):
                 break
-        final = [_read(chip, group, np.arange(group.addresses.size)) for group in groups]
-    if final is None:  # cancelled: the last verify reads are what we have
-        final = [group.last_read for group in groups]
+            if clock is not None:
+                clock.wait(settle_s)
+            for group, state, (_mask, index) in zip(groups, states, pulsed, strict=True):
+                _verify(chip, group, strategy, state, index)
+            if emitter.listeners:  # the per-device arrays only for someone who listens
+                emitter.step(_iteration_document(iteration, groups, pulsed, int(targets.size)))
+        for group in groups:  # stuck and out of iterations: read twice now
+            _read_final(chip, group, np.flatnonzero(np.isnan(group.final)))
     result = ProgramResult(
         strategy=strategy.name,
         tolerance_uS=tolerance_uS,
@@ -203,16 +322,22 @@ def program_and_verify(
         converged=np.concatenate([g.converged for g in groups]),
         stuck=np.concatenate([g.stuck for g in groups]),
         iterations=np.concatenate([g.iterations for g in groups]),
-        final_uS=np.concatenate(final).astype(np.float32),
+        # cancelled before a device's final read: its last verify read is what there is
+        final_uS=np.concatenate(
+            [np.where(np.isnan(g.final), g.last_read, g.final) for g in groups]
+        ),
         programmed_at_s=np.concatenate([g.programmed_at for g in groups]),
         status=run.status,
         elapsed_s=time.perf_counter() - started,
+        repeat_uS=np.concatenate([g.repeat for g in groups]),
+        settle_s=settle_s,
     )
     summary = result.summary()
     emitter.end(
         ProgramEnd(
-            **{k: v for k, v in summary.items() if k != "levels"},
+            **{k: v for k, v in summary.items() if k not in ("levels", "settle_s")},
             final_uS=result.final_uS,
+            repeat_uS=result.repeat_uS,
             converged=result.converged,
             is_stuck=result.stuck,
             iterations=result.iterations,
@@ -241,27 +366,42 @@ def _iteration_document(
     )
 
 
-def _iterate(
-    chip, group: Devices, strategy, state, tolerance_uS: float, clock
-) -> tuple[np.ndarray, np.ndarray]:
-    """One pulse command and one read for the group's active devices: (the mask of them,
-    their positions in the group), both empty of devices if none was active."""
+def _pulse(chip, group: Devices, strategy, state, clock) -> tuple[np.ndarray, np.ndarray]:
+    """One pulse command for the group's active devices: (the mask of them, their positions
+    in the group), both empty of devices if none was active."""
     active = group.active
     index = np.flatnonzero(active)
+    if index.size:
+        amplitude, width = strategy.pulses(state, group, index)
+        chip.pulse(group.tile, group.addresses[index], amplitude, width)
+        if clock is not None:
+            group.programmed_at[index] = clock.now()
+    return active, index
+
+
+def _verify(chip, group: Devices, strategy, state, index: np.ndarray) -> None:
+    """The verify read of the devices ``index`` just pulsed; those within the tolerance are
+    converged and read twice more at once (final and repeat), the strategy learns from the
+    rest."""
     if index.size == 0:
-        return active, index
-    amplitude, width = strategy.pulses(state, group, index)
-    chip.pulse(group.tile, group.addresses[index], amplitude, width)
-    if clock is not None:
-        group.programmed_at[index] = clock.now()
+        return
     read = _read(chip, group, index)
     group.iterations[index] += 1
     group.last_read[index] = read
-    done = np.abs(read - group.targets[index]) <= tolerance_uS
+    target = group.targets[index]
+    done = np.abs(read - target) <= group.tolerance[index]
+    done |= (target <= RESET_TARGET_US) & (read <= RESET_TARGET_US)
     group.converged[index[done]] = True
     open_ = index[~done]
     group.stuck[open_[strategy.update(state, group, open_, read[~done])]] = True
-    return active, index
+    _read_final(chip, group, index[done])
+
+
+def _read_final(chip, group: Devices, index: np.ndarray) -> None:
+    """Two fresh reads of the devices ``index``: their final conductance and its repeat."""
+    if index.size:
+        group.final[index] = _read(chip, group, index)
+        group.repeat[index] = _read(chip, group, index)
 
 
 def _read(chip, group: Devices, index: np.ndarray) -> np.ndarray:

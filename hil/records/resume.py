@@ -62,8 +62,9 @@ HELD_TOLERANCE_US = 2.0
 #: and that read × (t_now/t_read)^−0.1 — most devices, that is: ν spreads about its mean,
 #: and the median over the devices is what is compared.
 DRIFT_NU_MAX = 0.1
-#: A verify read follows its device's last pulse within about a millisecond (the next
-#: command): the time from which a device known only by its programming target has drifted, s.
+#: Without a settle time (``settle_s`` 0), a verify read follows its device's last pulse within
+#: about a millisecond (the next command): the soonest time from which a device known only by
+#: its programming target has drifted, s.
 VERIFY_READ_AFTER_S = 1e-3
 
 
@@ -73,8 +74,9 @@ class DriftRecord:
     ``measure_drift(resume=…)`` continues), its fit (``fit_from_s``) and ``reads_per_point``,
     and what it last knew of its devices: ``known_uS`` per device on the chip's clock at
     ``known_at_s`` (per device), within ``known_within_uS`` — the last recorded read (within
-    0), else the programming target (within the programming tolerance); None when the run
-    recorded neither (a measurement of devices it did not program)."""
+    0), else the programming target (within the programming tolerance, as the verify read
+    ``ProgramStart.settle_s`` after the last pulse found it); None when the run recorded
+    neither (a measurement of devices it did not program)."""
 
     progress: DriftProgress
     fit_from_s: float
@@ -86,7 +88,7 @@ class DriftRecord:
     @property
     def end_of_programming_s(self) -> float:
         """The chip's clock at the end of programming: the read times count from there."""
-        return float(np.max(self.progress.programmed_at_s, initial=0.0))
+        return self.progress.end_of_programming_s
 
 
 def drift_from_run(store: RunStore, run_id: int) -> DriftRecord:
@@ -94,12 +96,14 @@ def drift_from_run(store: RunStore, run_id: int) -> DriftRecord:
     after it, and its programming tolerance (``ProgramStart``)."""
     start: DriftStart | None = None
     tolerance_uS: float | None = None
+    settle_s = 0.0
     read_at: list[float] = []
     reads: list[np.ndarray] = []
     for event in store.events(run_id):
         document = event.document
         if isinstance(document, ProgramStart):
             tolerance_uS = float(document.tolerance_uS)
+            settle_s = float(document.settle_s)
         elif isinstance(document, DriftStart):
             start, read_at, reads = document, [], []
         elif isinstance(document, DriftRead) and start is not None:
@@ -117,6 +121,7 @@ def drift_from_run(store: RunStore, run_id: int) -> DriftRecord:
         read_at,
         reads,
         run_id=run_id,
+        schedule_from_s=start.schedule_from_s,
     )
     programmed_at = np.asarray(start.programmed_at_s, dtype=np.float64)
     known, known_at, within = None, None, 0.0
@@ -125,10 +130,10 @@ def drift_from_run(store: RunStore, run_id: int) -> DriftRecord:
             np.asarray(reads[-1], np.float64),
             np.full(programmed_at.shape, read_at[-1]),
         )
-    elif tolerance_uS is not None:
+    elif tolerance_uS is not None:  # met by the verify read settle_s after the last pulse
         known, known_at, within = (
             np.asarray(start.target_uS, np.float64),
-            programmed_at,
+            programmed_at + settle_s,
             tolerance_uS,
         )
     return DriftRecord(

@@ -34,7 +34,12 @@ from torch import nn
 
 from pcm_hil.analog.network import AnalogNetwork
 from pcm_hil.documents.events import Listener
-from pcm_hil.procedures.program import ProgramResult
+from pcm_hil.procedures.program import (
+    SETTLE_S,
+    TOLERANCE_REL,
+    TOLERANCE_US,
+    ProgramResult,
+)
 from pcm_hil.torch.network import TorchNetwork
 
 
@@ -74,14 +79,20 @@ class AnalogModel(nn.Module):
     def program(
         self,
         *,
-        tolerance_uS: float = 0.5,
+        tolerance_uS: float = TOLERANCE_US,
+        tolerance_rel: float | None = TOLERANCE_REL,
+        settle_s: float = SETTLE_S,
         max_iterations: int = 30,
         listeners: Iterable[Listener] = (),
     ) -> ProgramResult:
         """Program-and-verify every weight's devices; note the stuck ones (corrected
         digitally); take the reference of global drift compensation."""
         return self.analog.program(
-            tolerance_uS=tolerance_uS, max_iterations=max_iterations, listeners=listeners
+            tolerance_uS=tolerance_uS,
+            tolerance_rel=tolerance_rel,
+            settle_s=settle_s,
+            max_iterations=max_iterations,
+            listeners=listeners,
         )
 
     def compensate(self) -> list[float]:

@@ -14,9 +14,9 @@ The mapping, coefficient by coefficient (aihwkit ``inference/noise/pcm.py``):
 - programming noise: aihwkit's σ_prog(G) = c0 + c1·(G/g_max) + c2·(G/g_max)² µS
   (``prog_coeff``). The emulator has no such formula — its spread comes out of its
   programming physics and program-and-verify — so the export measures it: the model's chip
-  is programmed to ``levels`` levels (``programming_sigma``), each device read
-  ``reads`` times at t0 and averaged, the read noise left in that average taken out, and the
-  quadratic fitted to σ per level by relative least squares.
+  is programmed to ``levels`` levels (``programming_sigma``), verified t0 after each pulse,
+  the programmed spread per level taken from its final and repeat reads (read noise apart),
+  and the quadratic fitted to σ per level by relative least squares.
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ import numpy as np
 
 from pcm_hil.drivers.chip import PcmChip
 from pcm_hil.emulator.calibration import PcmModel
-from pcm_hil.emulator.devices import read_noise_relative_std
 from pcm_hil.emulator.model_file import save_model
 from pcm_hil.procedures.program import level_targets, program_and_verify
 from pcm_hil.targets.clock import ChipClock
 
-#: Levels, devices per level and reads per device of the programming-noise measurement.
+#: Levels and devices per level of the programming-noise measurement.
 LEVELS = 16
-DEVICES_PER_LEVEL = 512
-READS = 16
+DEVICES_PER_LEVEL = 1024
 
 
 @dataclass(frozen=True)
@@ -60,11 +58,13 @@ class AihwkitCoefficients:
 
 
 def programming_sigma(
-    model: PcmModel, *, seed: int = 0, levels: int = LEVELS, reads: int = READS
+    model: PcmModel, *, seed: int = 0, levels: int = LEVELS
 ) -> tuple[np.ndarray, np.ndarray]:
     """(targets µS, σ_prog µS per target): the model's chip (``small`` profile, seeded)
-    programmed by program-and-verify, read ``reads`` times at t0 and averaged; the read
-    noise left in the average removed. Stuck devices are left out."""
+    programmed by program-and-verify with its verify reads t0 after each pulse; per level,
+    the programmed spread of the converged devices at t0 — the spread of their final reads
+    about the target, less the read noise their repeat reads measure
+    (``procedures.program.error_statistics``). Stuck devices are left out."""
     with tempfile.TemporaryDirectory() as folder:
         path = save_model(model, Path(folder) / "model.toml")
         resource = f"emulator?profile=small&seed={seed}&model={path}"
@@ -77,24 +77,13 @@ def programming_sigma(
                 addresses.append(np.arange(per_tile))
             tile_of, address = np.concatenate(tiles), np.concatenate(addresses)
             targets = level_targets(levels, model.g_max_uS)[np.arange(tile_of.size) % levels]
-            clock = ChipClock(chip)
-            result = program_and_verify(chip, tile_of, address, targets, clock=clock)
-            clock.wait_until(float(np.nanmax(result.programmed_at_s)) + model.drift_t0_s)
-            mean = np.zeros(result.tile.size)
-            for tile in np.unique(result.tile):
-                at = result.tile == tile
-                mean[at] = np.mean(
-                    [chip.read(int(tile), result.address[at]) for _ in range(reads)], axis=0
-                )
-    good = result.converged & ~result.stuck
-    level_values = np.unique(result.target_uS[good])
-    sigma = np.zeros(level_values.size)
-    for k, target in enumerate(level_values):
-        at = good & (result.target_uS == target)
-        spread = np.var(mean[at] - target, ddof=1)
-        left = (read_noise_relative_std(model, target, model.drift_t0_s) * target) ** 2 / reads
-        sigma[k] = np.sqrt(max(float(spread - left), 0.0))
-    return level_values.astype(np.float64), sigma
+            result = program_and_verify(
+                chip, tile_of, address, targets, settle_s=model.drift_t0_s, clock=ChipClock(chip)
+            )
+    summary = result.summary(model.g_max_uS)["levels"]
+    level_values = np.array([level["target_uS"] for level in summary], np.float64)
+    sigma = np.array([level["programmed_spread_uS"] for level in summary], np.float64)
+    return level_values, sigma
 
 
 def coefficients(model: PcmModel, *, seed: int = 0) -> AihwkitCoefficients:
