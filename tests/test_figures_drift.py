@@ -26,7 +26,9 @@ TIMES_S = log_times(1.0, 1e6, 8)
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """A drift measurement of 256 devices on 4 levels, recorded; its documents as stored."""
+    """A drift measurement of 256 devices on 4 levels, recorded; its documents as stored.
+    Programmed with no settle time, on a virtual clock: every device at once, at 0 s, and the
+    reads at their times after it (2 of them before the fit window)."""
     chip = make_chip("tiny", 11)
     driver = PcmChip(InProcessTransport("emulator", WireInterface(chip)))
     n = driver.config.devices_per_tile
@@ -34,7 +36,7 @@ def recorded(tmp_path_factory):
     with RunStore(tmp_path_factory.mktemp("drift") / "runs.sqlite") as store:
         run = store.start_run("drift")
         measure_drift(
-            driver, ChipClock(driver), 0, np.arange(n), targets, TIMES_S,
+            driver, ChipClock(driver), 0, np.arange(n), targets, TIMES_S, settle_s=0,
             listeners=[Recorder(store, run, "drift")],
         )  # fmt: skip
         documents = [event.document for event in store.events(run)]
