@@ -90,7 +90,9 @@ def test_the_default_chip_fits_to_a_model_file_that_says_where_each_value_comes_
     ids = [str(i) for i in runs.values()]
     output = str(tmp_path / "chip.toml")
     assert main(["twin", "fit", *ids, "--output", output, "--json"]) == 0
-    said = json.loads(capsys.readouterr().out.splitlines()[0])
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one JSON object: the model file is written, not printed
+    said = json.loads(out)
     loaded = load_model(output)
     for name, entry in said["fitted"].items():
         provenance = loaded.provenance[name]
@@ -120,14 +122,35 @@ def test_runs_without_a_measurement_keep_its_parameters():
     assert not set(twin.estimates) & (set(FITS["drift"]) | set(FITS["accumulation"]))
     for name in FITS["drift"] + FITS["accumulation"]:
         assert getattr(twin.model, name) == getattr(DEFAULT_MODEL, name)
-    # the curve's own melting threshold is not known without its run: the default is used
-    assert twin.model.i_melt_uA == DEFAULT_MODEL.i_melt_uA
-    with PcmChip.open("emulator?profile=tiny&seed=2") as chip:
-        main(["program", "--resource", "emulator?profile=tiny", "--devices", "16", "--json"])
+    assert (
+        main(["program", "--resource", "emulator?profile=tiny", "--devices", "16", "--json"]) == 0
+    )
     with RunStore(readonly=True) as store:
         last = max(r.id for r in store.runs())
         with pytest.raises(TwinFitError, match="hold no measurement a twin is fitted from"):
             fit_twin([last], store=store)
+        # a run given twice counts once; two runs of one kind are refused (which to fit?)
+        assert fit_twin([ids[1], ids[1]], store=store).runs == (ids[1],)
+        with PcmChip.open("emulator?profile=small&seed=2") as chip:
+            again = run_campaign(chip, Campaign(devices=64))
+        with pytest.raises(TwinFitError, match="both hold a programming curve measurement"):
+            fit_twin([ids[1], again[1]], store=store)
+
+
+def test_curves_read_sooner_than_t0_are_not_fitted(capsys):
+    """A programming curve and an accumulation read right after each pulse (``--settle 0``,
+    the CLI's default) see the devices above their programmed conductance: their parameters
+    are kept, and said why, not fitted wrong."""
+    for kind in ("programming-curve", "accumulation"):
+        argv = ["characterize", kind, "--resource", "emulator?profile=small", "--json"]
+        assert main([*argv, "--devices", "256"]) == 0
+    capsys.readouterr()
+    with RunStore(readonly=True) as store:
+        twin = fit_twin([1, 2], store=store)
+    for name in FITS["programming curve"] + FITS["accumulation"]:
+        assert name not in twin.estimates
+        assert twin.kept[name].startswith("run ") and "not t0 = 20 s" in twin.kept[name]
+        assert getattr(twin.model, name) == getattr(DEFAULT_MODEL, name)
 
 
 @pytest.mark.parametrize(
@@ -136,14 +159,39 @@ def test_runs_without_a_measurement_keep_its_parameters():
         (["twin", "fit", "99"], "no run 99"),
         (["twin", "fit", "1", "--start", "missing.toml"], "missing.toml: cannot read"),
         (["twin", "compare", "--model", "missing.toml"], "missing.toml: cannot read"),
+        (["twin", "compare", "--model", "{model}", "--drift-end", "10"], "--drift-end 10 s"),
     ],
 )
-def test_bad_input_is_one_line(argv, message, capsys):
-    with PcmChip.open("emulator?profile=tiny&seed=2") as chip:
-        run_campaign(chip, Campaign(devices=16))
-    assert main(argv) == 1
+def test_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    model = tmp_path / "model.toml"
+    assert main(["emulator", "model", "--output", str(model)]) == 0
+    assert main(["program", "--resource", "emulator?profile=tiny", "--devices", "16"]) == 0
+    capsys.readouterr()
+    assert main([a.replace("{model}", str(model)) for a in argv]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_ctrl_c_ends_a_comparison():
+    """A procedure cancelled (Ctrl-C) ends the comparison rather than comparing half a
+    measurement with a whole one."""
+
+    class Interrupted:
+        def __init__(self, chip: PcmChip, after: int) -> None:
+            self._chip, self._left = chip, after
+
+        def __getattr__(self, name):
+            return getattr(self._chip, name)
+
+        def pulse(self, *args):
+            self._left -= 1
+            if self._left < 0:
+                raise KeyboardInterrupt
+            return self._chip.pulse(*args)
+
+    chip = Interrupted(opened(DEFAULT_MODEL, 1), after=3)
+    with pytest.raises(KeyboardInterrupt):
+        compare(chip, opened(DEFAULT_MODEL, 2), ComparePlan(devices=512, curve_devices=128))
 
 
 def test_twin_compare_prints_every_figure_side_by_side(capsys, tmp_path):

@@ -59,6 +59,9 @@ def check(args: argparse.Namespace) -> None:
         check_resource(resource)
     if args.command in ("program", "drift") and args.resume is None:
         tile_indices(args.tiles)  # indices, each once; within the chip's tiles once it is open
+        _check_wait("--settle", args.settle)
+    if args.command == "characterize" and args.kind in ("programming-curve", "accumulation"):
+        _check_wait("--settle", args.settle)
     if args.command == "drift" and args.resume is None:
         if args.start >= args.end:
             raise ValueError(f"--start {args.start:g} s is not before --end {args.end:g} s")
@@ -105,8 +108,9 @@ def _check_wait(option: str, seconds: float) -> None:
 
 def tolerance_of(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndarray]:
     """Each target's programming tolerance, µS, from --tolerance and --tolerance-rel."""
+    floor = min(TOLERANCE_FLOOR_US, args.tolerance)
     return lambda targets: device_tolerance(
-        targets, args.tolerance, args.tolerance_rel or None, TOLERANCE_FLOOR_US
+        targets, args.tolerance, args.tolerance_rel or None, floor
     )
 
 
@@ -244,7 +248,13 @@ def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) 
     if args.kind == "programming-curve":
         currents = np.linspace(args.current_min, args.current_max, args.points)
         curve = programming_curve(
-            chip, tile, addresses, currents, width_ns=args.width, listeners=listeners
+            chip,
+            tile,
+            addresses,
+            currents,
+            width_ns=args.width,
+            settle_s=args.settle,
+            listeners=listeners,
         )
         return curve.as_dict()
     if args.kind == "accumulation":
@@ -255,6 +265,7 @@ def characterize(chip, args: argparse.Namespace, listeners: Iterable[Listener]) 
             args.pulses,
             amplitude_uA=args.amplitude,
             width_ns=args.width,
+            settle_s=args.settle,
             listeners=listeners,
         )
         return curve.as_dict()

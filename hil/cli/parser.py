@@ -385,6 +385,14 @@ def _add_characterize(commands) -> None:
             default=50.0,
             help="pulse width, ns, within the chip's pulse limits",
         )
+        parser.add_argument(
+            "--settle",
+            type=non_negative_float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait from each pulse to its read, s (default: 0; 20, t0, for twin fit: a "
+            "read sooner sees the device above its programmed conductance)",
+        )
     noise = _command(kinds, "read-noise", "relative read noise vs conductance")
     noise.add_argument(
         "--reads",

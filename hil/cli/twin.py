@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from urllib.parse import quote
 
 from pcm_hil.cli.options import int_range, non_negative_int, positive_float, positive_int
 from pcm_hil.cli.output import print_new_file
@@ -137,10 +138,12 @@ def twin_fit(args: argparse.Namespace) -> int:
                 },
                 "kept": fitted.kept,
                 "output": args.output,
+                **({"model": fitted.text()} if args.output is None else {}),
             }
         )
-        if args.output is not None:
-            print_new_file(fitted.text(), args.output)
+        if args.output is not None:  # written; the JSON above names it
+            with open(args.output, "x", encoding="utf-8") as file:
+                file.write(fitted.text())
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -167,14 +170,20 @@ def twin_compare(args: argparse.Namespace) -> int:
     from pcm_hil.cli.output import print_json
     from pcm_hil.drivers import PcmChip
     from pcm_hil.emulator.model_file import load_model
+    from pcm_hil.procedures.program import SETTLE_S
     from pcm_hil.twin.compare import ComparePlan, compare
 
     load_model(args.model)  # a bad model file: one line, before anything is opened
     check_resource(args.resource)
+    if args.drift_end <= SETTLE_S:
+        raise ValueError(
+            f"--drift-end {args.drift_end:g} s must be after the first drift read, {SETTLE_S:g} s"
+        )
     with open_chip(args) as chip:
         config = chip.config
         geometry = f"tiles={config.tiles}&rows={config.rows}&columns={config.columns}"
-        resource = f"emulator?seed={args.seed}&{geometry}&model={args.model}"
+        model = quote(os.path.abspath(args.model), safe="/")
+        resource = f"emulator?seed={args.seed}&{geometry}&model={model}"
         plan = ComparePlan(
             devices=min(args.devices, config.devices_per_tile),
             curve_devices=min(ComparePlan.curve_devices, config.devices_per_tile),

@@ -275,6 +275,8 @@ def program_and_verify(
     targets = np.asarray(targets_uS, dtype=np.float32)
     if not (tile_of.shape == addresses.shape == targets.shape):
         raise ValueError("tiles, addresses and targets must have the same shape")
+    # a cap below the floor is the tighter: the floor gives way
+    tolerance_floor_uS = min(tolerance_floor_uS, tolerance_uS)
     tolerance = device_tolerance(targets, tolerance_uS, tolerance_rel, tolerance_floor_uS)
     groups = [
         Devices(int(t), addresses[tile_of == t], targets[tile_of == t], tolerance[tile_of == t])

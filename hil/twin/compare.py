@@ -8,7 +8,10 @@ model; side by side, with the twin/chip ratio of each figure:
 - drift per level: ν mean and std over the devices (fits from ``fit_from_s``);
 - read noise per level: the mean relative std of ``reads`` reads of each device, taken at once
   ``settle_s`` after programming;
-- the programming curve and accumulation from RESET: mean conductance per point.
+- the programming curve and accumulation from RESET: mean conductance per point of the
+  devices that follow them (stuck ones left out: a few at ~30 µS move a mean of ~0.2 µS).
+
+Ctrl-C (a procedure cancelled) ends the comparison: nothing half measured is compared.
 
 Each device group gets a tile of its own when the chip has four, else interleaved devices of
 tile 0 (``campaign.device_groups``).
@@ -21,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from pcm_hil.documents.characterize import CurvePoint
+from pcm_hil.documents.events import Event
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve
 from pcm_hil.procedures.drift import log_times, measure_drift
 from pcm_hil.procedures.program import SETTLE_S, error_statistics, level_targets
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.twin.campaign import device_groups
+from pcm_hil.twin.fit_programming import stuck_devices, stuck_in_accumulation
 
 GROUPS = ("drift", "read noise", "programming curve", "accumulation")
 
@@ -95,6 +101,7 @@ def measure(chip: Any, plan: ComparePlan) -> dict[str, dict[float, float]]:
         log_times(plan.settle_s, plan.drift_end_s, plan.drift_points),
         settle_s=plan.settle_s,
     )
+    _stop_if_cancelled(drift.status)
     programming = drift.programming
     if programming is not None:
         repeat = (
@@ -114,18 +121,50 @@ def measure(chip: Any, plan: ComparePlan) -> dict[str, dict[float, float]]:
     found["read noise (relative)"] = _read_noise(chip, clock, tile, addresses, targets, plan)
 
     tile, addresses = groups[2]
+    reads = Reads()
     curve = programming_curve(
-        chip, tile, addresses, plan.currents_uA, settle_s=plan.settle_s, clock=clock
-    )
-    found["programming curve µS"] = dict(zip(curve.x.tolist(), curve.mean_uS.tolist(), strict=True))
+        chip, tile, addresses, plan.currents_uA, settle_s=plan.settle_s, clock=clock,
+        listeners=[reads],
+    )  # fmt: skip
+    _stop_if_cancelled(curve.status)
+    working = reads.array()[:, ~stuck_devices(reads.array())]
+    found["programming curve µS"] = dict(zip(curve.x.tolist(), working.mean(axis=1), strict=True))
     tile, addresses = groups[3]
+    reads = Reads()
     accumulation = accumulation_curve(
-        chip, tile, addresses, plan.pulses, settle_s=plan.settle_s, clock=clock
-    )
+        chip, tile, addresses, plan.pulses, settle_s=plan.settle_s, clock=clock,
+        listeners=[reads],
+    )  # fmt: skip
+    _stop_if_cancelled(accumulation.status)
+    top = float(np.max(working)) if working.size else float("inf")
+    accumulated = reads.array()[:, ~stuck_in_accumulation(reads.array(), top)]
     found["accumulation µS"] = dict(
-        zip(accumulation.x.tolist(), accumulation.mean_uS.tolist(), strict=True)
+        zip(accumulation.x.tolist(), accumulated.mean(axis=1), strict=True)
     )
     return found
+
+
+class Reads:
+    """A listener keeping every device's read at each point of a characterization curve."""
+
+    def __init__(self) -> None:
+        self.points: list[np.ndarray] = []
+
+    def __call__(self, event: Event) -> None:
+        document = event.document
+        if isinstance(document, CurvePoint) and document.conductance_uS is not None:
+            self.points.append(np.asarray(document.conductance_uS, np.float64))
+
+    def array(self) -> np.ndarray:
+        """Point × device."""
+        return np.asarray(self.points, np.float64)
+
+
+def _stop_if_cancelled(status: str) -> None:
+    """A procedure Ctrl-C cancelled ends the comparison (what is half measured compares
+    nothing)."""
+    if status == "cancelled":
+        raise KeyboardInterrupt
 
 
 def _read_noise(chip, clock, tile, addresses, targets, plan) -> dict[float, float]:
@@ -142,6 +181,7 @@ def _read_noise(chip, clock, tile, addresses, targets, plan) -> dict[float, floa
         settle_s=plan.settle_s,
         clock=clock,
     )
+    _stop_if_cancelled(result.status)
     reads = np.asarray([chip.read(tile, result.address) for _ in range(plan.reads)], np.float64)
     relative = reads.std(axis=0, ddof=1) / reads.mean(axis=0)
     found = {}

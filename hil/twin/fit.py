@@ -119,19 +119,34 @@ def fit_twin(runs: Sequence[int], store: Any = None, start: PcmModel = DEFAULT_M
     """Fit the device model to ``runs`` of ``store`` (a ``RunStore``, a store file, or None
     for the default store), starting from ``start`` (see the module). ``TwinFitError`` when
     none of the runs holds a measurement a fit uses."""
+    runs = list(dict.fromkeys(int(r) for r in runs))  # each run once
     found: dict[str, list[tuple[int, xr.Dataset]]] = {}
+    chips: dict[tuple[str, str], int] = {}
     for run in runs:
         for table in run_tables(run, store=store).values():
             kind = _kind(table)
-            if kind is not None:
-                found.setdefault(kind, []).append((int(run), table))
+            if kind is None:
+                continue
+            if found.get(kind):
+                raise TwinFitError(
+                    f"runs {found[kind][0][0]} and {run} both hold a {kind} measurement: "
+                    "fit one campaign's runs at a time"
+                )
+            found[kind] = [(run, table)]
+            chip = (str(table.attrs.get("chip_model", "")), str(table.attrs.get("chip_serial", "")))
+            if chips and chip not in chips:
+                raise TwinFitError(
+                    f"run {run} was measured on chip {' '.join(chip)}, run {next(iter(chips.values()))} "
+                    f"on {' '.join(next(iter(chips)))}: a twin is one chip's"
+                )
+            chips.setdefault(chip, run)
     if not found:
         raise TwinFitError(
             f"runs {', '.join(map(str, runs))} hold no measurement a twin is fitted from "
             "(programming curve, accumulation, drift, read noise): run "
             "pcm-hil characterize campaign"
         )
-    twin = TwinFit(start, tuple(int(r) for r in runs))
+    twin = TwinFit(start, tuple(runs))
     if "drift" in found:
         _drift(twin, found["drift"])
     if "read noise" in found:
@@ -208,14 +223,14 @@ def _ids(runs: list[int]) -> str:
 
 def _read_noise(twin: TwinFit, tables: list[tuple[int, xr.Dataset]]) -> None:
     run, table = tables[0]
-    values = fit_read_noise(
-        twin.model,
+    model = twin.model
+    data = (
         np.asarray(table["t_s"]),
         np.asarray(table["mean_by_time_uS"]),
         np.asarray(table["std_by_time_uS"]),
         int(table.attrs.get("reads", 0)),
     )
-    _take(twin, lambda held: values, [run], "read noise")
+    _take(twin, lambda held: fit_read_noise(model, *data, fixed=held), [run], "read noise")
 
 
 def _melting_threshold(twin: TwinFit, tables: list[tuple[int, xr.Dataset]]) -> tuple[float, float]:
@@ -224,9 +239,7 @@ def _melting_threshold(twin: TwinFit, tables: list[tuple[int, xr.Dataset]]) -> t
         np.asarray(table["current_uA"]), np.asarray(table["conductance_uS"])
     )
     _take(twin, lambda held: values, [run], "melting threshold")
-    if "i_melt_uA" in values:
-        return values["i_melt_uA"][0], values["i_melt_spread_uA"][0]
-    return twin.model.i_melt_uA, twin.model.i_melt_spread_uA
+    return twin.model.i_melt_uA, twin.model.i_melt_spread_uA  # fitted, if taken
 
 
 def _programming_curve(
@@ -236,6 +249,8 @@ def _programming_curve(
     reads = np.asarray(table["conductance_uS"], np.float64)
     reads = reads[:, ~stuck_devices(reads)]
     current, settle = np.asarray(table["current_uA"]), float(table.attrs.get("settle_s", 0.0))
+    if _too_soon(twin, settle, [run], "programming curve"):
+        return
     model = twin.model
     _take(
         twin,
@@ -260,12 +275,29 @@ def _accumulation(twin: TwinFit, tables: list[tuple[int, xr.Dataset]]) -> None:
     reads = np.asarray(table["conductance_uS"], np.float64)
     reads = reads[:, ~stuck_in_accumulation(reads, m.g_crystalline_uS)]
     settle = float(table.attrs.get("settle_s", 0.0))
+    if _too_soon(twin, settle, [run], "accumulation"):
+        return
     _take(
         twin,
         lambda held: fit_accumulation(m, reads, settle, strength, fixed=held),
         [run],
         "accumulation",
     )
+
+
+def _too_soon(twin: TwinFit, settle_s: float, runs: list[int], kind: str) -> bool:
+    """Whether the run's reads were taken too soon after their pulses to fit: the model's
+    parameters describe G(t0), and a read sooner sees (t0/t)^ν above it (ν per device).
+    If so, its parameters are kept, and said why."""
+    t0 = twin.model.drift_t0_s
+    if settle_s >= 0.95 * t0:
+        return False
+    for name in FITS[kind]:
+        twin.kept[name] = (
+            f"run {_ids(runs)} read {settle_s:g} s after each pulse, not t0 = {t0:g} s "
+            "(pcm-hil characterize campaign, or --settle 20)"
+        )
+    return True
 
 
 def _drift(twin: TwinFit, tables: list[tuple[int, xr.Dataset]]) -> None:

@@ -15,6 +15,7 @@ drift of near-RESET devices blur it); neither is t_read (the noise depends on it
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 from scipy.special import digamma
@@ -47,11 +48,13 @@ def fit_read_noise(
     mean_uS: np.ndarray,
     std_uS: np.ndarray,
     reads: int,
+    fixed: Collection[str] = (),
 ) -> dict[str, tuple[float, float]]:
     """``read_noise_q_scale`` and ``read_noise_q_exponent`` (value, standard error) from
     per-device means and stds (ddof 1) of ``reads`` reads, arrays (time × device) with the
-    read times ``t_s``; ``model`` gives g_max, t_read, t_min and the cap. Empty when fewer
-    than three usable devices."""
+    read times ``t_s``; ``model`` gives g_max, t_read, t_min and the cap, and the values of
+    those named in ``fixed`` (held: the other fitted alone). Empty when fewer than three
+    usable devices."""
     mean = np.asarray(mean_uS, dtype=np.float64)
     std = np.asarray(std_uS, dtype=np.float64)
     t = np.asarray(t_s, np.float64)[:, None]
@@ -72,19 +75,38 @@ def fit_read_noise(
     # their own noisy Q: cutting on the observed Q would keep the lucky low ones near the
     # cap and flatten the fitted exponent. First pass: the model's own law.
     predicted = model.read_noise_q_scale * np.exp(-model.read_noise_q_exponent * x)
+    hold_scale = "read_noise_q_scale" in fixed
+    hold_exponent = "read_noise_q_exponent" in fixed
+    log_scale, exponent = math.log(model.read_noise_q_scale), model.read_noise_q_exponent
+    errors = np.full(2, np.nan)
     for _ in range(3):
         usable = finite & (predicted < cap)
         if np.count_nonzero(usable) < 3:
             return {}
         y = np.log(q[usable]) - log_std_bias(reads)
-        design = np.column_stack([np.ones(y.size), -x[usable]])
-        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-        predicted = np.exp(coefficients[0] - coefficients[1] * x)
-    residual = y - design @ coefficients
-    dof = max(y.size - 2, 1)
-    covariance = np.linalg.inv(design.T @ design) * float(residual @ residual) / dof
-    log_scale, exponent = coefficients
-    errors = np.sqrt(np.diag(covariance))
+        xs = x[usable]
+        if hold_scale and hold_exponent:
+            break
+        if hold_exponent:  # ln Q = a − e·x with e held: a is the mean of y + e·x
+            values = y + exponent * xs
+            log_scale = float(values.mean())
+            residual = values - log_scale
+            errors = np.array([residual.std(ddof=1) / math.sqrt(y.size), np.nan])
+        elif hold_scale:  # e by least squares through the held intercept
+            values = log_scale - y
+            exponent = float(values @ xs / (xs @ xs))
+            residual = values - exponent * xs
+            spread = float(residual @ residual) / max(y.size - 1, 1)
+            errors = np.array([np.nan, math.sqrt(spread / float(xs @ xs))])
+        else:
+            design = np.column_stack([np.ones(y.size), -xs])
+            coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+            residual = y - design @ coefficients
+            dof = max(y.size - 2, 1)
+            covariance = np.linalg.inv(design.T @ design) * float(residual @ residual) / dof
+            log_scale, exponent = float(coefficients[0]), float(coefficients[1])
+            errors = np.sqrt(np.diag(covariance))
+        predicted = np.exp(log_scale - exponent * x)
     scale = math.exp(log_scale)
     return {
         "read_noise_q_scale": (scale, scale * float(errors[0])),
