@@ -74,6 +74,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pcm_hil.cli.twin import twin
 
         return twin(args)
+    if args.command == "sweep":
+        from pcm_hil.cli.sweep import sweep
+
+        return sweep(args)
     return emulator(args)
 
 

@@ -85,6 +85,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from pcm_hil.cli.emulator_options import add_emulator
     from pcm_hil.cli.runs_options import add_dashboard, add_runs_commands
+    from pcm_hil.cli.sweep import add_sweep
     from pcm_hil.cli.twin import add_twin
 
     parser = Parser(
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(commands)
     add_emulator(commands)
     add_twin(commands)
+    add_sweep(commands)
     return parser
 
 

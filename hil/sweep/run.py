@@ -1,0 +1,219 @@
+"""Running a sweep on Dask distributed (``run_sweep``), recorded as one run, a document per
+point as it completes.
+
+Each point is a task: ``client.submit(compute_point, …)`` on a ``LocalCluster`` of worker
+processes by default, or on the cluster of ``scheduler`` (``tcp://host:8786``). Dask
+distributed is the scheduler because it is what the lab's cluster already runs and it gives,
+for free, what a sweep needs from one: tasks moved off a worker that dies, worker resources
+for points pinned to a chip, a dashboard. Results come back to this process, which alone
+writes the run store (SQLite takes one writer): a point is recorded once, when its result
+arrives, so a worker lost mid-point costs that point's time and nothing else.
+
+A killed sweep resumes (``resume=RUN``): a new run that names the old one, computes only the
+points it lacks, and ``load_sweep`` reads the two as one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pcm_hil.documents.events import Emitter, Listener, cancellable
+from pcm_hil.documents.sweep import SweepEnd, SweepPoint, SweepStart
+from pcm_hil.records.session import record
+from pcm_hil.records.store import RunStore
+from pcm_hil.sweep.functions import point_function
+from pcm_hil.sweep.spec import SweepSpec, point_seed
+
+#: The key of a point function's result naming the dimension of each list it returns.
+DIMS = "dims"
+
+
+@dataclass
+class SweepResult:
+    """The run the sweep was recorded as, and every point's result by index (those of the
+    run it resumed included)."""
+
+    run_id: int
+    status: str
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def compute_point(function: str, parameters: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """One point, on a worker: the function's result (numbers and lists of numbers, as plain
+    Python), the worker's address and the seconds it took."""
+    started = time.perf_counter()
+    result = point_function(function)(dict(parameters), seed)
+    if not isinstance(result, Mapping):
+        raise TypeError(f"sweep function {function!r} returned {type(result).__name__}, not a dict")
+    result = dict(result)
+    dims = {str(k): str(v) for k, v in dict(result.pop(DIMS, {})).items()}
+    plain = {str(k): _plain(k, v) for k, v in result.items()}
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except (ImportError, ValueError):
+        worker = f"pid {os.getpid()}"
+    return {
+        "result": plain,
+        "dims": dims,
+        "worker": worker,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _plain(name: Any, value: Any) -> Any:
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf" or array.ndim > 1:
+        raise TypeError(f"result {name!r}: a number or a list of numbers, not {value!r}")
+    return array.tolist()
+
+
+def completed_points(store: RunStore, run_id: int) -> tuple[SweepStart, dict[int, SweepPoint]]:
+    """A recorded sweep's start document and its points by index (those of the runs it
+    resumed too, the newest winning)."""
+    start: SweepStart | None = None
+    points: dict[int, SweepPoint] = {}
+    for event in store.events(run_id):
+        document = event.document
+        if isinstance(document, SweepStart):
+            start = document
+        elif isinstance(document, SweepPoint):
+            points[document.index] = document
+    if start is None:
+        raise ValueError(f"run {run_id} is not a sweep")
+    if start.resumed_from_run is not None:
+        _, earlier = completed_points(store, start.resumed_from_run)
+        points = {**earlier, **points}
+    return start, points
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    store: RunStore | str | os.PathLike | None = None,
+    resume: int | None = None,
+    meta: Mapping[str, Any] | None = None,
+    listeners: Iterable[Listener] = (),
+) -> SweepResult:
+    """Run ``spec``'s points on Dask and record them (see the module): on ``client`` if
+    given, else on ``scheduler``'s cluster, else on a ``LocalCluster`` of ``workers``
+    processes (one thread each) started and stopped here. ``resume``: a sweep run of the
+    same spec whose completed points are not computed again."""
+    opened = store if isinstance(store, RunStore) else RunStore(store)
+    try:
+        done: dict[int, dict[str, Any]] = {}
+        if resume is not None:
+            earlier, points = completed_points(opened, resume)
+            if (earlier.function, earlier.axes, earlier.fixed, earlier.seed) != (
+                spec.function,
+                spec.axes,
+                spec.fixed,
+                spec.seed,
+            ):
+                raise ValueError(f"run {resume} swept another spec: it cannot be resumed with this")
+            done = {i: dict(p.result) for i, p in points.items()}
+        todo = [(i, p) for i, p in spec.points() if i not in done]
+        with (
+            _client(client, scheduler, workers) as dask_client,
+            record("sweep", meta=meta, store=opened, listeners=tuple(listeners)) as run,
+        ):
+            result = _run(dask_client, spec, todo, done, resume, run)
+        return result
+    finally:
+        if not isinstance(store, RunStore):
+            opened.close()
+
+
+def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
+    from distributed import as_completed
+
+    emitter = Emitter(run.listeners, total=spec.size)
+    emitter.done = len(done)
+    start = SweepStart(
+        function=spec.function,
+        axes=spec.axes,
+        fixed=spec.fixed,
+        seed=spec.seed,
+        points=spec.size,
+        resumed_from_run=resume,
+    )
+    result = SweepResult(run.id, "completed", dict(done))
+    computed = 0
+    futures = {}
+    with cancellable(emitter, start, SweepEnd) as status:
+        for index, point in todo:
+            parameters = spec.parameters(point)
+            future = client.submit(
+                compute_point,
+                spec.function,
+                parameters,
+                point_seed(spec.seed, parameters),
+                key=f"sweep-{run.id}-point-{index}",
+                pure=False,
+            )
+            futures[future] = (index, point)
+        for future in as_completed(list(futures)):
+            index, point = futures[future]
+            found = future.result()  # a point's error fails the sweep: the others are kept
+            emitter.step(
+                SweepPoint(
+                    index=index,
+                    parameters=point,
+                    result=found["result"],
+                    worker=found["worker"],
+                    seconds=found["seconds"],
+                    dims=found["dims"] or None,
+                )
+            )
+            result.results[index] = found["result"]
+            computed += 1
+    if status.status != "completed":
+        for future in futures:
+            future.cancel()
+    result.status = status.status
+    emitter.end(SweepEnd(status=status.status, points_done=computed, points_resumed=len(done)))
+    return result
+
+
+class _client:
+    """The Dask client to use: the given one (left open), one connected to ``scheduler``, or
+    a LocalCluster of ``workers`` processes (both closed on leaving)."""
+
+    def __init__(self, client: Any, scheduler: str | None, workers: int) -> None:
+        self.given, self.scheduler, self.workers = client, scheduler, workers
+        self.own: list[Any] = []
+
+    def __enter__(self) -> Any:
+        if self.given is not None:
+            return self.given
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None:
+            client = Client(self.scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                host="127.0.0.1",
+            )
+            self.own.append(cluster)
+            client = Client(cluster)
+        self.own.insert(0, client)
+        return client
+
+    def __exit__(self, *exc: object) -> None:
+        for thing in self.own:
+            thing.close()

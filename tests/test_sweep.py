@@ -1,0 +1,216 @@
+"""Sweeps on Dask distributed (``pcm_hil.sweep``): a real LocalCluster of worker processes,
+and a scheduler and two workers started as separate ``dask`` processes on 127.0.0.1. Results
+depend only on each point's parameters and seed; a killed worker or a cancelled sweep loses
+nothing and records nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcm_hil.cli.main import main
+from pcm_hil.documents.sweep import SweepPoint
+from pcm_hil.records.store import RunStore
+from pcm_hil.sweep import SweepSpec, SweepSpecError, load_spec, load_sweep, point_seed, run_sweep
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = "tests.sweep_points:measured"
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of 2 worker processes (one thread each) on 127.0.0.1; the workers find
+    tests.sweep_points on PYTHONPATH, as a lab's workers find its modules."""
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    )
+    with distributed.Client(cluster) as connected:
+        yield connected
+    cluster.close()
+
+
+def spec(function: str = MEASURED, **fixed) -> SweepSpec:
+    return SweepSpec(function, axes={"x": [0.0, 1.0, 2.0, 3.0], "y": [0, 1]}, fixed=fixed, seed=5)
+
+
+def points(store: RunStore, run_id: int) -> list[int]:
+    return [e.document.index for e in store.events(run_id) if isinstance(e.document, SweepPoint)]
+
+
+def test_a_sweep_records_every_point_once_with_what_its_seed_gives(client, tmp_path):
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        result = run_sweep(spec(), client=client, store=store)
+        assert result.status == "completed" and sorted(points(store, result.run_id)) == list(
+            range(8)
+        )
+        data = load_sweep(result.run_id, store)
+        assert store.run(result.run_id).status == "completed"
+    assert data["mean"].dims == ("x", "y") and data["trace"].dims == ("x", "y", "sample")
+    np.testing.assert_array_equal(data.x.values, [0.0, 1.0, 2.0, 3.0])
+    for _index, point in spec().points():
+        parameters = spec().parameters(point)
+        draws = np.random.default_rng(point_seed(5, parameters)).normal(point["x"], 1.0, 64)
+        at = data.sel(point)
+        assert float(at["mean"]) == pytest.approx(draws.mean(), rel=1e-12)
+        np.testing.assert_allclose(at["trace"].values, draws[:4])
+    # the workers did the work: both of them, each point where it ran recorded
+    with RunStore(tmp_path / "runs.sqlite", readonly=True) as store:
+        workers = {
+            e.document.worker
+            for e in store.events(result.run_id)
+            if isinstance(e.document, SweepPoint)
+        }
+    assert workers <= set(client.scheduler_info()["workers"]) and len(workers) == 2
+
+
+def test_results_do_not_depend_on_the_number_of_workers(client, tmp_path):
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        two = load_sweep(run_sweep(spec(), client=client, store=store).run_id, store)
+        one = load_sweep(run_sweep(spec(), workers=1, store=store).run_id, store)
+    for name in ("mean", "first", "trace"):
+        np.testing.assert_array_equal(one[name].values, two[name].values)
+
+
+def test_a_cancelled_sweep_resumes_to_the_same_results(client, tmp_path):
+    """Ctrl-C after three points: the run is cancelled with three points; resumed, the new
+    run computes the other five only, and the two read as the uninterrupted sweep."""
+
+    class Interrupt:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def __call__(self, event) -> None:
+            if isinstance(event.document, SweepPoint):
+                self.seen += 1
+                if self.seen == 3:
+                    raise KeyboardInterrupt
+
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        whole = load_sweep(run_sweep(spec(), client=client, store=store).run_id, store)
+        cut = run_sweep(spec(), client=client, store=store, listeners=[Interrupt()])
+        assert cut.status == "cancelled" and store.run(cut.run_id).status == "cancelled"
+        assert len(points(store, cut.run_id)) == 3
+        resumed = run_sweep(spec(), client=client, store=store, resume=cut.run_id)
+        assert sorted(points(store, cut.run_id) + points(store, resumed.run_id)) == list(range(8))
+        joined = load_sweep(resumed.run_id, store)
+        with pytest.raises(ValueError, match="swept another spec"):
+            run_sweep(spec(extra=1), client=client, store=store, resume=cut.run_id)
+    assert bool(joined.computed.all()) and joined.attrs["resumed_from_run"] == cut.run_id
+    for name in ("mean", "first", "trace"):
+        np.testing.assert_array_equal(joined[name].values, whole[name].values)
+
+
+def test_a_worker_killed_mid_sweep_loses_nothing(client, tmp_path):
+    """The first attempt at one point kills its worker process: Dask runs the point again on
+    a worker that lives, every point is recorded once, with the same results as a sweep in
+    which no worker died."""
+    killing = spec("tests.sweep_points:dies_once", marker=str(tmp_path), kill_at=2.0)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        result = run_sweep(killing, client=client, store=store)
+        assert result.status == "completed"
+        assert sorted(points(store, result.run_id)) == list(range(8))
+        died = load_sweep(result.run_id, store)
+    assert (tmp_path / "killed").exists()  # a worker did die
+    for _index, point in killing.points():
+        parameters = killing.parameters(point)
+        draws = np.random.default_rng(point_seed(5, parameters)).normal(point["x"], 1.0, 64)
+        assert float(died.sel(point)["mean"]) == pytest.approx(draws.mean(), rel=1e-12)
+
+
+def test_a_sweep_on_a_scheduler_and_workers_started_as_processes(tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as on a lab's
+    machines; the sweep connects by address and gets the LocalCluster's results."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--scheduler-file", str(scheduler_file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]  # fmt: skip
+    try:
+        for _ in range(600):  # the scheduler writes its address when it listens
+            if scheduler_file.exists() and scheduler_file.stat().st_size:
+                break
+            time.sleep(0.05)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            started.append(
+                subprocess.Popen(
+                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                     "--host", "127.0.0.1"],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        with distributed.Client(address, timeout="30s") as connected:
+            connected.wait_for_workers(2, timeout=60)
+            with RunStore(tmp_path / "runs.sqlite") as store:
+                remote = load_sweep(run_sweep(spec(), scheduler=address, store=store).run_id, store)
+                local = load_sweep(run_sweep(spec(), workers=1, store=store).run_id, store)
+    finally:
+        for process in reversed(started):
+            process.terminate()
+        for process in started:
+            process.wait(timeout=30)
+    np.testing.assert_array_equal(remote["mean"].values, local["mean"].values)
+
+
+def test_the_cli_runs_a_spec_and_refuses_a_bad_one_in_a_line(client, tmp_path, capsys):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        'function = "program"\nseed = 3\n[axes]\nchip_seed = [0, 1]\n'
+        '[fixed]\ndevices = 64\nprofile = "tiny"\nlevels = 4\n',
+        encoding="utf-8",
+    )
+    assert main(["sweep", str(path), "--workers", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    found = json.loads(out)
+    rows = {(r["result"], r["value"]) for r in found["summary"] if r["axis"] == "chip_seed"}
+    assert ("converged_fraction", 0) in rows and ("converged_fraction", 1) in rows
+    path.write_text('function = "program"\n[axes]\nchip_seed = []\n', encoding="utf-8")
+    assert main(["sweep", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "axis 'chip_seed' needs a list of one value or more" in err
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('function = ""\n[axes]\nx = [1]\n', "needs a function"),
+        ('function = "f:g"\n', "at least one axis"),
+        ('function = "f:g"\n[axes]\nx = [1, 1]\n', "repeats a value"),
+        ('function = "f:g"\n[axes]\nx = [1]\n[fixed]\nx = 2\n', "both an axis and fixed"),
+        ('function = "f:g"\nseed = -1\n[axes]\nx = [1]\n', "seed = -1"),
+        ('function = "f:g"\n[axes]\nx = [[1]]\n', "a parameter is a string, number or boolean"),
+        ('function = "f:g"\nwhat = 1\n[axes]\nx = [1]\n', "unknown key(s) what"),
+    ],
+)
+def test_a_bad_spec_says_what(text, message, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SweepSpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(path)
+
+
+def test_a_points_seed_depends_on_its_parameters_only():
+    assert point_seed(1, {"a": 1, "b": "x"}) == point_seed(1, {"b": "x", "a": 1})
+    assert point_seed(1, {"a": 1}) != point_seed(2, {"a": 1}) != point_seed(1, {"a": 2})
+    assert 0 <= point_seed(9, {"a": 1.5}) < 2**63
