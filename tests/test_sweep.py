@@ -132,17 +132,22 @@ def test_a_worker_killed_mid_sweep_loses_nothing(client, tmp_path):
         assert float(died.sel(point)["mean"]) == pytest.approx(draws.mean(), rel=1e-12)
 
 
-def test_a_sweep_on_a_scheduler_and_workers_started_as_processes(tmp_path):
+@pytest.fixture(scope="module")
+def processes(tmp_path_factory):
     """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1, as on a lab's
-    machines; the sweep connects by address and gets the LocalCluster's results."""
+    machines: the first holds a chip named ``bench1`` (an emulator, by its resource string in
+    $PCM_HIL_CHIPS, declared as the worker resource ``chip-bench1``), the second none.
+    Yields (scheduler address, the chip worker's address)."""
+    folder = tmp_path_factory.mktemp("dask")
     dask = str(Path(sys.executable).with_name("dask"))
-    scheduler_file = tmp_path / "scheduler.json"
+    scheduler_file = folder / "scheduler.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     started = [
         subprocess.Popen(
             [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(scheduler_file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, **quiet,
         )
     ]  # fmt: skip
     try:
@@ -151,25 +156,77 @@ def test_a_sweep_on_a_scheduler_and_workers_started_as_processes(tmp_path):
                 break
             time.sleep(0.05)
         address = json.loads(scheduler_file.read_text())["address"]
-        for _ in range(2):
-            started.append(
-                subprocess.Popen(
-                    [dask, "worker", address, "--nthreads", "1", "--no-dashboard",
-                     "--host", "127.0.0.1"],
-                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
-            )  # fmt: skip
+        worker = [
+            dask,
+            "worker",
+            address,
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+        ]
+        holding = {**env, "PCM_HIL_CHIPS": "bench1=emulator?profile=tiny&seed=11"}
+        started.append(
+            subprocess.Popen([*worker, "--resources", "chip-bench1=1"], env=holding, **quiet)
+        )
+        started.append(subprocess.Popen(worker, env=env, **quiet))
         with distributed.Client(address, timeout="30s") as connected:
             connected.wait_for_workers(2, timeout=60)
-            with RunStore(tmp_path / "runs.sqlite") as store:
-                remote = load_sweep(run_sweep(spec(), scheduler=address, store=store).run_id, store)
-                local = load_sweep(run_sweep(spec(), workers=1, store=store).run_id, store)
+            info = connected.scheduler_info()["workers"]
+            chip_worker = next(a for a, w in info.items() if w.get("resources"))
+        yield address, chip_worker
     finally:
         for process in reversed(started):
             process.terminate()
         for process in started:
             process.wait(timeout=30)
+
+
+def test_a_sweep_on_a_scheduler_and_workers_started_as_processes(processes, tmp_path):
+    """The sweep connects by address and gets the LocalCluster's results."""
+    address, _chip_worker = processes
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        remote = load_sweep(run_sweep(spec(), scheduler=address, store=store).run_id, store)
+        local = load_sweep(run_sweep(spec(), workers=1, store=store).run_id, store)
     np.testing.assert_array_equal(remote["mean"].values, local["mean"].values)
+
+
+def test_points_on_a_chip_run_only_where_the_chip_is(processes, tmp_path):
+    """Points naming chip ``bench1`` run on the worker holding it, never the other; they
+    program that chip (the emulator its resource string names), the same as that chip opened
+    here."""
+    from pcm_hil.sweep.functions import program_point
+
+    address, chip_worker = processes
+    pinned = SweepSpec(
+        "program",
+        axes={"tolerance_rel": [0.1, 0.22, 0.3], "levels": [2, 4]},
+        fixed={"chip": "bench1", "devices": 64},
+        seed=1,
+    )
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        result = run_sweep(pinned, scheduler=address, store=store)
+        workers = {
+            e.document.worker
+            for e in store.events(result.run_id)
+            if isinstance(e.document, SweepPoint)
+        }
+    assert result.status == "completed" and workers == {chip_worker}
+    # each point opened the chip the worker holds by its resource string (here a fresh
+    # emulator each time): the same function on the same resource here gives the same
+    os.environ["PCM_HIL_CHIPS"] = "bench1=emulator?profile=tiny&seed=11"
+    try:
+        for index, point in pinned.points():
+            parameters = pinned.parameters(point)
+            here = program_point(parameters, point_seed(1, parameters))
+            found = result.results[index]
+            assert found["level_target_uS"] == pytest.approx(here["level_target_uS"])
+            assert found["error_std_uS"] == pytest.approx(here["error_std_uS"], rel=1e-12)
+    finally:
+        del os.environ["PCM_HIL_CHIPS"]
+    with pytest.raises(ValueError, match="this worker holds no chip 'bench1'"):
+        program_point(pinned.parameters(point), 0)
 
 
 def test_the_cli_runs_a_spec_and_refuses_a_bad_one_in_a_line(client, tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,9 +38,41 @@ PointFunction = Callable[[Mapping[str, Any], int], dict[str, Any]]
 CHIP_SEED_BOUND = 2**31
 
 
+#: The chips a worker holds: ``name=resource`` pairs separated by ``;`` (set where the worker
+#: starts, beside ``dask worker … --resources chip-NAME=1``).
+CHIPS_VARIABLE = "PCM_HIL_CHIPS"
+
+
+def chip_resource_name(chip: str) -> str:
+    """The Dask worker resource of the chip named ``chip``: ``chip-<name>``."""
+    return f"chip-{chip}"
+
+
+def held_chips(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The chips this worker holds, name → resource string (``$PCM_HIL_CHIPS``)."""
+    text = (os.environ if environ is None else environ).get(CHIPS_VARIABLE, "")
+    chips = {}
+    for entry in filter(None, (part.strip() for part in text.split(";"))):
+        name, equals, resource = entry.partition("=")
+        if not equals or not name.strip() or not resource.strip():
+            raise ValueError(f"${CHIPS_VARIABLE}: {entry!r} is not name=resource")
+        chips[name.strip()] = resource.strip()
+    return chips
+
+
 def emulator_resource(parameters: Mapping[str, Any], seed: int) -> str:
-    """The embedded emulator a built-in point runs on: ``profile`` (default ``small``),
-    ``chip_seed`` (default: from the point's seed) and ``model`` (a model file) if given."""
+    """The chip a built-in point runs on: the one named ``chip`` that this worker holds
+    (``held_chips``; the sweep pins such points to its workers), else an embedded emulator of
+    ``profile`` (default ``small``), ``chip_seed`` (default: from the point's seed) and
+    ``model`` (a model file) if given."""
+    if parameters.get("chip"):
+        name = str(parameters["chip"])
+        chips = held_chips()
+        if name not in chips:
+            raise ValueError(
+                f"this worker holds no chip {name!r} (${CHIPS_VARIABLE}: {sorted(chips)})"
+            )
+        return chips[name]
     chip_seed = int(parameters.get("chip_seed", seed % CHIP_SEED_BOUND))
     resource = f"emulator?profile={parameters.get('profile', 'small')}&seed={chip_seed}"
     if parameters.get("model"):

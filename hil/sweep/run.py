@@ -9,6 +9,11 @@ for points pinned to a chip, a dashboard. Results come back to this process, whi
 writes the run store (SQLite takes one writer): a point is recorded once, when its result
 arrives, so a worker lost mid-point costs that point's time and nothing else.
 
+A point with a ``chip`` parameter (a name) runs only on a worker that holds that chip: one
+started with the Dask worker resource ``chip-<name>=1`` and the chip's resource string in
+``$PCM_HIL_CHIPS`` (``name=resource;…``), so one sweep drives the chips of several bench PCs
+in parallel, each chip one point at a time.
+
 A killed sweep resumes (``resume=RUN``): a new run that names the old one, computes only the
 points it lacks, and ``load_sweep`` reads the two as one.
 """
@@ -27,7 +32,7 @@ from pcm_hil.documents.events import Emitter, Listener, cancellable
 from pcm_hil.documents.sweep import SweepEnd, SweepPoint, SweepStart
 from pcm_hil.records.session import record
 from pcm_hil.records.store import RunStore
-from pcm_hil.sweep.functions import point_function
+from pcm_hil.sweep.functions import chip_resource_name, point_function
 from pcm_hil.sweep.spec import SweepSpec, point_seed
 
 #: The key of a point function's result naming the dimension of each list it returns.
@@ -153,6 +158,7 @@ def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
     with cancellable(emitter, start, SweepEnd) as status:
         for index, point in todo:
             parameters = spec.parameters(point)
+            chip = parameters.get("chip")
             future = client.submit(
                 compute_point,
                 spec.function,
@@ -160,6 +166,8 @@ def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
                 point_seed(spec.seed, parameters),
                 key=f"sweep-{run.id}-point-{index}",
                 pure=False,
+                # a point on a chip runs only on a worker holding it, one at a time
+                resources={chip_resource_name(str(chip)): 1} if chip else None,
             )
             futures[future] = (index, point)
         for future in as_completed(list(futures)):
