@@ -31,7 +31,7 @@ from rich.table import Table
 
 from pcm_hil.records.store import RunStore
 from pcm_hil.sweep import SweepSpec, run_sweep
-from pcm_hil.sweep.run import compute_point
+from pcm_hil.sweep.run import compute_point, local_cluster
 
 
 def nothing(parameters, seed):
@@ -50,19 +50,9 @@ def inference_spec(points: int) -> SweepSpec:
 
 
 def timed_sweep(spec: SweepSpec, workers: int, store: RunStore) -> tuple[float, int]:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            worker_dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         # warm every worker: the network trained once per process, as in a long sweep
         client.run(
             lambda: __import__("pcm_hil.sweep.functions").sweep.functions._network("mlp", "plain")
@@ -83,19 +73,9 @@ def overhead(tasks: int, store: RunStore) -> dict:
     for _index, point in spec.points():
         compute_point(spec.function, spec.parameters(point), 0)
     direct = time.perf_counter() - started
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            worker_dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(2) as cluster, Client(cluster) as client:
         before = os.path.getsize(store.path)
         started = time.perf_counter()
         run_sweep(spec, client=client, store=store)

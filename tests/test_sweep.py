@@ -19,6 +19,7 @@ from pcm_hil.cli.main import main
 from pcm_hil.documents.sweep import SweepPoint
 from pcm_hil.records.store import RunStore
 from pcm_hil.sweep import SweepSpec, SweepSpecError, load_spec, load_sweep, point_seed, run_sweep
+from pcm_hil.sweep.run import local_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -31,14 +32,7 @@ def client():
     """A LocalCluster of 2 worker processes (one thread each) on 127.0.0.1; the workers find
     tests.sweep_points on PYTHONPATH, as a lab's workers find its modules."""
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
-    )
+    cluster = local_cluster(2)
     with distributed.Client(cluster) as connected:
         yield connected
     cluster.close()

@@ -193,6 +193,21 @@ def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
     return result
 
 
+def local_cluster(workers: int) -> Any:
+    """A Dask LocalCluster of ``workers`` processes, one thread each, on 127.0.0.1, without
+    dashboards (a sweep's default; close it when done)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    )
+
+
 class _client:
     """The Dask client to use: the given one (left open), one connected to ``scheduler``, or
     a LocalCluster of ``workers`` processes (both closed on leaving)."""
@@ -204,19 +219,12 @@ class _client:
     def __enter__(self) -> Any:
         if self.given is not None:
             return self.given
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.scheduler is not None:
             client = Client(self.scheduler, timeout="30s")
         else:
-            cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                worker_dashboard_address=None,
-                host="127.0.0.1",
-            )
+            cluster = local_cluster(self.workers)
             self.own.append(cluster)
             client = Client(cluster)
         self.own.insert(0, client)
