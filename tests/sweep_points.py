@@ -29,3 +29,10 @@ def dies_once(parameters, seed):
         marker.write_text(str(os.getpid()))
         os._exit(1)
     return measured(parameters, seed)
+
+
+def fails_at_two(parameters, seed):
+    """``measured``, except at x = 2, where the point's own code fails."""
+    if float(parameters["x"]) == 2.0:
+        return {"mean": 1 / 0}
+    return measured(parameters, seed)

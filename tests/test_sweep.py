@@ -31,11 +31,18 @@ MEASURED = "tests.sweep_points:measured"
 def client():
     """A LocalCluster of 2 worker processes (one thread each) on 127.0.0.1; the workers find
     tests.sweep_points on PYTHONPATH, as a lab's workers find its modules."""
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), before or ""])
     cluster = local_cluster(2)
-    with distributed.Client(cluster) as connected:
-        yield connected
-    cluster.close()
+    try:
+        with distributed.Client(cluster) as connected:
+            yield connected
+    finally:
+        cluster.close()
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def spec(function: str = MEASURED, **fixed) -> SweepSpec:
@@ -175,6 +182,57 @@ def processes(tmp_path_factory):
             process.terminate()
         for process in started:
             process.wait(timeout=30)
+
+
+def test_two_sweeps_on_one_cluster_keep_their_own_points(client, tmp_path):
+    """Two sweeps of the same grid, differing only in a fixed parameter, on one cluster and
+    each in a store of its own (both run 1): each records its own results."""
+    found = []
+    for shift in (0.0, 10.0):
+        with RunStore(tmp_path / f"runs-{shift}.sqlite") as store:
+            result = run_sweep(spec(shift=shift), client=client, store=store)
+            assert result.run_id == 1
+            found.append(load_sweep(result.run_id, store))
+    for _index, point in spec().points():
+        assert float(found[0].sel(point)["mean"]) != float(found[1].sel(point)["mean"])
+
+
+def test_a_failing_point_fails_the_sweep_in_a_line_and_leaves_nothing_running(client, tmp_path):
+    failing = spec("tests.sweep_points:fails_at_two")
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        with pytest.raises(RuntimeError, match=r"point [0-9]+ .*'x': 2.0.*ZeroDivisionError"):
+            run_sweep(failing, client=client, store=store)
+        run = store.runs()[0]
+        assert run.status == "failed" and "ZeroDivisionError" in (run.error or "")
+        assert set(points(store, run.id)) <= {0, 1, 2, 3, 6, 7}  # never a point at x = 2
+    for _ in range(100):  # the sweep's other tasks cancelled on the cluster
+        if not any(client.processing().values()):
+            break
+        time.sleep(0.05)
+    assert not any(client.processing().values())
+
+
+def test_a_resume_needs_the_spec_exactly_as_it_was(client, tmp_path):
+    """Axis order and value types count: reordered axes index other cells, 1.0 seeds other
+    than 1 — both refused."""
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        first = run_sweep(spec(), client=client, store=store)
+        reordered = SweepSpec(MEASURED, axes={"y": [0, 1], "x": [0.0, 1.0, 2.0, 3.0]}, seed=5)
+        retyped = SweepSpec(MEASURED, axes={"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0]}, seed=5)
+        for other in (reordered, retyped):
+            with pytest.raises(ValueError, match="swept another spec"):
+                run_sweep(other, client=client, store=store, resume=first.run_id)
+        with pytest.raises(KeyError, match="no run 99"):
+            run_sweep(spec(), client=client, store=store, resume=99)
+
+
+def test_a_chip_no_worker_holds_is_refused_before_anything_runs(client, tmp_path):
+    pinned = SweepSpec(MEASURED, axes={"x": [1.0]}, fixed={"chip": "bench9"}, seed=1)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        with pytest.raises(ValueError, match=r"no worker holds chip\(s\) bench9"):
+            run_sweep(pinned, client=client, store=store)
+    with pytest.raises(SweepSpecError, match="a chip's name is letters"):
+        SweepSpec(MEASURED, axes={"chip": ["a b", "c"]})
 
 
 def test_a_sweep_on_a_scheduler_and_workers_started_as_processes(processes, tmp_path):

@@ -106,8 +106,14 @@ def summarize(data) -> list[dict]:
                         "result": str(name),
                         "axis": axis,
                         "value": value.item() if hasattr(value, "item") else value,
-                        "mean": float(np.nanmean(picked)),
-                        "std": float(np.nanstd(picked)),
+                        "mean": _finite(picked, np.nanmean),
+                        "std": _finite(picked, np.nanstd),
                     }
                 )
     return rows
+
+
+def _finite(values: np.ndarray, statistic) -> float | None:
+    """``statistic`` of the values computed (None if none was: JSON has no NaN)."""
+    values = values[np.isfinite(values)]
+    return float(statistic(values)) if values.size else None

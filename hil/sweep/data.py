@@ -1,7 +1,8 @@
 """A recorded sweep as labelled arrays: ``load_sweep(run)`` — an xarray Dataset over the
 sweep's axes (the points of the run it resumed included), a variable per result; a result
 that is a list runs along the dimension its function names (``dims``), else one of its own,
-``<name>_index``. Points not computed are NaN."""
+``<name>_index``, as long as the longest such list. Points not computed, and the ends of
+shorter lists, are NaN."""
 
 from __future__ import annotations
 
@@ -25,20 +26,38 @@ def load_sweep(run_id: int, store: RunStore | str | os.PathLike | None = None) -
             opened.close()
     axes = {name: list(values) for name, values in start.axes.items()}
     shape = tuple(len(v) for v in axes.values())
-    names: dict[str, int] = {}  # result name → list length (0: a number)
+    lists: dict[str, bool] = {}  # result name → whether it is a list
     dimension: dict[str, str] = {}
+    sizes: dict[str, int] = {}  # dimension → its longest list
+    for point in points.values():
+        dimension.update(point.dims or {})
     for point in points.values():
         for name, value in point.result.items():
-            names[name] = max(names.get(name, 0), len(value) if isinstance(value, list) else 0)
-        dimension.update(point.dims or {})
+            is_list = isinstance(value, list)
+            if lists.setdefault(name, is_list) != is_list:
+                raise ValueError(
+                    f"sweep run {run_id}: result {name!r} is a number in some points, a list in others"
+                )
+            if is_list:
+                dim = dimension.get(name, f"{name}_index")
+                sizes[dim] = max(sizes.get(dim, 0), len(value))
+    taken = sorted(set(lists) & (set(axes) | {"computed", "seconds"}))
+    if taken:
+        raise ValueError(
+            f"sweep run {run_id}: result(s) {', '.join(taken)} named as an axis or a built-in"
+        )
     data: dict[str, Any] = {}
-    for name, length in names.items():
-        values = np.full((*shape, length) if length else shape, np.nan)
+    for name, is_list in lists.items():
+        dim = dimension.get(name, f"{name}_index")
+        values = np.full((*shape, sizes[dim]) if is_list else shape, np.nan)
         for index, point in points.items():
             if name in point.result:
-                values[np.unravel_index(index, shape)] = point.result[name]
-        dims = (*axes, dimension.get(name, f"{name}_index")) if length else tuple(axes)
-        data[name] = (dims, values)
+                cell = np.unravel_index(index, shape)
+                if is_list:  # the cell's row (a view); a shorter list leaves NaN after it
+                    values[cell][: len(point.result[name])] = point.result[name]
+                else:
+                    values[cell] = point.result[name]
+        data[name] = ((*axes, dim) if is_list else tuple(axes), values)
     computed = np.zeros(shape, bool)
     seconds = np.full(shape, np.nan)
     for index, point in points.items():

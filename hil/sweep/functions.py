@@ -65,7 +65,7 @@ def emulator_resource(parameters: Mapping[str, Any], seed: int) -> str:
     (``held_chips``; the sweep pins such points to its workers), else an embedded emulator of
     ``profile`` (default ``small``), ``chip_seed`` (default: from the point's seed) and
     ``model`` (a model file) if given."""
-    if parameters.get("chip"):
+    if "chip" in parameters:
         name = str(parameters["chip"])
         chips = held_chips()
         if name not in chips:

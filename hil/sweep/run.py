@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,13 +119,10 @@ def run_sweep(
     try:
         done: dict[int, dict[str, Any]] = {}
         if resume is not None:
+            opened.run(resume)  # UnknownRunError, one line, for a run not in the store
             earlier, points = completed_points(opened, resume)
-            if (earlier.function, earlier.axes, earlier.fixed, earlier.seed) != (
-                spec.function,
-                spec.axes,
-                spec.fixed,
-                spec.seed,
-            ):
+            was = SweepSpec(earlier.function, dict(earlier.axes), dict(earlier.fixed), earlier.seed)
+            if was.canonical() != spec.canonical():  # axis order and value types count
                 raise ValueError(f"run {resume} swept another spec: it cannot be resumed with this")
             done = {i: dict(p.result) for i, p in points.items()}
         todo = [(i, p) for i, p in spec.points() if i not in done]
@@ -154,7 +152,9 @@ def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
     )
     result = SweepResult(run.id, "completed", dict(done))
     computed = 0
-    futures = {}
+    futures: dict[Any, tuple[int, dict]] = {}
+    _check_chips(client, spec, todo)
+    token = uuid.uuid4().hex  # task keys unique on a scheduler other sweeps share
     with cancellable(emitter, start, SweepEnd) as status:
         for index, point in todo:
             parameters = spec.parameters(point)
@@ -164,33 +164,61 @@ def _run(client, spec: SweepSpec, todo, done, resume, run) -> SweepResult:
                 spec.function,
                 parameters,
                 point_seed(spec.seed, parameters),
-                key=f"sweep-{run.id}-point-{index}",
+                key=f"sweep-{token}-point-{index}",
                 pure=False,
                 # a point on a chip runs only on a worker holding it, one at a time
-                resources={chip_resource_name(str(chip)): 1} if chip else None,
+                resources={chip_resource_name(str(chip)): 1} if chip is not None else None,
             )
             futures[future] = (index, point)
-        for future in as_completed(list(futures)):
-            index, point = futures[future]
-            found = future.result()  # a point's error fails the sweep: the others are kept
-            emitter.step(
-                SweepPoint(
-                    index=index,
-                    parameters=point,
-                    result=found["result"],
-                    worker=found["worker"],
-                    seconds=found["seconds"],
-                    dims=found["dims"] or None,
+        try:
+            for future in as_completed(list(futures)):
+                index, point = futures.pop(future)
+                try:
+                    found = future.result()
+                except Exception as error:  # the point's own error: the others are kept
+                    raise RuntimeError(
+                        f"point {index} {point}: {type(error).__name__}: {error}"
+                    ) from error
+                finally:
+                    future.release()  # recorded or failed: not kept on a worker to redo
+                result.results[index] = found["result"]
+                computed += 1
+                emitter.step(
+                    SweepPoint(
+                        index=index,
+                        parameters=point,
+                        result=found["result"],
+                        worker=found["worker"],
+                        seconds=found["seconds"],
+                        dims=found["dims"] or None,
+                    )
                 )
-            )
-            result.results[index] = found["result"]
-            computed += 1
-    if status.status != "completed":
-        for future in futures:
-            future.cancel()
+        finally:  # cancelled, failed or done: nothing of this sweep left on the cluster
+            client.cancel(list(futures))
     result.status = status.status
     emitter.end(SweepEnd(status=status.status, points_done=computed, points_resumed=len(done)))
     return result
+
+
+def _check_chips(client: Any, spec: SweepSpec, todo: list[tuple[int, dict]]) -> None:
+    """ValueError, before anything is submitted, for a chip no worker of the cluster holds
+    (its points would wait for one forever)."""
+    needed = {
+        str(spec.parameters(point)["chip"]) for _, point in todo if "chip" in spec.parameters(point)
+    }
+    if not needed:
+        return
+    held = {
+        name
+        for worker in client.scheduler_info()["workers"].values()
+        for name in (worker.get("resources") or {})
+    }
+    missing = sorted(c for c in needed if chip_resource_name(c) not in held)
+    if missing:
+        raise ValueError(
+            f"no worker holds chip(s) {', '.join(missing)}: start one with "
+            f"--resources chip-{missing[0]}=1 and $PCM_HIL_CHIPS"
+        )
 
 
 def local_cluster(workers: int) -> Any:
@@ -205,6 +233,7 @@ def local_cluster(workers: int) -> Any:
         host="127.0.0.1",
         dashboard_address=None,
         worker_dashboard_address=None,
+        scheduler_kwargs={"dashboard": False},
     )
 
 

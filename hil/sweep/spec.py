@@ -16,7 +16,9 @@ A spec is a TOML file (``pcm-hil sweep SPEC``) or a ``SweepSpec``::
 Every point's seed comes from the sweep's seed and the point's own parameters alone
 (``point_seed``) — not from its index, the number of workers or the order points complete — so
 a point computes the same wherever and whenever it runs, and a resumed sweep's points equal an
-uninterrupted one's.
+uninterrupted one's. Values are taken as written: 1, 1.0 and true are three different points
+(with three seeds), and a sweep resumes only with its spec exactly as it was, axis order
+included.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +39,9 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+#: A chip's name: what a Dask worker resource (``chip-<name>=1``) and $PCM_HIL_CHIPS carry.
+CHIP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 #: The values a parameter may take: what JSON and TOML both hold.
 Value = str | int | float | bool
@@ -62,10 +69,13 @@ class SweepSpec:
         for name, values in self.axes.items():
             if not isinstance(values, list) or not values:
                 raise SweepSpecError(f"axis {name!r} needs a list of one value or more")
-            if len({_canonical(v) for v in values}) != len(values):
-                raise SweepSpecError(f"axis {name!r} repeats a value")
             for value in values:
                 _check_value(name, value)
+            # 1 and true are two values to JSON but one coordinate to xarray
+            if len({_canonical(v) for v in values}) != len(values) or len(set(values)) != len(
+                values
+            ):
+                raise SweepSpecError(f"axis {name!r} repeats a value")
         for name, value in self.fixed.items():
             _check_value(name, value)
         shared = sorted(set(self.axes) & set(self.fixed))
@@ -73,6 +83,19 @@ class SweepSpec:
             raise SweepSpecError(f"{', '.join(shared)}: both an axis and fixed")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise SweepSpecError(f"seed = {self.seed!r} must be an integer ≥ 0")
+        chips = self.axes.get("chip", [self.fixed["chip"]] if "chip" in self.fixed else [])
+        for chip in chips:
+            if not isinstance(chip, str) or not CHIP_NAME.fullmatch(chip):
+                raise SweepSpecError(
+                    f"chip = {chip!r}: a chip's name is letters, digits, '.', '_' and '-'"
+                )
+
+    def canonical(self) -> str:
+        """The spec as exact text: axis order and value types count (1, 1.0 and true are
+        three points: their seeds differ)."""
+        return json.dumps(
+            [self.function, list(self.axes.items()), sorted(self.fixed.items()), self.seed]
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -129,6 +152,8 @@ def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
 def _check_value(name: str, value: Any) -> None:
     if not isinstance(value, (str, int, float, bool)):
         raise SweepSpecError(f"{name} = {value!r}: a parameter is a string, number or boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SweepSpecError(f"{name} = {value!r}: a number must be finite")
 
 
 def _canonical(value: Value) -> str:
