@@ -223,9 +223,14 @@ class AnalogNetwork:
             # take out what it adds (scaled by the GDC gain like every other current) and put
             # in what its weight should add.
             i, j, sign, target, held = self.stuck[k]
-            x_clipped = np.clip(x2d[:, i], -self.input_scale[k], self.input_scale[k])
-            correction = x_clipped * (sign * (target - held * self.gain[k]) / self.scales[k])
-            np.add.at(out.T, j, correction.T)
+            # as a product: the inputs of the rows with stuck devices times a small matrix of
+            # their corrections (np.add.at over every image was a fifth of an inference)
+            rows, row = np.unique(i, return_inverse=True)
+            per_device = sign * (target - held * self.gain[k]) / self.scales[k]
+            corrections = np.zeros((rows.size, out.shape[1]))
+            np.add.at(corrections, (row, j), per_device)
+            x_clipped = np.clip(x2d[:, rows], -self.input_scale[k], self.input_scale[k])
+            out += x_clipped @ corrections
         return out
 
     def drive_V(self, k: int) -> float:
