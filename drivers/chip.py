@@ -152,14 +152,19 @@ class PcmChip:
             raise TransportError("the driver is closed")
         command = COMMANDS.by_handler(handler)
         limits = getattr(self, "_limits", {})
+        can_fail = bool(command.args) or not command.is_query
         try:
-            unit = encode_command(command, values, limits)
+            message = encode_command(
+                command,
+                values,
+                limits,
+                terminator=b"\n" + _ERROR_QUERY + b"\n" if can_fail else b"\n",
+            )
         except ScpiError as error:
             raise chip_error(
                 error.code, error.detail, command=command.short_form, sent=False
             ) from None
-        can_fail = bool(command.args) or not command.is_query
-        self.transport.write(unit + (b"\n" + _ERROR_QUERY + b"\n" if can_fail else b"\n"))
+        self.transport.write(message)
         result = None
         if command.reply.kind == "block" and not self._messages and not self._framer.pending:
             result = self._read_block(command)

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from pcm_hil.emulator.calibration import DEFAULT_MODEL, K_B_EV_PER_K, PcmModel
 from pcm_hil.emulator.clock import RealTimeClock, VirtualClock
 from pcm_hil.emulator.crossbar import Converters, multiply
-from pcm_hil.emulator.devices import PcmDevices
+from pcm_hil.emulator.devices import PcmDevices, Window
 from pcm_hil.protocols.chip import PROTOCOL_VERSION, ChipInfo
 from pcm_hil.protocols.common import Identity
 
@@ -283,8 +283,10 @@ class EmulatedChip:
         devices are read (the other rows or columns are held at 0 V)."""
         c = self.config
         row, rows, column, columns = window if window is not None else (0, c.rows, 0, c.columns)
-        grid = np.arange(row, row + rows)[:, None] * c.columns + np.arange(column, column + columns)
-        conductance = self.read_devices(tile, grid.ravel()).reshape(rows, columns)
+        rectangle = Window(c.columns, slice(row, row + rows), slice(column, column + columns))
+        conductance = self.devices.read(
+            tile, rectangle, self.equivalent_time(), self._temperature_K
+        )
         return multiply(
             conductance,
             inputs_V,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcm_hil.emulator.gaussian import standard_normal
+
 
 @dataclass(frozen=True)
 class Converters:
@@ -33,11 +35,12 @@ class Converters:
 
 def _quantize(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
     levels = 2 ** (bits - 1) - 1
-    step = np.float32(full_scale / levels)
-    out = np.clip(values, -full_scale, full_scale).astype(np.float32, copy=False)
-    out /= step  # in place: a batch of MVM inputs or outputs can be 16 MiB
-    np.round(out, out=out)
-    out *= step
+    step = full_scale / levels
+    out = np.multiply(values, np.float32(1 / step), dtype=np.float32)
+    # in place from here: a batch of MVM inputs or outputs can be 16 MiB
+    np.rint(out, out=out)
+    np.clip(out, -levels, levels, out=out)  # clipping in steps: ±full scale
+    out *= np.float32(step)
     return out
 
 
@@ -55,7 +58,7 @@ def multiply(
     matrix = conductance_uS.T if transposed else conductance_uS
     currents = volts @ matrix
     if output_noise_uA > 0:
-        noise = rng.standard_normal(currents.shape, dtype=np.float32)
+        noise = standard_normal(rng, currents.shape)
         noise *= np.float32(output_noise_uA)
         currents += noise
     return converters.quantize_outputs(currents)

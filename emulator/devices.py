@@ -10,14 +10,24 @@ or virtual time at the actual temperature into it (``chip.py``), so drift accele
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from pcm_hil.emulator.calibration import K_B_EV_PER_K, PcmModel
+from pcm_hil.emulator.gaussian import standard_normal
 
 NOT_STUCK, STUCK_SET, STUCK_RESET = 0, 1, 2
+
+
+class Window(NamedTuple):
+    """A rectangle of a tile's devices, rows × columns of a tile ``columns_per_tile`` wide:
+    read as strided views of the state arrays, not gathered address by address."""
+
+    columns_per_tile: int
+    rows: slice
+    columns: slice
 
 
 def programming_curve_mean(
@@ -171,7 +181,7 @@ class PcmDevices:
                 m, amplitude[melt], self.i_mid[tile, where], g_top, g_reset
             )
             noise = m.cycle_noise_rel * mean + m.cycle_noise_uS * (mean / m.g_max_uS)
-            value = mean + noise * self.rng.standard_normal(where.size, dtype=np.float32)
+            value = mean + noise * standard_normal(self.rng, where.size)
             self.g_prog[tile, where] = np.clip(value, 0.5 * g_reset, g_top)
             self.n_set[tile, where] = 0
             self._restart_drift((tile, where), now_eq_s)
@@ -188,7 +198,7 @@ class PcmDevices:
                 strength * width[partial] / m.set_reference_width_ns, m.set_strength_max
             )
             mean, std = partial_set_step_stats(m, g_now, self.n_set[tile, where], strength)
-            step = mean + std * self.rng.standard_normal(where.size, dtype=np.float32)
+            step = mean + std * standard_normal(self.rng, where.size)
             # crystallization never takes a device below half its RESET conductance
             floor = 0.5 * self.g_reset[tile, where]
             self.g_prog[tile, where] = np.clip(g_now + step, floor, self.g_crystalline[tile, where])
@@ -200,7 +210,7 @@ class PcmDevices:
         g = self.g_prog[index]
         log_g = log_relative(self.model, g)
         mean, std = drift_exponent_stats(self.model, g, log_g)
-        nu = np.abs(mean + std * self.rng.standard_normal(np.shape(g), dtype=np.float32))
+        nu = np.abs(mean + std * standard_normal(self.rng, np.shape(g)))
         stuck = self.stuck[index]
         self.nu[index] = np.where(stuck == STUCK_SET, 0.0, nu)
         self.q_s[index] = read_noise_q(self.model, g, log_g)
@@ -220,13 +230,25 @@ class PcmDevices:
         return self.g_prog[tile, addresses] * np.exp(-self.nu[tile, addresses] * log_ratio)
 
     def read(
-        self, tile: int, addresses: np.ndarray | slice, now_eq_s: float, temperature_K: float
+        self,
+        tile: int,
+        addresses: np.ndarray | slice | Window,
+        now_eq_s: float,
+        temperature_K: float,
     ) -> np.ndarray:
-        """A read of the addressed devices (``slice(None)`` for the whole tile): drift, the
-        temperature dependence of conduction and 1/f read noise, in µS (float32)."""
+        """A read of the addressed devices (``slice(None)`` for the whole tile, a ``Window``
+        for a rectangle, read as rows × columns): drift, the temperature dependence of
+        conduction and 1/f read noise, in µS (float32)."""
         m = self.model
         f4 = np.float32
-        t_prog = self.t_prog[tile, addresses]
+
+        def at(array: np.ndarray) -> np.ndarray:
+            if isinstance(addresses, Window):
+                grid = array[tile].reshape(-1, addresses.columns_per_tile)
+                return grid[addresses.rows, addresses.columns]
+            return array[tile, addresses]
+
+        t_prog = at(self.t_prog)
         log_t, noise = self._scratch(t_prog.shape)
         # ln t in float32 (the subtraction runs in float64, rounded once on output), t floored
         # at the sooner of the drift onset and the read-noise floor
@@ -237,24 +259,22 @@ class PcmDevices:
         # ``conductance`` is the one fresh array: it is returned
         conductance = np.maximum(log_t, f4(np.log(m.drift_t_start_s)))
         np.subtract(f4(np.log(m.drift_t0_s)), conductance, out=conductance)
-        conductance *= self.nu[tile, addresses]
+        conductance *= at(self.nu)
         np.exp(conductance, out=conductance)
-        g_prog = self.g_prog[tile, addresses]
+        g_prog = at(self.g_prog)
         conductance *= g_prog
         # read noise: σ/G = Q_s·sqrt(ln(t/(2 t_read))); t ≥ t_min ≫ t_read, so dropping the
         # t_read in (t + t_read) changes σ by under t_read/t_min = 2.5e-7 relative.
         sigma = np.maximum(log_t, f4(np.log(m.read_noise_t_min_s)), out=log_t)
         sigma -= f4(np.log(2 * m.read_noise_t_read_s))
         np.sqrt(sigma, out=sigma)
-        sigma *= self.q_s[tile, addresses]
-        self.rng.standard_normal(dtype=f4, out=noise)
+        sigma *= at(self.q_s)
+        standard_normal(self.rng, out=noise)
         noise *= sigma
         noise += f4(1.0)
         conductance *= noise
         if temperature_K != m.t_reference_K:
-            conductance *= self.conduction_factor(
-                g_prog, temperature_K, self.g_crystalline[tile, addresses]
-            )
+            conductance *= self.conduction_factor(g_prog, temperature_K, at(self.g_crystalline))
         np.maximum(conductance, f4(m.g_floor_uS), out=conductance)
         return conductance
 

@@ -16,12 +16,17 @@ from pcm_hil.protocols.errors import BLOCK_DATA_ERROR, INVALID_BLOCK_DATA, TOO_M
 MAX_BLOCK_BYTES = 64 * 1024 * 1024
 
 
-def encode_block(data: bytes | bytearray | memoryview) -> bytes:
-    """The definite-length block carrying ``data``."""
-    size = str(len(data))
+def block_header(length: int) -> bytes:
+    """The header of a definite-length block of ``length`` bytes: ``#``, n, n digits."""
+    size = str(length)
     if len(size) > 9:
         raise ValueError("block too large for a definite-length header")
-    return b"".join((b"#", str(len(size)).encode(), size.encode(), data))
+    return b"#" + str(len(size)).encode() + size.encode()
+
+
+def encode_block(data: bytes | bytearray | memoryview) -> bytes:
+    """The definite-length block carrying ``data``."""
+    return b"".join((block_header(memoryview(data).nbytes), data))
 
 
 def encode_array(array: np.ndarray, dtype: str) -> bytes:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pcm_hil.protocols.blocks import (
     IncompleteBlock,
+    block_header,
     decode_array,
     decode_block,
     encode_array,
@@ -100,13 +101,13 @@ def _skip_space(message: bytes, pos: int) -> int:
     return pos
 
 
-def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], int]:
+def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes | memoryview]], int]:
     """Split the arguments of one unit; blocks come back as a 1-tuple holding their data.
     Commas inside quotes and inside a channel list's parentheses do not split.
 
     Returns the arguments and the position of the ``;`` ending the unit (or the end).
     """
-    args: list[bytes | tuple[bytes]] = []
+    args: list[bytes | tuple[bytes | memoryview]] = []
     end = len(message)
     pos = _skip_space(message, pos)
     if pos >= end or message[pos] == 0x3B:
@@ -119,8 +120,16 @@ def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], i
             and pos + 1 < end
             and 0x30 <= message[pos + 1] <= 0x39
         ):
+            data: bytes | memoryview
             try:
-                data, pos = decode_block(message, pos)
+                data_start, length = parse_header(message, pos)
+                if length < 0:  # '#0': to the end of the message
+                    data, pos = decode_block(message, pos)
+                else:  # a view of the message, not a copy: a block can be megabytes
+                    pos = data_start + length
+                    if pos > end:
+                        raise IncompleteBlock(pos)
+                    data = memoryview(message)[data_start:pos]
             except IncompleteBlock as error:
                 raise ScpiError(SYNTAX_ERROR, "block shorter than its header says") from error
             args.append((data,))
@@ -143,7 +152,7 @@ def _split_args(message: bytes, pos: int) -> tuple[list[bytes | tuple[bytes]], i
 
 
 def _convert_args(
-    command: Command, raw: list[bytes | tuple[bytes]], limits: Limits
+    command: Command, raw: list[bytes | tuple[bytes | memoryview]], limits: Limits
 ) -> dict[str, Any]:
     args = command.args
     repeat = bool(args) and args[-1].repeat
@@ -164,7 +173,7 @@ def _convert_args(
     return values
 
 
-def _value(arg: Arg, token: bytes | tuple[bytes], limits: Limits) -> Any:
+def _value(arg: Arg, token: bytes | tuple[bytes | memoryview], limits: Limits) -> Any:
     if arg.kind == "block":
         if not isinstance(token, tuple):
             raise ScpiError(DATA_TYPE_ERROR, f"{arg.name} must be a binary block")
@@ -317,26 +326,29 @@ def encode_command(
     *,
     suffix: int | None = None,
     dialect: Dialect = _PLAIN,
+    terminator: bytes = b"",
 ) -> bytes:
-    """The program message unit for ``command`` (no terminator), after every check the
-    instrument itself would make: a value of the wrong type or out of range raises
-    ScpiError and nothing is encoded. ``suffix`` goes where the spelling has ``#``."""
+    """The program message unit for ``command``, then ``terminator`` (by default none), after
+    every check the instrument itself would make: a value of the wrong type or out of range
+    raises ScpiError and nothing is encoded. ``suffix`` goes where the spelling has ``#``."""
     if suffix is not None and command.has_suffix:
         top = resolve(command.suffix_max, limits) or 1
         if isinstance(suffix, bool) or not 1 <= suffix <= top:
             raise ScpiError(HEADER_SUFFIX_OUT_OF_RANGE, f"suffix {suffix} outside 1...{top:g}")
     prepared = prepare_values(command, values, limits)
-    parts = []
-    for arg in command.args:
+    pieces: list[bytes | memoryview] = [command.send_form(suffix).encode()]
+    for n, arg in enumerate(command.args):
+        pieces.append(b"," if n else b" ")
         value = prepared[arg.name]
-        if arg.kind == "block":
-            parts.append(encode_array(value, arg.dtype))
+        if arg.kind == "block":  # header and data as pieces: the one join copies the data once
+            data = np.ascontiguousarray(value, dtype=np.dtype(arg.dtype)).reshape(-1)
+            pieces += block_header(data.nbytes), data.view(np.uint8).data
         elif arg.repeat:
-            parts.append(b",".join(_text(arg, item, dialect) for item in value))
+            pieces.append(b",".join(_text(arg, item, dialect) for item in value))
         else:
-            parts.append(_text(arg, value, dialect))
-    head = command.send_form(suffix).encode()
-    return head + (b" " + b",".join(parts) if parts else b"")
+            pieces.append(_text(arg, value, dialect))
+    pieces.append(terminator)
+    return b"".join(pieces)
 
 
 def prepare_values(command: Command, values: Mapping[str, Any], limits: Limits) -> dict[str, Any]:

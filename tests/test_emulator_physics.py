@@ -17,6 +17,7 @@ not only the ones tried; each statistical test runs for seeds 0, 1 and 2.
 
 from __future__ import annotations
 
+import itertools
 import math
 from itertools import pairwise
 
@@ -401,9 +402,16 @@ def test_drift_exponent_distribution_per_level(seed):
     top = d.nu[0, groups[0]]
     assert top.mean() == pytest.approx(M.nu_mean_low, abs=Z * M.nu_std_low / math.sqrt(top.size))
     assert top.std() == pytest.approx(M.nu_std_low, abs=Z * M.nu_std_low / math.sqrt(2 * top.size))
-    # ν decreases with conductance level
-    means = [d.nu[0, grp].mean() for grp in groups]
-    assert means == sorted(means)
+    # ν decreases with conductance level: the expected means do, strictly where the model's
+    # μ_ν is not clipped, and the measured ones follow within the statistical tolerance (the
+    # top two levels can share the clipped μ_ν and σ_ν, so their order is a coin toss)
+    expected = [float(np.mean(drift_exponent_stats(M, d.g_prog[0, grp])[0])) for grp in groups]
+    assert expected == sorted(expected)
+    assert expected[-1] > 1.5 * expected[0]
+    nus = [d.nu[0, grp].astype(np.float64) for grp in groups]
+    for low, high in itertools.pairwise(nus):
+        se = math.sqrt(low.var() / low.size + high.var() / high.size)
+        assert high.mean() - low.mean() > -Z * se
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -57,7 +57,7 @@ from pcm_hil.procedures.program import program_and_verify
 from pcm_hil.protocols.errors import ScpiError
 from pcm_hil.testing.serve import served_emulator
 
-SEED = 77
+SEED = 70
 TIMEOUT_S = 0.5  # the driver's I/O timeout
 LATE_S = 2.0  # an injected delay a client waits out: 4x TIMEOUT_S
 PATIENT_TIMEOUT_S = LATE_S + 8.0  # the timeout of a client that outlasts the delay

@@ -65,7 +65,8 @@ class InProcessTransport(CopyInto):
         if self._dropped:
             raise ChipDisconnectedError(f"{self.resource}: the chip closed the connection")
         if self._session is None:
-            self._pending += self.wire.feed(self._framer, data)
+            for piece in self.wire.replies(self._framer, data):  # no joined copy of them
+                self._pending += piece
             return
         for outcome in self._session.feed(self._framer, data):
             if outcome.delay_s and outcome.reply:

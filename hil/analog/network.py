@@ -89,13 +89,29 @@ class AnalogNetwork:
         self.gain = [1.0] * len(self.weights)
         self.reference: list[float] | None = None
         self.tile_devices = config.devices_per_tile
-        self.stuck: list[tuple[np.ndarray, ...]] = [(np.zeros(0, int),) * 5 for _ in self.weights]
+        self._corrections: dict[
+            tuple[int, float, float, float], tuple[np.ndarray | None, np.ndarray]
+        ] = {}
+        self.stuck = [(np.zeros(0, int),) * 5 for _ in self.weights]
+        self._layer_blocks = [
+            [b for b in self.blocks if b.layer == k] for k in range(len(self.weights))
+        ]
         rng = np.random.default_rng(0)
         self._patterns = {
             b: self.v_max
             * rng.choice([-1.0, 1.0], size=(GDC_PATTERNS, b.inputs)).astype(np.float32)
             for b in self.blocks
         }
+
+    @property
+    def stuck(self) -> list[tuple[np.ndarray, ...]]:
+        """Per weight layer, its stuck devices: (i, j, sign, target µS, held conductance µS)."""
+        return self._stuck
+
+    @stuck.setter
+    def stuck(self, value: list[tuple[np.ndarray, ...]]) -> None:
+        self._stuck = value
+        self._corrections.clear()
 
     # --- programming ----------------------------------------------------------------------------
 
@@ -211,27 +227,54 @@ class AnalogNetwork:
     def matmul(self, k: int, x2d: np.ndarray) -> np.ndarray:
         """x2d @ W_k through the chip's forward MVM."""
         v_k = self.drive_V(k)
-        volts = (np.clip(x2d / self.input_scale[k], -1.0, 1.0) * v_k).astype(np.float32)
-        out = np.zeros((x2d.shape[0], self.weights[k].shape[1]), dtype=np.float64)
-        for block in self._blocks_of(k):
-            currents = self._mvm(block, volts[:, block.in_start : block.in_stop])
-            m = block.outputs
-            out[:, block.out_start : block.out_stop] += currents[:, :m] - currents[:, m:]
-        out *= self.input_scale[k] / (v_k * self.scales[k]) * self.gain[k]
+        # the drive in float32, clipped at ±V_k: one pass to scale, one to clip
+        volts = np.multiply(x2d, np.float32(v_k / self.input_scale[k]), dtype=np.float32)
+        np.clip(volts, -v_k, v_k, out=volts)
+        factor = self.input_scale[k] / (v_k * self.scales[k]) * self.gain[k]
+        blocks = self._layer_blocks[k]
+        n_out = self.weights[k].shape[1]
+        if len(blocks) == 1:  # the whole layer on one window: y = (I+ − I−)·factor
+            currents = self._mvm(blocks[0], volts)
+            out = np.subtract(currents[:, :n_out], currents[:, n_out:], dtype=np.float64)
+        else:
+            out = np.zeros((x2d.shape[0], n_out), dtype=np.float64)
+            for block in blocks:
+                currents = self._mvm(block, volts[:, block.in_start : block.in_stop])
+                m = block.outputs
+                out[:, block.out_start : block.out_stop] += currents[:, :m] - currents[:, m:]
+        out *= factor
         if self.stuck[k][0].size:
             # A stuck device holds a conductance that neither follows its target nor drifts:
             # take out what it adds (scaled by the GDC gain like every other current) and put
-            # in what its weight should add.
+            # in what its weight should add — as a product of the drive voltages (the clipped
+            # inputs) and a matrix of the corrections, float32 like the chip's own product
+            rows, corrections = self._stuck_corrections(k, v_k)
+            out += (volts if rows is None else volts[:, rows]) @ corrections
+        return out
+
+    def _stuck_corrections(self, k: int, v_k: float) -> tuple[np.ndarray | None, np.ndarray]:
+        """What each drive voltage of layer k adds to each output through its stuck devices,
+        in weight units per volt: sign·(target − held·gain)/s · x_scale/V_k, for the rows with
+        stuck devices (``None``: all rows, when most have one). Kept per gain and drive."""
+        key = (k, self.gain[k], v_k, self.input_scale[k])
+        cached = self._corrections.get(key)
+        if cached is None:
             i, j, sign, target, held = self.stuck[k]
-            # as a product: the inputs of the rows with stuck devices times a small matrix of
-            # their corrections (np.add.at over every image was a fifth of an inference)
             rows, row = np.unique(i, return_inverse=True)
             per_device = sign * (target - held * self.gain[k]) / self.scales[k]
-            corrections = np.zeros((rows.size, out.shape[1]))
+            per_device *= self.input_scale[k] / v_k
+            corrections = np.zeros((rows.size, self.weights[k].shape[1]))
             np.add.at(corrections, (row, j), per_device)
-            x_clipped = np.clip(x2d[:, rows], -self.input_scale[k], self.input_scale[k])
-            out += x_clipped @ corrections
-        return out
+            if 2 * rows.size > self.weights[k].shape[0]:  # most rows: one dense product
+                full = np.zeros((self.weights[k].shape[0], corrections.shape[1]))
+                full[rows] = corrections
+                cached = (None, full.astype(np.float32))
+            else:
+                cached = (rows, corrections.astype(np.float32))
+            if len(self._corrections) > 4 * len(self.weights):
+                self._corrections.clear()
+            self._corrections[key] = cached
+        return cached
 
     def drive_V(self, k: int) -> float:
         """Full-scale input voltage of layer k: α·V_max, raised by the GDC gain as the
@@ -251,7 +294,7 @@ class AnalogNetwork:
         return out * (scale / (self.v_max * self.scales[k]) * self.gain[k])
 
     def _blocks_of(self, k: int) -> list[Block]:
-        return [b for b in self.blocks if b.layer == k]
+        return self._layer_blocks[k]
 
     def _mvm(self, block: Block, volts: np.ndarray, transposed: bool = False) -> np.ndarray:
         """One windowed MVM per chunk of input vectors."""

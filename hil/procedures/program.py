@@ -22,6 +22,7 @@ they, and devices out of iterations, are read twice at the end.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from pcm_hil.documents.program import (
     ProgramStart,
     device_tolerance,
 )
+from pcm_hil.procedures.levels import level_sums, levels_of, statistics_from_sums
 from pcm_hil.procedures.strategies import AmplitudeSearch, Strategy
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.targets.protocol import Chip
@@ -137,28 +139,35 @@ class ProgramResult:
         """Converged fraction, iterations, and for the converged devices overall and per
         level: the error (final read − target) mean and std, the read noise (std of final −
         repeat over √2) and the programmed spread (√(error std² − read noise²)), with the
-        published σ_prog beside them. µS."""
+        published σ_prog beside them (rms over a level's devices). µS. The levels are the
+        distinct targets, or for continuous targets (a network's weights) conductance bins,
+        each with its edges (``pcm_hil.procedures.levels``)."""
         converged = self.converged
-        targets, level = np.unique(self.target_uS, return_inverse=True)
+        levels = levels_of(self.target_uS)
+        level, count = levels.of_device, levels.count
         repeat = self.final_uS if self.repeat_uS is None else self.repeat_uS
-        count = np.bincount(level, minlength=targets.size)
-        done = np.bincount(level, weights=converged, minlength=targets.size)
-        stuck = np.bincount(level, weights=self.stuck, minlength=targets.size)
-        statistics = level_error_statistics(
-            self.final_uS, repeat, self.target_uS, level[converged.ravel()], converged, targets.size
-        )
-        published = published_programming_sigma(targets, g_max_uS)
-        levels = [
-            {
-                "target_uS": float(targets[k]),
-                "devices": int(count[k]),
-                "converged_fraction": float(done[k] / count[k]),
+        sums = level_sums(self.final_uS, repeat, self.target_uS, level, converged, count)
+        statistics = statistics_from_sums(sums[:, :count])
+        overall = statistics_from_sums(sums[:, :count].sum(axis=1))
+        devices = np.bincount(level, minlength=count)
+        done = np.bincount(level, weights=converged, minlength=count)
+        stuck = np.bincount(level, weights=self.stuck, minlength=count)
+        sigma = published_programming_sigma(self.target_uS, g_max_uS)
+        published = np.sqrt(np.bincount(level, weights=sigma**2, minlength=count) / devices)
+        rows = []
+        for k in range(count):
+            row = {
+                "target_uS": float(levels.target_uS[k]),
+                "devices": int(devices[k]),
+                "converged_fraction": float(done[k] / devices[k]),
                 **{name: float(values[k]) for name, values in statistics.items()},
                 "published_sigma_uS": float(published[k]),
                 "stuck": int(stuck[k]),
             }
-            for k in range(targets.size)
-        ]
+            if levels.edges_uS is not None:
+                row["target_low_uS"] = float(levels.edges_uS[0, k])
+                row["target_high_uS"] = float(levels.edges_uS[1, k])
+            rows.append(row)
         iterations = self.iterations[converged] if converged.any() else self.iterations
         return {
             "status": self.status,
@@ -171,76 +180,10 @@ class ProgramResult:
             "stuck_devices": int(self.stuck.sum()),
             "iterations_mean": float(iterations.mean()) if iterations.size else 0.0,
             "iterations_p99": float(np.percentile(iterations, 99)) if iterations.size else 0.0,
-            **error_statistics(self.final_uS, repeat, self.target_uS, converged),
+            **{name: float(value) for name, value in overall.items()},
             "elapsed_s": self.elapsed_s,
-            "levels": levels,
+            "levels": rows,
         }
-
-
-def level_error_statistics(
-    final_uS: np.ndarray,
-    repeat_uS: np.ndarray,
-    target_uS: np.ndarray,
-    level: np.ndarray,
-    where: np.ndarray,
-    levels: int,
-) -> dict[str, np.ndarray]:
-    """``error_statistics`` per level at once (``level``: each of the devices ``where``'s
-    level, 0…levels−1): arrays by level, NaN where a level has no device (or, for the read
-    noise, fewer than two read twice). One pass over the devices: a network's weights make
-    tens of thousands of distinct targets."""
-    final = np.asarray(final_uS, np.float64)[where]
-    error = final - np.asarray(target_uS, np.float64)[where]
-    twice = final - np.asarray(repeat_uS, np.float64)[where]
-    read = np.isfinite(twice)
-
-    def moments(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = np.bincount(level[mask], minlength=levels).astype(np.float64)
-        total = np.bincount(level[mask], weights=values[mask], minlength=levels)
-        square = np.bincount(level[mask], weights=values[mask] ** 2, minlength=levels)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / n
-            return mean, np.sqrt(np.maximum(square / n - mean**2, 0.0))
-
-    everyone = np.ones(error.size, bool)
-    mean, std = moments(error, everyone)
-    n_twice = np.bincount(level[read], minlength=levels)
-    _, twice_std = moments(np.where(read, twice, 0.0), read)
-    noise = np.where(n_twice > 1, twice_std / np.sqrt(2.0), np.nan)
-    with np.errstate(invalid="ignore"):
-        spread = np.where(np.isfinite(noise), np.sqrt(np.maximum(std**2 - noise**2, 0.0)), np.nan)
-    return {
-        "error_mean_uS": mean,
-        "error_std_uS": std,
-        "read_noise_uS": noise,
-        "programmed_spread_uS": spread,
-    }
-
-
-def error_statistics(
-    final_uS: np.ndarray, repeat_uS: np.ndarray, target_uS: np.ndarray, where: np.ndarray
-) -> dict[str, float]:
-    """Of the devices ``where``: ``error_mean_uS`` and ``error_std_uS`` of final − target;
-    ``read_noise_uS``, the std of one read's noise, std(final − repeat)/√2 over the devices
-    read twice (NaN if none); ``programmed_spread_uS``, the spread of the conductances
-    themselves, √max(error std² − read noise², 0). µS; NaN where no device counts."""
-    error = (np.asarray(final_uS, np.float64) - target_uS)[where]
-    twice = (np.asarray(final_uS, np.float64) - repeat_uS)[where]
-    twice = twice[np.isfinite(twice)]
-    nan = float("nan")
-    if error.size == 0:
-        return dict.fromkeys(
-            ("error_mean_uS", "error_std_uS", "read_noise_uS", "programmed_spread_uS"), nan
-        )
-    std = float(error.std())
-    noise = float(twice.std() / np.sqrt(2.0)) if twice.size > 1 else nan
-    spread = float(np.sqrt(max(std**2 - noise**2, 0.0))) if np.isfinite(noise) else nan
-    return {
-        "error_mean_uS": float(error.mean()),
-        "error_std_uS": std,
-        "read_noise_uS": noise,
-        "programmed_spread_uS": spread,
-    }
 
 
 def program_and_verify(
@@ -279,8 +222,8 @@ def program_and_verify(
     tolerance_floor_uS = min(tolerance_floor_uS, tolerance_uS)
     tolerance = device_tolerance(targets, tolerance_uS, tolerance_rel, tolerance_floor_uS)
     groups = [
-        Devices(int(t), addresses[tile_of == t], targets[tile_of == t], tolerance[tile_of == t])
-        for t in np.unique(tile_of)
+        Devices(int(tile_of[part][0]), addresses[part], targets[part], tolerance[part])
+        for part in _tile_parts(tile_of.ravel())
     ]
     emitter = Emitter(listeners, total=max_iterations)
     started = time.perf_counter()
@@ -346,6 +289,18 @@ def program_and_verify(
         )
     )
     return result
+
+
+def _tile_parts(tile_of: np.ndarray) -> list[slice | np.ndarray]:
+    """The devices of each tile, in tile order: slices when the devices come tile by tile
+    (as a plan lists them), else index arrays (a stable sort: each tile's devices in order)."""
+    if tile_of.size == 0:
+        return []
+    if (tile_of[1:] >= tile_of[:-1]).all():
+        edges = [0, *(np.flatnonzero(tile_of[1:] != tile_of[:-1]) + 1).tolist(), tile_of.size]
+        return [slice(a, b) for a, b in itertools.pairwise(edges)]
+    order = np.argsort(tile_of, kind="stable")
+    return list(np.split(order, np.flatnonzero(np.diff(tile_of[order])) + 1))
 
 
 def _iteration_document(

@@ -28,7 +28,8 @@ from pcm_hil.documents.characterize import CurvePoint
 from pcm_hil.documents.events import Event
 from pcm_hil.procedures.characterize import accumulation_curve, programming_curve
 from pcm_hil.procedures.drift import log_times, measure_drift
-from pcm_hil.procedures.program import SETTLE_S, error_statistics, level_targets
+from pcm_hil.procedures.levels import error_statistics
+from pcm_hil.procedures.program import SETTLE_S, level_targets
 from pcm_hil.targets.clock import ChipClock
 from pcm_hil.twin.campaign import device_groups
 from pcm_hil.twin.fit_programming import stuck_devices, stuck_in_accumulation
