@@ -10,7 +10,7 @@ or virtual time at the actual temperature into it (``chip.py``), so drift accele
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -146,8 +146,7 @@ class PcmDevices:
         self.nu = np.zeros(shape, dtype=f4)
         self.q_s = np.zeros(shape, dtype=f4)
         self._scratch_arrays: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
-        everything = (slice(None), slice(None))
-        self._restart_drift(everything, 0.0)
+        self._restart_drift(slice(None), slice(None), 0.0)  # every device
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -170,21 +169,21 @@ class PcmDevices:
         m = self.model
         amplitude = np.broadcast_to(np.asarray(amplitude_uA, dtype=np.float32), addresses.shape)
         width = np.broadcast_to(np.asarray(width_ns, dtype=np.float32), addresses.shape)
-        live = self.stuck[tile, addresses] == NOT_STUCK
-        melt = live & (amplitude >= self.i_melt[tile, addresses])
+        live = self.stuck[tile][addresses] == NOT_STUCK
+        melt = live & (amplitude >= self.i_melt[tile][addresses])
         partial = live & ~melt & (amplitude >= m.i_crystallize_uA)
         if melt.any():
             where = addresses[melt]
-            g_top = self.g_crystalline[tile, where]
-            g_reset = self.g_reset[tile, where]
+            g_top = self.g_crystalline[tile][where]
+            g_reset = self.g_reset[tile][where]
             mean = programming_curve_mean(
-                m, amplitude[melt], self.i_mid[tile, where], g_top, g_reset
+                m, amplitude[melt], self.i_mid[tile][where], g_top, g_reset
             )
             noise = m.cycle_noise_rel * mean + m.cycle_noise_uS * (mean / m.g_max_uS)
             value = mean + noise * standard_normal(self.rng, where.size)
-            self.g_prog[tile, where] = np.clip(value, 0.5 * g_reset, g_top)
-            self.n_set[tile, where] = 0
-            self._restart_drift((tile, where), now_eq_s)
+            self.g_prog[tile][where] = np.clip(value, 0.5 * g_reset, g_top)
+            self.n_set[tile][where] = 0
+            self._restart_drift(tile, where, now_eq_s)
         if partial.any():
             where = addresses[partial]
             # the step acts on the state on the t0 scale, G(max(t, t0)): the conductance
@@ -197,24 +196,26 @@ class PcmDevices:
             strength = np.minimum(
                 strength * width[partial] / m.set_reference_width_ns, m.set_strength_max
             )
-            mean, std = partial_set_step_stats(m, g_now, self.n_set[tile, where], strength)
+            mean, std = partial_set_step_stats(m, g_now, self.n_set[tile][where], strength)
             step = mean + std * standard_normal(self.rng, where.size)
             # crystallization never takes a device below half its RESET conductance
-            floor = 0.5 * self.g_reset[tile, where]
-            self.g_prog[tile, where] = np.clip(g_now + step, floor, self.g_crystalline[tile, where])
-            self.n_set[tile, where] += 1
-            self._restart_drift((tile, where), now_eq_s)
+            floor = 0.5 * self.g_reset[tile][where]
+            self.g_prog[tile][where] = np.clip(g_now + step, floor, self.g_crystalline[tile][where])
+            self.n_set[tile][where] += 1
+            self._restart_drift(tile, where, now_eq_s)
 
-    def _restart_drift(self, index: tuple[Any, Any], now_eq_s: float) -> None:
-        """A programming event: stamp the time, draw ν from its G-dependent distribution."""
-        g = self.g_prog[index]
+    def _restart_drift(self, tile: int | slice, where: np.ndarray | slice, now_eq_s: float) -> None:
+        """A programming event: stamp the time, draw ν from its G-dependent distribution
+        (indexed as ``array[tile][where]``: a row view, then a 1-D gather — three times as
+        fast as ``array[tile, where]``)."""
+        g = self.g_prog[tile][where]
         log_g = log_relative(self.model, g)
         mean, std = drift_exponent_stats(self.model, g, log_g)
         nu = np.abs(mean + std * standard_normal(self.rng, np.shape(g)))
-        stuck = self.stuck[index]
-        self.nu[index] = np.where(stuck == STUCK_SET, 0.0, nu)
-        self.q_s[index] = read_noise_q(self.model, g, log_g)
-        self.t_prog[index] = now_eq_s
+        stuck = self.stuck[tile][where]
+        self.nu[tile][where] = np.where(stuck == STUCK_SET, 0.0, nu)
+        self.q_s[tile][where] = read_noise_q(self.model, g, log_g)
+        self.t_prog[tile][where] = now_eq_s
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -223,11 +224,11 @@ class PcmDevices:
     ) -> np.ndarray:
         """Noise-free conductance now (µS): the programmed value drifted since programming
         (with ``since_t0``, not above G(t0): the drift from t0 on only)."""
-        elapsed = (now_eq_s - self.t_prog[tile, addresses]).astype(np.float32)
+        elapsed = (now_eq_s - self.t_prog[tile][addresses]).astype(np.float32)
         m = self.model
         floor = m.drift_t0_s if since_t0 else m.drift_t_start_s
         log_ratio = np.log(np.maximum(elapsed, np.float32(floor)) / np.float32(m.drift_t0_s))
-        return self.g_prog[tile, addresses] * np.exp(-self.nu[tile, addresses] * log_ratio)
+        return self.g_prog[tile][addresses] * np.exp(-self.nu[tile][addresses] * log_ratio)
 
     def read(
         self,
@@ -246,7 +247,7 @@ class PcmDevices:
             if isinstance(addresses, Window):
                 grid = array[tile].reshape(-1, addresses.columns_per_tile)
                 return grid[addresses.rows, addresses.columns]
-            return array[tile, addresses]
+            return array[tile][addresses]
 
         t_prog = at(self.t_prog)
         log_t, noise = self._scratch(t_prog.shape)

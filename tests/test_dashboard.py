@@ -50,12 +50,12 @@ SIZES = ((80, 24), (160, 48))
 
 
 @dataclass(frozen=True)
-class SweepStart(Start, name="sweep.start"):
+class ScanStart(Start, name="scan.start"):
     pass
 
 
 @dataclass(frozen=True)
-class SweepStep(Step, name="sweep.step"):
+class ScanStep(Step, name="scan.step"):
     x: int
 
 
@@ -550,7 +550,7 @@ def test_with_no_event_for_idle_s_the_timer_draws_whatever_the_overhead_budget(m
     clock = ManualClock()
     drawn = frame_times(monkeypatch, clock, draw_s=0.5)  # frames far over 2% of the time
     dashboard = LiveDashboard(terminal(), refresh_hz=4, clock=clock, wall_clock=clock, timer=False)
-    events = sweep(4)
+    events = scan(4)
     for at, event in zip((0.0, 0.6, 0.7), events, strict=False):
         clock.now = at
         dashboard(event)
@@ -934,17 +934,17 @@ def terminal() -> Console:
     return Console(file=StringIO(), width=100, height=30, force_terminal=True)
 
 
-def sweep(count: int) -> list[Event]:
+def scan(count: int) -> list[Event]:
     """A procedure's start and ``count - 1`` steps."""
-    steps = [Event(SweepStep(x=k), k, count) for k in range(1, count)]
-    return [Event(SweepStart(), 0, count), *steps]
+    steps = [Event(ScanStep(x=k), k, count) for k in range(1, count)]
+    return [Event(ScanStart(), 0, count), *steps]
 
 
 def test_live_dashboard_draws_at_most_refresh_hz_frames_a_second(monkeypatch):
     clock = ManualClock()
     drawn = frame_times(monkeypatch, clock)
     dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=0, clock=clock)
-    for k, event in enumerate(sweep(192)):  # an event every 1/64 s for 3 s
+    for k, event in enumerate(scan(192)):  # an event every 1/64 s for 3 s
         clock.now = k / 64
         dashboard(event)
     every_quarter = [k / 4 for k in range(12)]  # the first event's, then one each 1/4 s
@@ -953,7 +953,7 @@ def test_live_dashboard_draws_at_most_refresh_hz_frames_a_second(monkeypatch):
     dashboard.close()  # the events since the last frame: one more, the last
     assert drawn == [*every_quarter, 3.0] and dashboard.frames == 13
     shown = render_text(dashboard.state, 160, 48)  # a procedure of the lab's own documents
-    progress = next(line for line in shown.split("\n") if "▶ sweep" in line)
+    progress = next(line for line in shown.split("\n") if "▶ scan" in line)
     assert "191/192" in progress and "x=191" in progress
 
 
@@ -987,7 +987,7 @@ def test_slow_drawing_is_held_to_max_overhead_of_the_procedures_time(monkeypatch
     draw_s, share = 1 / 16, 1 / 64
     drawn = frame_times(monkeypatch, clock, draw_s)
     dashboard = LiveDashboard(terminal(), refresh_hz=4, max_overhead=share, clock=clock)
-    for event in sweep(1100):  # an event each 1/64 s of the procedure's own time
+    for event in scan(1100):  # an event each 1/64 s of the procedure's own time
         dashboard(event)
         clock.now += 1 / 64
     # a frame only when the drawing so far and one frame more fit in 1/64 of the time since

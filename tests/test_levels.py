@@ -73,14 +73,14 @@ def test_distinct_targets_are_the_levels_and_each_levels_statistics_are_its_devi
         assert level["converged_fraction"] == pytest.approx(result.converged[mine].mean())
         assert level["stuck"] == result.stuck[mine].sum()
         for name, value in direct(result, mine).items():
-            assert level[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+            assert level[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
         assert level["published_sigma_uS"] == pytest.approx(
             float(published_programming_sigma(level["target_uS"])), rel=1e-6
         )
         assert "target_low_uS" not in level
     everyone = np.ones(targets.size, bool)
     for name, value in direct(result, everyone).items():
-        assert summary[name] == pytest.approx(value, rel=1e-9), name
+        assert summary[name] == pytest.approx(value, rel=1e-6), name
     # the configured errors come back: mean 0.1, std 0.5, read noise 0.2/√2
     assert summary["error_mean_uS"] == pytest.approx(0.1, abs=0.02)
     assert summary["error_std_uS"] == pytest.approx(0.5, rel=0.03)
@@ -110,7 +110,7 @@ def test_continuous_targets_are_binned_with_their_edges():
         assert low <= level["target_uS"] <= high
         assert level["target_uS"] == pytest.approx(result.target_uS[inside].mean(), rel=1e-5)
         for name, value in direct(result, inside).items():
-            assert level[name] == pytest.approx(value, rel=1e-8, abs=1e-12), name
+            assert level[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
         rms = np.sqrt(np.mean(published_programming_sigma(result.target_uS[inside]) ** 2))
         assert level["published_sigma_uS"] == pytest.approx(rms, rel=1e-6)
 
@@ -122,10 +122,14 @@ def test_levels_switch_to_bins_past_the_distinct_maximum():
     binned = levels_of(many)
     assert binned.edges_uS is not None and binned.count <= BINS
     # levels hidden behind a sample of repeated values are still counted right
-    sneaky = np.full(10_000, 5.0)
-    sneaky[1::100] = np.linspace(0.1, 25, 100)  # at odd places: the sample takes every 2nd
-    assert np.unique(sneaky[:: sneaky.size // 4096]).size == 1
-    assert levels_of(sneaky).edges_uS is not None
+    rare = np.full(100_000, 5.0)
+    rare[::1000] = np.linspace(0.1, 25, 100)  # 100 levels of one device in a thousand each
+    assert levels_of(rare).edges_uS is not None
+    # a plan of levels repeating with a period that divides the sample's stride is seen whole
+    periodic = level_targets(16, 25.0)[np.arange(1 << 20) % 16]
+    found = levels_of(periodic)
+    assert found.count == 16 and found.edges_uS is None
+    np.testing.assert_array_equal(found.target_uS[found.of_device], periodic)
     assert levels_of(np.zeros(0)).count == 0
 
 
@@ -146,12 +150,12 @@ def test_statistics_functions_agree_with_the_direct_ones_and_with_nothing_to_cou
     per_level = statistics_from_sums(sums[:, : levels.count])
     for k in range(levels.count):
         for name, value in direct(result, levels.of_device == k).items():
-            assert per_level[name][k] == pytest.approx(value, rel=1e-9), name
+            assert per_level[name][k] == pytest.approx(value, rel=1e-6), name
     overall = error_statistics(
         result.final_uS, result.repeat_uS, result.target_uS, result.converged
     )
     for name, value in direct(result, np.ones(4000, bool)).items():
-        assert overall[name] == pytest.approx(value, rel=1e-9), name
+        assert overall[name] == pytest.approx(value, rel=1e-6), name
     nothing = error_statistics(
         result.final_uS, result.repeat_uS, result.target_uS, np.zeros(4000, bool)
     )

@@ -294,6 +294,11 @@ def test_the_cli_runs_a_spec_and_refuses_a_bad_one_in_a_line(client, tmp_path, c
     found = json.loads(out)
     rows = {(r["result"], r["value"]) for r in found["summary"] if r["axis"] == "chip_seed"}
     assert ("converged_fraction", 0) in rows and ("converged_fraction", 1) in rows
+    # with the dashboard: its last frame (stderr is no terminal) shows the sweep's points
+    assert main(["sweep", str(path), "--workers", "1", "--dashboard"]) == 0
+    frame = capsys.readouterr().err
+    assert "program over chip_seed (2)" in frame and "2 computed" in frame
+    assert "2/2" in frame
     path.write_text('function = "program"\n[axes]\nchip_seed = []\n', encoding="utf-8")
     assert main(["sweep", str(path)]) == 1
     err = capsys.readouterr().err
@@ -323,3 +328,57 @@ def test_a_points_seed_depends_on_its_parameters_only():
     assert point_seed(1, {"a": 1, "b": "x"}) == point_seed(1, {"b": "x", "a": 1})
     assert point_seed(1, {"a": 1}) != point_seed(2, {"a": 1}) != point_seed(1, {"a": 2})
     assert 0 <= point_seed(9, {"a": 1.5}) < 2**63
+
+
+def test_ctrl_c_stops_the_sweep_quietly_and_it_resumes(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group: the CLI and its cluster's processes)
+    once points are recorded: the sweep ends cancelled, exit code 130, its table printed with
+    what it has — and not one traceback or warning from a worker; resumed, it completes."""
+    import signal
+
+    path = tmp_path / "sweep.toml"
+    seeds = ", ".join(str(s) for s in range(300))
+    path.write_text(
+        f'function = "program"\nseed = 3\n[axes]\nchip_seed = [{seeds}]\n'
+        '[fixed]\ndevices = 256\nprofile = "tiny"\nlevels = 4\n',
+        encoding="utf-8",
+    )
+    runs = tmp_path / "runs.sqlite"
+    command = [sys.executable, "-m", "pcm_hil.cli", "sweep", str(path), "--workers", "2"]
+    process = subprocess.Popen(
+        [*command, "--runs", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 120
+        recorded = 0
+        while recorded < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the other process's progress: polled, nothing to wait on here
+            if runs.exists():
+                with RunStore(runs, readonly=True) as store:
+                    latest = store.latest()
+                    recorded = len(points(store, latest.id)) if latest else 0
+        assert recorded >= 3 and process.poll() is None
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert err == "", err  # no traceback, no worker's warning
+    assert "(cancelled)" in out
+    with RunStore(runs, readonly=True) as store:
+        run = store.latest()
+        assert run.status == "cancelled"
+        done = points(store, run.id)
+        assert len(done) == len(set(done)) and 3 <= len(done) < 300
+    resumed = [str(path), "--workers", "2", "--runs", str(runs), "--resume", str(run.id)]
+    assert main(["sweep", *resumed, "--json"]) == 0
+    with RunStore(runs, readonly=True) as store:
+        again = store.latest()
+        assert again.id != run.id and again.status == "completed"
+        assert sorted(points(store, again.id) + done) == list(range(300))  # none twice
+        assert bool(load_sweep(again.id, store)["computed"].all())

@@ -124,23 +124,23 @@ class AnalogNetwork:
         for block in self.blocks:
             plus, minus = self.targets[block.layer]
             window = (slice(block.in_start, block.in_stop), slice(block.out_start, block.out_stop))
-            i, j = np.meshgrid(
-                np.arange(block.in_start, block.in_stop),
-                np.arange(block.out_start, block.out_stop),
-                indexing="ij",
-            )
+            n = block.inputs * block.outputs
+            # (i, j) of the block's weights, row-major as its addresses; narrow integers: a
+            # network's plan is millions of devices long
+            i = np.repeat(np.arange(block.in_start, block.in_stop, dtype=np.int32), block.outputs)
+            j = np.tile(np.arange(block.out_start, block.out_stop, dtype=np.int32), block.inputs)
             address_plus, address_minus = block.addresses(self.columns_per_tile)
             for address, target, sign in (
                 (address_plus, plus[window], 1),
                 (address_minus, minus[window], -1),
             ):
-                parts["tile"].append(np.full(address.size, block.tile))
+                parts["tile"].append(np.full(n, block.tile, dtype=np.int32))
                 parts["address"].append(address.ravel())
                 parts["target"].append(target.ravel())
-                parts["layer"].append(np.full(address.size, block.layer))
-                parts["i"].append(i.ravel())
-                parts["j"].append(j.ravel())
-                parts["sign"].append(np.full(address.size, sign))
+                parts["layer"].append(np.full(n, block.layer, dtype=np.int16))
+                parts["i"].append(i)
+                parts["j"].append(j)
+                parts["sign"].append(np.full(n, sign, dtype=np.int8))
         return {key: np.concatenate(value) for key, value in parts.items()}
 
     def program(
@@ -172,10 +172,19 @@ class AnalogNetwork:
 
     def _note_stuck(self, plan: dict[str, np.ndarray], result: ProgramResult) -> None:
         """Per layer, the stuck devices' (i, j, sign, target µS, conductance µS)."""
-        key = plan["tile"] * self.tile_devices + plan["address"]
-        order = np.argsort(key)
-        found = order[np.searchsorted(key[order], result.tile * self.tile_devices + result.address)]
-        stuck = found[result.stuck]
+        # program_and_verify lists the devices tile by tile, each tile's in the plan's order:
+        # a stable sort by tile (a radix sort of small integers) maps its order to the plan's
+        order = np.argsort(plan["tile"], kind="stable")
+        if not (
+            np.array_equal(plan["tile"][order], result.tile)
+            and np.array_equal(plan["address"][order], result.address)
+        ):  # another order: find each device by its key
+            key = plan["tile"] * self.tile_devices + plan["address"]
+            order = np.argsort(key)
+            order = order[
+                np.searchsorted(key[order], result.tile * self.tile_devices + result.address)
+            ]
+        stuck = order[result.stuck]
         conductance = result.final_uS[result.stuck].astype(np.float64)
         self.stuck = []
         for k in range(len(self.weights)):
@@ -225,7 +234,7 @@ class AnalogNetwork:
             )
 
     def matmul(self, k: int, x2d: np.ndarray) -> np.ndarray:
-        """x2d @ W_k through the chip's forward MVM."""
+        """x2d @ W_k through the chip's forward MVM (float32: the chip's currents are)."""
         v_k = self.drive_V(k)
         # the drive in float32, clipped at ±V_k: one pass to scale, one to clip
         volts = np.multiply(x2d, np.float32(v_k / self.input_scale[k]), dtype=np.float32)
@@ -233,16 +242,19 @@ class AnalogNetwork:
         factor = self.input_scale[k] / (v_k * self.scales[k]) * self.gain[k]
         blocks = self._layer_blocks[k]
         n_out = self.weights[k].shape[1]
+        # float32 from here, as the chip's currents are: their 8-bit ADC steps are far coarser
         if len(blocks) == 1:  # the whole layer on one window: y = (I+ − I−)·factor
             currents = self._mvm(blocks[0], volts)
-            out = np.subtract(currents[:, :n_out], currents[:, n_out:], dtype=np.float64)
+            out = np.subtract(currents[:, :n_out], currents[:, n_out:])
         else:
-            out = np.zeros((x2d.shape[0], n_out), dtype=np.float64)
+            out = np.zeros((x2d.shape[0], n_out), dtype=np.float32)
             for block in blocks:
                 currents = self._mvm(block, volts[:, block.in_start : block.in_stop])
                 m = block.outputs
-                out[:, block.out_start : block.out_stop] += currents[:, :m] - currents[:, m:]
-        out *= factor
+                window = out[:, block.out_start : block.out_stop]
+                window += currents[:, :m]
+                window -= currents[:, m:]
+        out *= np.float32(factor)
         if self.stuck[k][0].size:
             # A stuck device holds a conductance that neither follows its target nor drifts:
             # take out what it adds (scaled by the GDC gain like every other current) and put

@@ -5,6 +5,7 @@ table of each result's mean and spread along each axis printed at the end."""
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -38,6 +39,11 @@ def add_sweep(commands) -> None:
         default=None,
         help="a killed or cancelled sweep run of the same spec: compute only what it lacks",
     )
+    sweep.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="show the live dashboard (the points as they complete) instead of a progress bar",
+    )
     _add_runs(sweep)
     _add_json(sweep)
 
@@ -53,19 +59,29 @@ def sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     point_function(spec.function)  # an unknown function: one line, before a cluster starts
-    with RunStore(args.runs) as store, Progress(transient=True, disable=args.json) as progress:
-        task = progress.add_task("sweep", total=spec.size)
+    with RunStore(args.runs) as store, ExitStack() as shown:
+        if args.dashboard and not args.json:
+            from pcm_hil.ui.dashboard import LiveDashboard
 
-        def advance(event) -> None:
-            progress.update(task, completed=event.done)
+            display = LiveDashboard()
+            display.set_run(None, resource=args.scheduler or f"local cluster of {args.workers}")
+            shown.callback(display.close)
+            listeners: list = [display]
+        else:
+            progress = shown.enter_context(Progress(transient=True, disable=args.json))
+            task = progress.add_task("sweep", total=spec.size)
 
+            def advance(event) -> None:
+                progress.update(task, completed=event.done)
+
+            listeners = [advance]
         result = run_sweep(
             spec,
             scheduler=args.scheduler,
             workers=args.workers,
             store=store,
             resume=args.resume,
-            listeners=[advance],
+            listeners=listeners,
         )
         data = load_sweep(result.run_id, store)
     summary = summarize(data)
@@ -83,8 +99,8 @@ def sweep(args: argparse.Namespace) -> int:
                 row["result"],
                 row["axis"],
                 str(row["value"]),
-                f"{row['mean']:.4g}",
-                f"{row['std']:.3g}",
+                "–" if row["mean"] is None else f"{row['mean']:.4g}",
+                "–" if row["std"] is None else f"{row['std']:.3g}",
             )
         console.print(table)
         console.print(f"recorded as run {result.run_id} ({result.status})")

@@ -78,11 +78,12 @@ class Run:
 
 
 @contextmanager
-def cancellable(emitter: Emitter, start: Start, end: type[End]) -> Iterator[Run]:
-    """Emit ``start``, run the body; Ctrl-C ends the body with status ``cancelled`` (what was
+def cancellable(emitter: Emitter, start: Start | None, end: type[End]) -> Iterator[Run]:
+    """Emit ``start`` (``None``: there is no listener to build it for), run the body; Ctrl-C ends the body with status ``cancelled`` (what was
     measured so far stays with the caller); any other error emits ``end`` as ``failed``, with
     the error, and propagates. The caller emits ``end`` with its summary afterwards."""
-    emitter.emit(start)
+    if start is not None:
+        emitter.emit(start)
     run = Run()
     try:
         yield run

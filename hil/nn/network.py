@@ -14,6 +14,7 @@ applied to the clean ones.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable
@@ -166,6 +167,17 @@ class Network:
     ) -> float:
         """Fraction (0..1) of x (N, ...) classified as y (N,)."""
         return float(np.mean(self.predict(x, batch=batch, **forward_kwargs) == np.asarray(y)))
+
+    def astype(self, dtype: Any) -> Network:
+        """A copy whose parameters and batch-norm statistics are of the floating ``dtype``
+        (float32 for the software around a chip's products: its converters give 8 bits, and
+        float64 would double the bytes every pooling and batch norm moves)."""
+        clone = copy.deepcopy(self)
+        for layer in clone.layers:
+            for name, value in layer.state().items():
+                if np.issubdtype(value.dtype, np.floating):
+                    setattr(layer, name, value.astype(dtype))
+        return clone
 
     def reset_batchnorm_stats(self) -> None:
         """Every BatchNorm's running mean to 0, variance to 1, sample count to 0."""

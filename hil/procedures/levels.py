@@ -42,17 +42,24 @@ class Levels:
 
 def levels_of(target_uS: np.ndarray) -> Levels:
     """The distinct targets as levels when there are at most ``DISTINCT_MAX``, else ``BINS``
-    equal bins over 0…max target (empty bins dropped)."""
+    equal bins over 0…max target (empty bins dropped). The distinct values come from a
+    sample of ``SAMPLE`` targets, checked against all of them (a binary search each), so a
+    run to a few levels costs no sort of a million targets."""
     targets = np.asarray(target_uS, dtype=np.float64).ravel()
     if targets.size == 0:
         return Levels(np.zeros(0, np.intp), np.zeros(0), None)
-    sample = targets[:: max(1, targets.size // SAMPLE)]
-    if np.unique(sample).size <= DISTINCT_MAX:
-        import pandas as pd  # hashing, not sorting: 3–4× np.unique's speed on a million
-
-        codes, uniques = pd.factorize(targets, sort=True)
-        if uniques.size <= DISTINCT_MAX:
-            return Levels(codes.astype(np.intp, copy=False), np.asarray(uniques, np.float64), None)
+    # a sample at random places (seeded: the same run, the same levels), not a stride that
+    # a periodic plan of levels would alias with
+    sample = np.random.default_rng(0).integers(0, targets.size, min(SAMPLE, targets.size))
+    candidates = np.unique(targets[sample])
+    if candidates.size <= DISTINCT_MAX:
+        # the levels a sample shows, and every target found among them: no sort of them all
+        codes = np.minimum(np.searchsorted(candidates, targets), candidates.size - 1)
+        if np.array_equal(candidates[codes], targets):
+            return Levels(codes, candidates, None)
+        distinct, codes = np.unique(targets, return_inverse=True)
+        if distinct.size <= DISTINCT_MAX:
+            return Levels(codes.ravel(), distinct, None)
     top = float(targets.max())
     width = top / BINS if top > 0 else 1.0
     of_device = np.minimum((targets / width).astype(np.intp), BINS - 1)
@@ -76,13 +83,14 @@ def level_sums(
     """Per level (rows 0…levels−1, and a last row for everything else), over the devices
     ``where``: n, Σe, Σe² of the error e = final − target; n₂, Σd, Σd² of d = final − repeat
     over those read twice. Shape (6, levels + 1), float64."""
-    final = np.asarray(final_uS, np.float64)
-    error = final - np.asarray(target_uS, np.float64)
-    twice = final - np.asarray(repeat_uS, np.float64)
+    # float32 differences (the reads are float32), squared and summed in float64 (a level
+    # of equal errors has a spread of 0, not of float32's rounding); NaN reads of devices
+    # left out land in the last row
+    final = np.asarray(final_uS, np.float32)
+    error = (final - np.asarray(target_uS, np.float32)).astype(np.float64)
+    twice = (final - np.asarray(repeat_uS, np.float32)).astype(np.float64)
     label = np.where(where, level, levels)
     label_twice = np.where(np.isfinite(twice), label, levels)
-    error = np.where(label < levels, error, 0.0)  # NaN reads of devices left out: no sum
-    twice = np.where(label_twice < levels, twice, 0.0)
     size = levels + 1
     return np.stack(
         [
@@ -119,6 +127,13 @@ def error_statistics(
     ``read_noise_uS``, the std of one read's noise, std(final − repeat)/√2 over the devices
     read twice (NaN if none); ``programmed_spread_uS``, the spread of the conductances
     themselves, √max(error std² − read noise², 0). µS; NaN where no device counts."""
-    level = np.zeros(np.shape(final_uS), np.intp)
-    sums = level_sums(final_uS, repeat_uS, target_uS, level, where, 1)
-    return {name: float(value[0]) for name, value in statistics_from_sums(sums[:, :1]).items()}
+    keep = np.asarray(where, dtype=bool)
+    final = np.asarray(final_uS, np.float32)[keep]
+    error = (final - np.asarray(target_uS, np.float32)[keep]).astype(np.float64)
+    twice = (final - np.asarray(repeat_uS, np.float32)[keep]).astype(np.float64)
+    twice = twice[np.isfinite(twice)]
+    sums = np.array(
+        [error.size, error.sum(), error @ error, twice.size, twice.sum(), twice @ twice],
+        dtype=np.float64,
+    )
+    return {name: float(value) for name, value in statistics_from_sums(sums).items()}

@@ -21,9 +21,12 @@ points it lacks, and ``load_sweep`` reads the two as one.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,18 +226,44 @@ def _check_chips(client: Any, spec: SweepSpec, todo: list[tuple[int, dict]]) -> 
 
 def local_cluster(workers: int) -> Any:
     """A Dask LocalCluster of ``workers`` processes, one thread each, on 127.0.0.1, without
-    dashboards (a sweep's default; close it when done)."""
+    dashboards (a sweep's default; close it when done).
+
+    Its processes ignore Ctrl-C (SIGINT, sent to the terminal's whole process group): the
+    sweep's own process takes it, cancels the points and closes the cluster — the workers
+    do not each print a KeyboardInterrupt traceback on the way. (An ignored SIGINT is
+    inherited by the processes started meanwhile, and kept by Python and asyncio in them.)
+    Their logs show errors only: a cancelled point is not worth a warning per worker, and a
+    failing one is reported by the sweep itself, in a line."""
+    import logging
+
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
-        scheduler_kwargs={"dashboard": False},
-    )
+    with _sigint_ignored():
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            worker_dashboard_address=None,
+            # no dashboard; its HTTP server (health, metrics) on a free port, not 8787: a
+            # second cluster on the machine would otherwise warn about it on stderr
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the block runs (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _client:

@@ -16,6 +16,7 @@ from pcm_hil.ui.dashboard.draw import Context
 from pcm_hil.ui.dashboard.map import map_factor, map_panel
 from pcm_hil.ui.dashboard.run_panels import alerts_panel, identity_panel, progress_panel
 from pcm_hil.ui.dashboard.state import DashboardState
+from pcm_hil.ui.dashboard.sweep import rows_wanted, sweep_panel
 
 
 def _content_panels(state: DashboardState) -> list[tuple[str, bool, int]]:
@@ -35,6 +36,8 @@ def _content_panels(state: DashboardState) -> list[tuple[str, bool, int]]:
     out.append(("accuracy", bool(state.infer or state.train), rows + 2))
     if state.curves:
         out.append(("curve", True, 3 + len(next(reversed(state.curves.values()))[1])))
+    if state.sweep is not None:
+        out.append(("sweep", bool(state.sweep.points), rows_wanted(state.sweep)))
     return out
 
 
@@ -74,6 +77,7 @@ _BUILDERS = {
     "drift": drift_panel,
     "accuracy": accuracy_panel,
     "curve": curve_panel,
+    "sweep": lambda state, rows, width, ctx: sweep_panel(state.sweep, rows, width, ctx),
 }
 
 

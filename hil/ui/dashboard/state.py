@@ -36,6 +36,8 @@ from pcm_hil.ui.dashboard.reduce import (
     square_for,
     tile_image,
 )
+from pcm_hil.ui.dashboard.sweep import SweepView
+from pcm_hil.ui.dashboard.sweep import take as take_sweep
 
 
 @dataclass
@@ -171,6 +173,7 @@ class DashboardState:
         self.infer: dict[tuple[float, str], dict[str, list[float]]] = {}
         self.train: list[tuple[int, float | None, int | None]] = []
         self.curves: dict[str, tuple[str, list[tuple[float, float, float]]]] = {}
+        self.sweep: SweepView | None = None  # the sweep shown (pcm_hil.ui.dashboard.sweep)
         self._infer_started = False  # an inference started: its first accuracy replaces
         self._train_started = False
         self.touched: dict[str, int] = {}  # panel → the event that last brought it data
@@ -225,6 +228,10 @@ class DashboardState:
 
     def _take(self, document: Any) -> None:
         """What the panels keep of a document, by its type (unknown documents: nothing)."""
+        if document.procedure == "sweep":
+            self.sweep = take_sweep(self.sweep, document)
+            self.touched["sweep"] = self.events
+            return
         match document:
             case DriftStart():
                 source = self._source("drift", document.tile, document.address)
