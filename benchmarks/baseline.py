@@ -15,8 +15,10 @@ so it must use only the API the old revision has.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -36,12 +38,16 @@ BEFORE = "201cf2c"
 def tree_at(rev: str) -> Path:
     """A folder holding ``pcm_hil`` as of ``rev`` (exported once per process)."""
     folder = Path(tempfile.mkdtemp(prefix=f"pcm-hil-{rev}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     archive = folder / "src.tar"
     with archive.open("wb") as out:
         subprocess.run(["git", "-C", str(ROOT), "archive", rev], stdout=out, check=True)
     source = folder / "src"
     with tarfile.open(archive) as tar:
-        tar.extractall(source, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python ≥ 3.10.12 / 3.11.4: refuse odd members
+            tar.extractall(source, filter="data")
+        else:  # our own repository's archive
+            tar.extractall(source)
     site = folder / "site"
     site.mkdir()
     package = site / "pcm_hil"

@@ -4,8 +4,9 @@ Prints, side by side, the wall time in-process now and at the revision before is
 speed work (``--before REV``, default ``baseline.BEFORE``; its library exported and run in a
 process of its own by ``baseline.measure_at``), and over TCP (the emulator served by a
 separate process, as a chip would be), split into emulator physics, protocol (encoding,
-framing, the transport) and host algorithm; with the precision reached beside the published
-σ_prog. In-process figures are the best of ``--repeats`` runs in one process (the first pays
+framing, the transport) and host algorithm (with one listener, as a recorded run has: the
+start and end documents and the end's summary are built); with the precision reached beside
+the published σ_prog. In-process figures are the best of ``--repeats`` runs in one process (the first pays
 the imports and the first touch of every array).
 
     python benchmarks/bench_program.py [--tiles 16] [--seed 0] [--repeats 2] [--before REV]
@@ -104,8 +105,9 @@ def plan(tiles: int):
 def run(driver, tiles: int):
     tile_of, addresses, targets = plan(tiles)
     timed = Timed(driver)
+    documents: list = []  # one listener, as a recorded run has: the documents are built
     started = time.perf_counter()
-    result = program_and_verify(timed, tile_of, addresses, targets)
+    result = program_and_verify(timed, tile_of, addresses, targets, listeners=[documents.append])
     wall = time.perf_counter() - started
     return result, wall, timed.seconds
 

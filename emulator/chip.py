@@ -283,6 +283,12 @@ class EmulatedChip:
         devices are read (the other rows or columns are held at 0 V)."""
         c = self.config
         row, rows, column, columns = window if window is not None else (0, c.rows, 0, c.columns)
+        if not (0 <= row and 0 < rows and row + rows <= c.rows):
+            raise ValueError(f"rows {row}…{row + rows - 1} outside the tile's 0…{c.rows - 1}")
+        if not (0 <= column and 0 < columns and column + columns <= c.columns):
+            raise ValueError(
+                f"columns {column}…{column + columns - 1} outside the tile's 0…{c.columns - 1}"
+            )
         rectangle = Window(c.columns, slice(row, row + rows), slice(column, column + columns))
         conductance = self.devices.read(
             tile, rectangle, self.equivalent_time(), self._temperature_K

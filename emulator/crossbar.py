@@ -36,7 +36,7 @@ class Converters:
 def _quantize(values: np.ndarray, full_scale: float, bits: int) -> np.ndarray:
     levels = 2 ** (bits - 1) - 1
     step = full_scale / levels
-    out = np.multiply(values, np.float32(1 / step), dtype=np.float32)
+    out = np.divide(values, np.float32(step), dtype=np.float32)  # as clip, then ÷ step
     # in place from here: a batch of MVM inputs or outputs can be 16 MiB
     np.rint(out, out=out)
     np.clip(out, -levels, levels, out=out)  # clipping in steps: ±full scale

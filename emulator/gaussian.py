@@ -19,8 +19,9 @@ fresh uniform, so the tails are the normal's own. What differs from an exact nor
   far below any ADC or SMU step.
 
 The random stream is the generator's own (its bit generator's raw 64-bit words, four draws
-each in the machine's byte order, then for tail draws only ``Generator.random``): seeded,
-reproducible, never the global state.
+each in the machine's byte order — ``Generator.integers`` for a bit generator whose raw words
+hold fewer bits — then for tail draws only ``Generator.random``): seeded, reproducible, never
+the global state.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import numpy as np
 #: Random bits per draw: 2^BITS equiprobable slices of the normal distribution.
 BITS = 16
 SLICES = 1 << BITS
+#: Bit generators whose raw words hold 64 random bits (MT19937's hold 32).
+RAW_64_BITS = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
 
 
 @functools.cache
@@ -59,8 +62,11 @@ def standard_normal(
     elif out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous float32 array")
     flat = out.reshape(-1)
-    # four draws from each 64 raw bits of the generator (twice as fast as Generator.integers)
-    index = rng.bit_generator.random_raw(-(-flat.size // 4)).view(np.uint16)[: flat.size]
+    if isinstance(rng.bit_generator, RAW_64_BITS):
+        # four draws from each 64-bit raw word (twice as fast as Generator.integers)
+        index = rng.bit_generator.random_raw(-(-flat.size // 4)).view(np.uint16)[: flat.size]
+    else:  # MT19937's raw words hold 32 bits: the generator's own integers
+        index = rng.integers(0, SLICES, size=flat.size, dtype=np.uint16)
     np.take(slice_means(), index, out=flat, mode="clip")
     # the outermost slices, |z| > Φ⁻¹(1 − 2⁻¹⁶) = 4.17: exactly, z = ±Φ⁻¹(u·2⁻¹⁶)
     index += np.uint16(1)  # 0 → 1, 2^16 − 1 → 0 (wraps): the tails are now 0 and 1

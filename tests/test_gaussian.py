@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import integrate, stats
 from scipy.special import ndtri
 
 from pcm_hil.emulator.gaussian import SLICES, slice_means, standard_normal
@@ -60,10 +60,25 @@ def test_the_table_holds_each_slices_conditional_mean():
     assert np.all(np.diff(table) > 0)
     np.testing.assert_allclose(table, -table[::-1], atol=1e-6)  # symmetric
     assert abs(table.mean()) < 1e-6
-    # the interior slices' variance falls short of 1 by their own widths: 1.4e-7 of it
-    inner = table[1:-1]
-    edges = ndtri(np.arange(1, SLICES) / SLICES)
-    assert np.all((inner > edges[:-1]) & (inner < edges[1:]))
+    edges = ndtri(np.arange(SLICES + 1) / SLICES)
+    # each slice's value is its conditional mean, integrated numerically — next to the tails
+    # (k = 1…3 and their mirrors) 0.002–0.009 from the slice's middle: the middle would fail
+    for k in (1, 2, 3, 100, 9999, 32767, 32768, 50000, SLICES - 3, SLICES - 2):
+        a, b = edges[k], edges[k + 1]
+        mean = integrate.quad(lambda z: z * stats.norm.pdf(z), a, b)[0] * SLICES
+        assert table[k] == pytest.approx(mean, rel=2e-6, abs=1e-6), k
+    # the variance of a draw: the interior's table values, the exact tails; 1 − 1.44e-7
+    tail = 2 * integrate.quad(lambda z: z * z * stats.norm.pdf(z), edges[-2], np.inf)[0]
+    variance = np.sum(table[1:-1] ** 2) / SLICES + tail
+    assert 1 - variance == pytest.approx(1.44e-7, rel=0.05)
+
+
+def test_a_generator_of_32_bit_words_draws_a_normal_too():
+    """MT19937's raw words hold 32 bits (Generator.integers draws the indices there)."""
+    draws = standard_normal(np.random.Generator(np.random.MT19937(2)), N).astype(np.float64)
+    assert abs(draws.mean()) < Z / np.sqrt(N)
+    assert abs(draws.var() - 1) < Z * np.sqrt(2 / N)
+    assert stats.kstest(draws[:200_000], "norm").pvalue > 1e-3
 
 
 def test_draws_are_reproducible_and_fill_an_array_in_place():

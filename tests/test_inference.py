@@ -159,6 +159,17 @@ def test_stuck_devices_are_corrected_digitally():
     uncorrected = np.linalg.norm(analog.matmul(0, x) - exact)
     analog.stuck = kept
     assert corrected < 0.5 * uncorrected
+    # the corrections are kept between products, and follow what they depend on: a layer's
+    # conductance scale, and the stuck devices (set as a whole; an item cannot be replaced)
+    with pytest.raises(TypeError):
+        analog.stuck[0] = kept[0]  # type: ignore[index]
+    _rows, before = analog._stuck_corrections(0, analog.drive_V(0))
+    analog.scales[0] *= 2.0
+    _rows, after = analog._stuck_corrections(0, analog.drive_V(0))
+    np.testing.assert_allclose(after, before / 2.0, rtol=1e-6)
+    analog.scales[0] /= 2.0
+    analog.stuck = [(np.zeros(0, int),) * 5 for _ in kept]
+    assert not analog._corrections
 
 
 # --- the experiment ---------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_plain_pyvisa_reads_and_writes_chip_blocks(tcp_server, tiny_chip):
         assert values.shape == (256,)
         # the devices' noise-free conductance now (drifted since programming), and the read
         # noise's relative std: the residuals in units of it are a standard normal's, whose
-        # median |z| is 0.674 (± 0.12 here: 3 standard errors for ~250 devices)
+        # median |z| is 0.674 (± 0.15 here: 3 standard errors, 0.5/(√n·2φ(0.674)), n ≈ 250)
         devices = tiny_chip.devices
         t_now = tiny_chip.equivalent_time()
         now = devices.drifted(0, np.arange(256), t_now)
@@ -90,7 +90,7 @@ def test_plain_pyvisa_reads_and_writes_chip_blocks(tcp_server, tiny_chip):
         kept = (devices.stuck[0] == 0) & (now > 3 * devices.model.g_floor_uS)
         assert kept.sum() > 200
         z = (values[kept] / now[kept] - 1) / sigma[kept]
-        assert abs(np.median(np.abs(z)) - 0.674) < 0.12
+        assert abs(np.median(np.abs(z)) - 0.674) < 0.15
         instrument.write_binary_values("READ:DEV? 0,", [1, 2, 3], datatype="I", is_big_endian=False)
         three = instrument.read_binary_values(datatype="f", is_big_endian=False, container=np.array)
         assert three.shape == (3,) and np.all(three >= tiny_chip.config.model.g_floor_uS)

@@ -434,3 +434,18 @@ def test_read_noise_matches_the_configured_model():
     expected = read_noise_relative_std(DEFAULT_MODEL, result.conductance_uS, t0)
     assert np.all(np.diff(result.relative_std) < 0)  # relatively noisier at low conductance
     np.testing.assert_allclose(result.relative_std, expected, rtol=0.2)
+
+
+def test_a_scalar_or_a_grid_of_devices_is_programmed_as_a_list():
+    """Tiles, addresses and targets of any one shape — one device, a tile's 2×2 corner — are
+    programmed device by device in their flattened order, as a 1-D plan would be."""
+    chip = PcmChip(InProcessTransport("emulator", WireInterface(make_chip("tiny", seed=4))))
+    one = program_and_verify(chip, 0, 5, 10.0)
+    assert one.address.tolist() == [5] and one.target_uS.tolist() == [10.0]
+    assert one.converged.tolist() == [True]
+    grid = np.array([[0, 1], [16, 17]])
+    targets = np.array([[4.0, 8.0], [12.0, 16.0]])
+    both = program_and_verify(chip, 1, grid, targets)
+    assert both.tile.tolist() == [1] * 4 and both.address.tolist() == [0, 1, 16, 17]
+    np.testing.assert_array_equal(both.target_uS, targets.ravel().astype(np.float32))
+    assert both.converged.all()

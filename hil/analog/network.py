@@ -89,9 +89,8 @@ class AnalogNetwork:
         self.gain = [1.0] * len(self.weights)
         self.reference: list[float] | None = None
         self.tile_devices = config.devices_per_tile
-        self._corrections: dict[
-            tuple[int, float, float, float], tuple[np.ndarray | None, np.ndarray]
-        ] = {}
+        # per (layer, gain, drive V, input scale, conductance scale): _stuck_corrections
+        self._corrections: dict[tuple[float, ...], tuple[np.ndarray | None, np.ndarray]] = {}
         self.stuck = [(np.zeros(0, int),) * 5 for _ in self.weights]
         self._layer_blocks = [
             [b for b in self.blocks if b.layer == k] for k in range(len(self.weights))
@@ -104,13 +103,14 @@ class AnalogNetwork:
         }
 
     @property
-    def stuck(self) -> list[tuple[np.ndarray, ...]]:
-        """Per weight layer, its stuck devices: (i, j, sign, target µS, held conductance µS)."""
+    def stuck(self) -> tuple[tuple[np.ndarray, ...], ...]:
+        """Per weight layer, its stuck devices: (i, j, sign, target µS, held conductance µS).
+        Set as a whole (a tuple: the products' corrections are kept until it changes)."""
         return self._stuck
 
     @stuck.setter
-    def stuck(self, value: list[tuple[np.ndarray, ...]]) -> None:
-        self._stuck = value
+    def stuck(self, value: Sequence[tuple[np.ndarray, ...]]) -> None:
+        self._stuck = tuple(tuple(layer) for layer in value)
         self._corrections.clear()
 
     # --- programming ----------------------------------------------------------------------------
@@ -186,11 +186,11 @@ class AnalogNetwork:
             ]
         stuck = order[result.stuck]
         conductance = result.final_uS[result.stuck].astype(np.float64)
-        self.stuck = []
+        per_layer = []
         for k in range(len(self.weights)):
             mine = plan["layer"][stuck] == k
             rows = stuck[mine]
-            self.stuck.append(
+            per_layer.append(
                 (
                     plan["i"][rows],
                     plan["j"][rows],
@@ -199,6 +199,7 @@ class AnalogNetwork:
                     conductance[mine],
                 )
             )
+        self.stuck = per_layer
 
     # --- inputs and products ------------------------------------------------------------------------
 
@@ -267,8 +268,9 @@ class AnalogNetwork:
     def _stuck_corrections(self, k: int, v_k: float) -> tuple[np.ndarray | None, np.ndarray]:
         """What each drive voltage of layer k adds to each output through its stuck devices,
         in weight units per volt: sign·(target − held·gain)/s · x_scale/V_k, for the rows with
-        stuck devices (``None``: all rows, when most have one). Kept per gain and drive."""
-        key = (k, self.gain[k], v_k, self.input_scale[k])
+        stuck devices (``None``: all rows, when most have one). Kept per gain, drive and
+        scales (and until ``stuck`` is set again)."""
+        key = (k, self.gain[k], v_k, self.input_scale[k], self.scales[k])
         cached = self._corrections.get(key)
         if cached is None:
             i, j, sign, target, held = self.stuck[k]

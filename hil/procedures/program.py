@@ -261,12 +261,14 @@ def program_and_verify(
     targets = np.asarray(targets_uS, dtype=np.float32)
     if not (tile_of.shape == addresses.shape == targets.shape):
         raise ValueError("tiles, addresses and targets must have the same shape")
+    # any shape (a scalar, a tile's grid) as one list of devices, in order
+    tile_of, addresses, targets = tile_of.ravel(), addresses.ravel(), targets.ravel()
     # a cap below the floor is the tighter: the floor gives way
     tolerance_floor_uS = min(tolerance_floor_uS, tolerance_uS)
     tolerance = device_tolerance(targets, tolerance_uS, tolerance_rel, tolerance_floor_uS)
     groups = [
         Devices(int(tile_of[part][0]), addresses[part], targets[part], tolerance[part])
-        for part in _tile_parts(tile_of.ravel())
+        for part in _tile_parts(tile_of)
     ]
     emitter = Emitter(listeners, total=max_iterations)
     started = time.perf_counter()

@@ -23,7 +23,7 @@ from torch import nn
 
 from pcm_hil.torch.layers import chip_layers, swap_layers
 
-#: ``matmul(k, x2d) -> x2d @ W_k`` for weight layer k (numpy, float64).
+#: ``matmul(k, x2d) -> x2d @ W_k`` for weight layer k (numpy; the chip's products in float32).
 Matmul = Callable[[int, np.ndarray], np.ndarray]
 
 

@@ -191,7 +191,9 @@ def _take(
     be (the data do not identify them), so each parameter refitted keeps at least the
     standard error of the fit with nothing held: holding a line's offset at its default
     makes its slope look several times surer than the data say (measured: the drift's
-    μ_ν slope 0.0007 held vs 0.006 free on one chip, missing the truth by 4 of the former)."""
+    μ_ν slope 0.0007 held vs 0.006 free on one chip, missing the truth by 4 of the former).
+    The widened errors decide what is identified in the next round too: a parameter the
+    data pin down only if the held ones are right is held as well."""
     values = fit_with(frozenset())
     if not values:
         for name in FITS[kind]:
