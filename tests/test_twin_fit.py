@@ -43,8 +43,10 @@ def test_a_perturbed_chip_is_recovered_and_its_twin_behaves_like_it(seed, tmp_pa
     the comparison on 2,048 devices per level, the twin's program-and-verify error, ν mean
     and read noise per level lie within ±10% of the chip's, and ν's spread within ±20%. (Over
     seeds 1…16 every chip but one is recovered — seed 16's SET-step spread boost comes out
-    13% low, 4.6 of its stated errors; over 1…6 the comparison's ratios lie at 0.96–1.04
-    for the error, 0.97–1.10 for ν's mean, 0.87–1.09 for its spread: bench_twin.py.)"""
+    13% low, 4.6 of its stated errors; over 1…6 the comparison's ratios lie at 0.96–1.07
+    for the error, 0.93–1.20 for ν's mean — seed 2, its μ_ν offset kept at the default, is
+    the one beyond ±10% — 0.92–1.16 for its spread and 0.98–1.03 for the read noise:
+    bench_twin.py.)"""
     model = perturbed(seed)
     with RunStore(tmp_path / "runs.sqlite") as store:
         ids = run_campaign(opened(model, seed), Campaign(devices=768), store=store)
