@@ -9,6 +9,7 @@ reads the error queue in the same round trip and raises ``ChipError`` with the c
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,9 @@ from pcm_hil.drivers.errors import (
     TransportError,
     chip_error,
 )
+from pcm_hil.drivers.raw import RawAccess
 from pcm_hil.drivers.transports import Transport, open_transport
+from pcm_hil.drivers.transports.recording import RecordingTransport
 from pcm_hil.protocols.chip import (
     ADDED_IN,
     COMMANDS,
@@ -41,8 +44,16 @@ from pcm_hil.protocols.table import Command
 _ERROR_QUERY = COMMANDS.by_handler("error_next").short_form.encode()
 
 
-class PcmChip:
-    """A PCM test chip (or its emulator) behind a transport. Use ``PcmChip.open(resource)``."""
+def _recording_reopen(
+    recording: RecordingTransport, reopen: Callable[[], Transport]
+) -> Callable[[], Transport]:
+    """A reconnect that goes on recording into the same cassette."""
+    return lambda: recording.resume_on(reopen())
+
+
+class PcmChip(RawAccess):
+    """A PCM test chip (or its emulator) behind a transport. Use ``PcmChip.open(resource)``.
+    Besides its methods, raw SCPI: ``write``, ``query``, ``query_block`` (``drivers.raw``)."""
 
     def __init__(self, transport: Transport, *, check_version: bool = True) -> None:
         self.transport = transport
@@ -62,20 +73,33 @@ class PcmChip:
         timeout_s: float = 10.0,
         visa_library: str | None = None,
         check_version: bool = True,
+        record: str | os.PathLike[str] | None = None,
     ) -> PcmChip:
-        """Open a chip by resource string: ``emulator`` (in-process), a VISA resource, or a
-        serial port; ``visa_library`` as in ``drivers.transports.open_transport``. Raises
-        ``ProtocolVersionError`` for an incompatible chip."""
+        """Open a chip by resource string: ``emulator`` (in-process), a VISA resource, a
+        serial port, or ``replay:PATH`` (a recorded session played back); ``visa_library`` as
+        in ``drivers.transports.open_transport``. ``record``: a new cassette file to record
+        every byte exchanged into (``drivers.transports.recording``; FileExistsError if it
+        exists). Raises ``ProtocolVersionError`` for an incompatible chip."""
         transport = open_transport(resource, timeout_s, visa_library)
+        # a transport that can open itself again (the in-process emulator: the same chip,
+        # not a new one) says how; any other is opened anew from its resource
+        reopen = getattr(transport, "reopen", None) or (
+            lambda: open_transport(resource, timeout_s, visa_library)
+        )
+        if record is not None:
+            try:
+                recording = RecordingTransport.start(transport, record)
+            except BaseException:
+                transport.close()
+                raise
+            transport = recording
+            reopen = _recording_reopen(recording, reopen)
         try:
             chip = cls(transport, check_version=check_version)
         except BaseException:
             transport.close()
             raise
-        # a transport that can open itself again (the in-process emulator: the same chip,
-        # not a new one) says how; any other is opened anew from its resource
-        reopen = getattr(transport, "reopen", None)
-        chip._reopen = reopen or (lambda: open_transport(resource, timeout_s, visa_library))
+        chip._reopen = reopen
         return chip
 
     def reconnect(self) -> None:

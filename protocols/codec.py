@@ -95,6 +95,31 @@ def parse_message(message: bytes, table: CommandTable, limits: Limits) -> Iterat
             pos += 1
 
 
+def unit_arguments(unit: bytes, table: CommandTable) -> tuple[Command, dict[str, Any]] | None:
+    """One program message unit's command and its arguments as sent — blocks as arrays of
+    their dtype, other arguments as their text — without checking them against any limit
+    (to show how two units differ); None if it is not a unit of ``table``."""
+    pos = _skip_space(unit, 0)
+    match = _HEADER.match(unit, pos)
+    if match is None:
+        return None
+    try:
+        command, _suffixes = table.resolve_header(match.group().decode("ascii"), None)
+        raw, _end = _split_args(unit, match.end())
+    except (ScpiError, IncompleteBlock):
+        return None
+    values: dict[str, Any] = {}
+    for arg, token in zip(command.args, raw, strict=False):
+        if arg.kind == "block" and isinstance(token, tuple):
+            try:
+                values[arg.name] = decode_array(token[0], arg.dtype)
+            except ScpiError:
+                values[arg.name] = bytes(token[0])
+        else:
+            values[arg.name] = token if isinstance(token, bytes) else bytes(token[0])
+    return command, values
+
+
 def _skip_space(message: bytes, pos: int) -> int:
     while pos < len(message) and message[pos] in _WHITESPACE:
         pos += 1

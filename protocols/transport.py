@@ -31,6 +31,12 @@ class ChipDisconnectedError(TransportError, ConnectionError):
     """The connection to the instrument is gone."""
 
 
+class ReplayMismatchError(TransportError):
+    """A script replayed against a cassette did not do what the recorded one did: it wrote
+    another command, or read where nothing had been read (the message says what was expected
+    and what came, and where)."""
+
+
 class Transport(Protocol):
     """Bytes to and from an instrument. ``read(None)`` returns up to and including the next
     LF; ``read(n)`` exactly ``n`` bytes (inside a binary block, where LF is data). Timeouts

@@ -315,7 +315,7 @@ def test_the_pytest_plugin_fixtures_and_markers_are_documented() -> None:
             line = node.args[1]
             text = ast.literal_eval(constants[line.id] if isinstance(line, ast.Name) else line)
             markers.add(re.match(r"\w+", text)[0])  # type: ignore[index]
-    assert markers == {"pcm", "pcm_hardware"}, markers
+    assert markers == {"pcm", "pcm_hardware", "pcm_replay"}, markers
     docstring = ast.get_docstring(tree) or ""
     for marker in markers:
         assert f"pytest.mark.{marker}" in docstring, f"the plugin's docstring omits {marker}"

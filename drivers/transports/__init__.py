@@ -3,6 +3,8 @@
 - ``TCPIP0::host::port::SOCKET``: a plain TCP socket, or pyvisa when a VISA library is named;
 - ``ASRL…::INSTR`` and any other VISA resource: pyvisa (pyvisa-py unless told otherwise);
 - ``serial:/dev/ttyUSB0[?baud=N]``, ``/dev/…``, ``COMn``, pyserial URLs: pyserial;
+- ``replay:PATH`` (``?order=queries``, ``?partial=1``): a recorded cassette played back as the
+  chip (``replay``); ``PcmChip.open(…, record=PATH)`` records one (``recording``);
 - ``<scheme>`` or ``<scheme>?…`` for a registered scheme: the transport its owner opens. The
   emulator registers ``emulator`` (the in-process emulated chip) through the entry point
   group ``pcm_hil.transports``, so the drivers import nothing of it; ``register_scheme`` adds
@@ -84,6 +86,10 @@ def open_transport(
     its per-call overhead — and other VISA resources use pyvisa-py.
     """
     text = resource.strip()
+    if text.startswith("replay:"):  # a recorded session played back as the chip
+        from pcm_hil.drivers.transports.replay import open_replay
+
+        return open_replay(text, timeout_s)
     scheme = text.partition("?")[0]
     if re.fullmatch(r"[a-z][a-z0-9_]*", scheme) and scheme != "serial":
         opener = _opener(scheme)

@@ -9,8 +9,22 @@ from pcm_hil.drivers import PcmChip
 
 
 def open_chip(args: argparse.Namespace) -> PcmChip:
-    """The chip of ``--resource`` (with ``--timeout`` and ``--visa-library``)."""
-    return PcmChip.open(args.resource, timeout_s=args.timeout, visa_library=args.visa_library)
+    """The chip of ``--resource`` (with ``--timeout``, ``--visa-library`` and ``--record``)."""
+    return PcmChip.open(
+        args.resource,
+        timeout_s=args.timeout,
+        visa_library=args.visa_library,
+        record=getattr(args, "record", None),
+    )
+
+
+def indexed_cassette(path: str, index: int) -> str:
+    """The cassette of chip ``index`` of a multi-chip command: ``path`` for chip 0, else
+    ``path``'s name with ``.index`` before its suffix (``s.cassette`` → ``s.2.cassette``)."""
+    if index == 0:
+        return path
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}.{index}.{suffix}" if dot and "/" not in suffix else f"{path}.{index}"
 
 
 def check_resource(resource: str) -> None:
@@ -48,19 +62,40 @@ class Borrowed:
         pass
 
 
-def chip_opener(resource: str, timeout_s: float, visa_library: str | None, seed: int, shared=None):
+def chip_opener(
+    resource: str,
+    timeout_s: float,
+    visa_library: str | None,
+    seed: int,
+    shared=None,
+    record: str | None = None,
+    first: int = 0,
+):
     """``open_chip(i)``: the i-th chip of an experiment. On the embedded emulator chip i is a
     fresh chip seeded ``seed + i``; any other resource is the same chip, programmed anew (the
-    ``shared`` open chip, if given: one client at a time)."""
+    ``shared`` open chip, if given: one client at a time). ``record``: a chip opened here
+    records to ``indexed_cassette(record, first + i)``; a ``replay:FILE`` resource plays chip
+    i from that cassette of FILE when there is one (the chips were the emulator's, each its
+    own), else as the resource says (one chip, one cassette)."""
+    from pathlib import Path
+
     from pcm_hil.emulator.resource import EmulatorOptions, is_emulator
 
     def open_chip(index: int):
+        cassette = indexed_cassette(record, first + index) if record else None
         if is_emulator(resource):
             options = EmulatorOptions.parse(resource, default_seed=seed)
             fresh = options.with_seed(options.seed + index).resource
-            return PcmChip.open(fresh, timeout_s=timeout_s)
+            return PcmChip.open(fresh, timeout_s=timeout_s, record=cassette)
+        if resource.startswith("replay:"):
+            path, sep, options_text = resource.removeprefix("replay:").partition("?")
+            own = indexed_cassette(path, first + index)
+            if own != path and Path(own).exists():
+                return PcmChip.open("replay:" + own + sep + options_text, timeout_s=timeout_s)
         if shared is not None:
             return Borrowed(shared)
-        return PcmChip.open(resource, timeout_s=timeout_s, visa_library=visa_library)
+        return PcmChip.open(
+            resource, timeout_s=timeout_s, visa_library=visa_library, record=cassette
+        )
 
     return open_chip

@@ -296,7 +296,7 @@ def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
         networks, fp, about = bundled(args, data)
         about = {"network": args.network, **about, "noise_eta": NOISE_ETA}
     result = drift_experiment(
-        chip_opener(args.resource, args.timeout, args.visa_library, args.seed),
+        chip_opener(args.resource, args.timeout, args.visa_library, args.seed, record=args.record),
         networks,
         data,
         fp_accuracy=fp,
@@ -318,7 +318,9 @@ def infer(args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
 def demo(chip, args: argparse.Namespace, listeners: Iterable[Listener]) -> dict:
     from pcm_hil.demo import run_demo
 
-    opener = chip_opener(args.resource, args.timeout, args.visa_library, 0, shared=chip)
+    opener = chip_opener(
+        args.resource, args.timeout, args.visa_library, 0, shared=chip, record=args.record, first=1
+    )
     return run_demo(chip, opener, network=args.network, chips=args.chips, listeners=listeners)
 
 

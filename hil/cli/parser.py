@@ -132,8 +132,8 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
         "--resource",
         default="emulator",
         help="chip to use: a VISA resource (TCPIP0::host::port::SOCKET, ASRL/dev/…::INSTR), "
-        "serial:/dev/…, or 'emulator' for the embedded emulator; 'emulator?seed=3&profile=tiny' "
-        "picks its seed and shape",
+        "serial:/dev/…, 'replay:FILE' for a recorded session (--record), or 'emulator' for the "
+        "embedded emulator; 'emulator?seed=3&profile=tiny' picks its seed and shape",
     )
     parser.add_argument(
         "--timeout",
@@ -146,6 +146,14 @@ def _add_resource(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="VISA implementation for VISA resources: '@py' (pyvisa-py) or a vendor library "
         "path (default: a plain socket for TCPIP…::SOCKET resources, pyvisa-py for others)",
+    )
+    parser.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="record every byte exchanged with the chip into FILE, a new cassette (several "
+        "chips: FILE, then FILE's name with .1, .2, … before its suffix); play it back with "
+        "--resource replay:FILE",
     )
 
 

@@ -9,7 +9,11 @@ Installed with pcm-hil and registered through the ``pytest11`` entry point (name
   for the test (started and stopped by the fixture), for scripts that open a chip themselves;
 - ``pcm_emulator``: the ``pcm_hil.EmulatedChip`` behind both, for assertions on device state;
   None when the tests run on a chip;
-- ``pcm_clock``: a ``pcm_hil.ChipClock`` on ``pcm_chip``.
+- ``pcm_clock``: a ``pcm_hil.ChipClock`` on ``pcm_chip``;
+- ``pcm_replay``: an open ``pcm_hil.PcmChip`` that plays back the cassette of the test's
+  ``@pytest.mark.pcm_replay(PATH)`` — a session once recorded on the chip
+  (``PcmChip.open(…, record=PATH)``, ``--record``, or ``--pcm-record``) — and fails the test
+  where the script departs from it.
 
 Within one test the fixtures share one emulated chip. It is seeded and shaped by the marker
 ``@pytest.mark.pcm(seed=…, profile=…, tiles=…, rows=…, columns=…, real_time=…, faults=…,
@@ -69,6 +73,11 @@ _PCM_MARKER = (
     "(pcm-hil); ignored with --pcm-resource"
 )
 _HARDWARE_MARKER = "pcm_hardware: needs a chip; skipped unless --pcm-resource is given (pcm-hil)"
+_REPLAY_MARKER = (
+    "pcm_replay(cassette, order='strict', complete=True): the pcm_replay fixture plays the "
+    "cassette (a path relative to the test file) back as the chip; with --pcm-record, "
+    "records it anew from --pcm-resource or the test's emulated chip (pcm-hil)"
+)
 
 
 # --- options, markers, collection ---------------------------------------------------------------
@@ -98,6 +107,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "instead of an emulator per test; runs the pcm_hardware tests",
     )
     group.addoption(
+        "--pcm-record",
+        action="store_true",
+        help="record the pcm_replay tests' cassettes anew (from --pcm-resource, else each "
+        "test's emulated chip) instead of replaying them",
+    )
+    group.addoption(
         "--pcm-timeout",
         type=float,
         default=DEFAULT_TIMEOUT_S,
@@ -109,6 +124,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _PCM_MARKER)
     config.addinivalue_line("markers", _HARDWARE_MARKER)
+    config.addinivalue_line("markers", _REPLAY_MARKER)
     resource = config.getoption("pcm_resource", None)
     if resource is not None:
         text = resource.strip()
@@ -371,3 +387,68 @@ def pcm_clock(pcm_chip: PcmChip) -> ChipClock:
     from pcm_hil.targets.clock import ChipClock
 
     return ChipClock(pcm_chip)
+
+
+@pytest.fixture
+def pcm_replay(request: pytest.FixtureRequest):
+    """An open ``pcm_hil.PcmChip`` that is the cassette of the test's ``pcm_replay`` marker
+    played back (``replay:PATH``): the script under test must send what was recorded, in order
+    (``order='queries'`` lets pure queries swap places), or ``ReplayMismatchError`` says where
+    it went another way; with ``complete=True`` (the default) the test also fails if the
+    script stops before the recording does. With ``--pcm-record`` the cassette is recorded
+    anew instead, from ``--pcm-resource`` or the test's emulated chip (``pcm`` marker)."""
+    marker = request.node.get_closest_marker("pcm_replay")
+    if marker is None or len(marker.args) != 1:
+        pytest.fail(
+            "pcm_replay needs @pytest.mark.pcm_replay(CASSETTE): the recording to replay",
+            pytrace=False,
+        )
+    unknown = sorted(set(marker.kwargs) - {"order", "complete"})
+    if unknown:
+        pytest.fail(f"@pytest.mark.pcm_replay: unknown key(s) {', '.join(unknown)}", pytrace=False)
+    path = Path(os.fspath(marker.args[0]))
+    if not path.is_absolute():
+        path = Path(request.node.path).parent / path
+    config = request.config
+    if config.getoption("pcm_record", False):
+        yield from _record_cassette(request, path)
+        return
+    from pcm_hil.drivers import PcmChip
+    from pcm_hil.drivers.transports import ResourceError
+
+    order = marker.kwargs.get("order", "strict")
+    try:
+        chip = PcmChip.open(
+            f"replay:{path}?order={order}", timeout_s=config.getoption("pcm_timeout")
+        )
+    except ResourceError as error:
+        pytest.fail(
+            f"@pytest.mark.pcm_replay: {error} (record it with --pcm-record)", pytrace=False
+        )
+    try:
+        yield chip
+        left = getattr(chip.transport, "remaining", 0)
+        departed = getattr(chip.transport, "departed", None)  # failed there already
+        if marker.kwargs.get("complete", True) and left and departed is None:
+            pytest.fail(
+                f"the script stopped with {left} recorded exchange(s) of {path.name} not replayed",
+                pytrace=False,
+            )
+    finally:
+        chip.close()
+
+
+def _record_cassette(request: pytest.FixtureRequest, path: Path):
+    """``pcm_replay`` under ``--pcm-record``: the chip recording into ``path`` (replaced)."""
+    from pcm_hil.drivers import PcmChip
+
+    config = request.config
+    hardware = config.getoption("pcm_resource", None)
+    resource = hardware.strip() if hardware else settings_for(request.node).resource
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    chip = PcmChip.open(resource, timeout_s=config.getoption("pcm_timeout"), record=path)
+    try:
+        yield chip
+    finally:
+        chip.close()
