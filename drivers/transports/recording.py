@@ -3,8 +3,10 @@ cassette (``pcm_hil.protocols.cassette``) as it passes — ``PcmChip.open(resour
 record="session.cassette")``, ``--record FILE`` on the command line.
 
 Each write, each read (a line, an exact count, a binary block read straight into its array)
-and each clear of the input is one record, written before the call returns: a script killed
-at any point leaves a cassette that replays up to its last whole exchange.
+and each clear of the input is one record. A command's records and its reply's go to the file
+together, with one system call, as soon as a response message ends (a read that ends in LF;
+a failure, a clear or a close too): a script killed at any point leaves a cassette that
+replays up to its last whole exchange.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RecordingTransport:
         self.inner = transport
         self.cassette = cassette
         self.resource = transport.resource
+        self._held: list[tuple[str, float, bytes | bytearray | memoryview]] = []
 
     @classmethod
     def start(cls, transport: Transport, path: str | os.PathLike[str]) -> RecordingTransport:
@@ -45,7 +48,7 @@ class RecordingTransport:
         return cls(transport, CassetteWriter(path, meta))
 
     def write(self, data: bytes) -> None:
-        self.cassette.add("W", data)  # first: what was sent, even if sending then fails
+        self._hold("W", data)
         try:
             self.inner.write(data)
         except TransportError as error:
@@ -58,7 +61,9 @@ class RecordingTransport:
         except TransportError as error:
             self._failed("read", error)
             raise
-        self.cassette.add("R", data)
+        self._hold("R", data)
+        if data.endswith(b"\n"):  # a response message ends: its exchange is on file
+            self._flush()
         return data
 
     def read_into(self, buffer: memoryview) -> None:
@@ -67,25 +72,38 @@ class RecordingTransport:
         except TransportError as error:
             self._failed("read", error)
             raise
-        self.cassette.add("R", buffer)
+        self._hold("R", buffer)
+
+    def clear(self) -> None:
+        self.inner.clear()
+        self._hold("C", b"")
+        self._flush()
+
+    def _hold(self, kind: str, data: bytes | bytearray | memoryview) -> None:
+        self._held.append((kind, self.cassette.now(), data))
+
+    def _flush(self) -> None:
+        """Write what is held: a command and its reply go to the file together, once the
+        reply's message has ended — one system call an exchange, whole exchanges on file."""
+        held, self._held = self._held, []
+        self.cassette.add_many(held)
 
     def _failed(self, operation: str, error: TransportError) -> None:
         """A failed read or write, as the replay will raise it again."""
         text = f"{operation} {type(error).__name__} {error}"
-        self.cassette.add("E", text.encode("utf-8", "replace"))
-
-    def clear(self) -> None:
-        self.inner.clear()
-        self.cassette.add("C", b"")
+        self._hold("E", text.encode("utf-8", "replace"))
+        self._flush()
 
     def resume_on(self, transport: Transport) -> RecordingTransport:
         """The same recording over a new connection (a reconnect), marked in the cassette."""
+        self._flush()
         self.cassette.add("O", b"")
         return RecordingTransport(transport, self.cassette)
 
     def close(self) -> None:
         """Close the connection and the cassette's file (a reconnect opens it again)."""
         try:
+            self._flush()
             self.inner.close()
         finally:
             self.cassette.close()
