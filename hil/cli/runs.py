@@ -277,10 +277,16 @@ def render_run(info, events: list, console: Console) -> None:
 
 
 def export_run(args: argparse.Namespace, store: RunStore) -> int:
-    """Write the run's tables as NetCDF, Parquet or CSV and print the path written."""
+    """Write the run's tables as NetCDF, Parquet or CSV, or its bluesky documents; print the
+    path written."""
+    store.run(args.id)  # an unknown run is one line
+    if args.format == "bluesky":
+        from pcm_hil.adapters.bluesky import export_bluesky
+
+        print(export_bluesky(args.id, args.output, store=store))
+        return 0
     from pcm_hil.data import export_run as export
 
-    store.run(args.id)  # an unknown run is one line
     print(export(args.id, args.format, args.output, store=store))
     return 0
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pcm_hil.cli.options import duration, non_negative_int, positive_int
 from pcm_hil.cli.parser import _add_json, _add_runs, _command
 
-#: ``runs export --format``: the formats of ``pcm_hil.data.export_run``.
-EXPORT_FORMATS = ("netcdf", "hdf5", "parquet", "csv")
+#: ``runs export --format``: the formats of ``pcm_hil.data.export_run``, and bluesky's
+#: event-model documents (``pcm_hil.adapters.bluesky``).
+EXPORT_FORMATS = ("netcdf", "hdf5", "parquet", "csv", "bluesky")
 
 
 def add_runs_commands(commands) -> None:
@@ -66,7 +67,8 @@ def add_runs_commands(commands) -> None:
     export = _command(
         runs_commands,
         "export",
-        "write a run's tables, self-describing: NetCDF-4 (HDF5), Parquet or CSV",
+        "write a run's tables, self-describing: NetCDF-4 (HDF5), Parquet or CSV; or the run as "
+        "bluesky event-model documents",
     )
     export.add_argument("id", type=positive_int, help="run id")
     export.add_argument(
@@ -74,12 +76,12 @@ def add_runs_commands(commands) -> None:
         choices=EXPORT_FORMATS,
         required=True,
         help="netcdf: one .nc file, a group per table (hdf5: the same file, .h5); parquet and "
-        "csv: a folder, one file per table",
+        "csv: a folder, one file per table; bluesky: JSON lines, [name, document] each",
     )
     export.add_argument(
         "--output",
-        help="the file (netcdf, hdf5) or folder (parquet, csv) (default: run-ID.nc, run-ID.h5, "
-        "run-ID-parquet/ or run-ID-csv/ in this directory)",
+        help="the file (netcdf, hdf5, bluesky) or folder (parquet, csv) (default: run-ID.nc, "
+        "run-ID.h5, run-ID-parquet/, run-ID-csv/ or run-ID.bluesky.jsonl in this directory)",
     )
     plot = _command(
         runs_commands,
