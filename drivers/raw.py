@@ -70,7 +70,10 @@ class RawAccess:
             raise ValueError(f"{_shown(command)} answered {reply[:40]!r}, not a binary block")
         start, length = parse_header(reply)
         stop = len(reply) if length < 0 else start + length
-        return decode_array(reply[start:stop], np.dtype(dtype).newbyteorder("<").str).copy()
+        wanted = np.dtype(dtype)
+        if wanted.byteorder in ("=", "|"):  # native or none said: the wire's little-endian
+            wanted = wanted.newbyteorder("<")
+        return decode_array(reply[start:stop], wanted.str).copy()
 
     def _raw_reply(self, command: str | bytes) -> bytes:
         """Send a query message, then ``*OPC?`` and the error query: the stream holds its
@@ -106,11 +109,17 @@ def _checked(chip: RawAccess, command: str | bytes) -> tuple[bytes, bool]:
         from pcm_hil.drivers.errors import TransportError
 
         raise TransportError("the driver is closed")
-    message = command.encode("ascii") if isinstance(command, str) else bytes(command)
-    message = message.rstrip(b"\r\n")
-    pieces = MessageFramer(max_text=1 << 20, max_block=1 << 30).feed(message + b"\n")
-    if len(pieces) != 1 or not isinstance(pieces[0], bytes) or not message.strip():
-        raise ValueError(f"{_shown(message)}: send one program message (no line feed inside)")
+    given = command.encode("ascii") if isinstance(command, str) else bytes(command)
+    # the message as given, or without its terminator (LF or CR LF): whichever frames as
+    # exactly itself — a final binary block may end in byte 0x0A, which is data, not an end
+    message = b""
+    for candidate in (given, given.removesuffix(b"\n").removesuffix(b"\r")):
+        pieces = MessageFramer(max_text=1 << 20, max_block=1 << 30).feed(candidate + b"\n")
+        if pieces == [candidate] and candidate.strip():
+            message = candidate
+            break
+    if not message:
+        raise ValueError(f"{_shown(given)}: send one program message (no line feed inside)")
     asks = False
     for unit in split_units(message):
         header = unit.strip().split(None, 1)[0] if unit.strip() else b""

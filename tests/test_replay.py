@@ -112,6 +112,57 @@ def test_independent_queries_may_swap_places_when_asked(tmp_path):
         assert chip.transport.remaining == 0
     with pytest.raises(ResourceError, match="order=strict\\|queries"):
         open_replay(f"replay:{cassette}?order=any")
+    # a query that changes the next answer (reading the event status register clears it) is
+    # never moved past another
+    status = tmp_path / "status.cassette"
+    with PcmChip.open(RESOURCE, record=status) as chip:
+        chip.query("SYST:VERS?")
+        chip.query("*ESR?")
+    with PcmChip.open(f"replay:{status}?order=queries") as chip:
+        with pytest.raises(ReplayMismatchError, match="recorded: 'SYST:VERS\\?"):
+            chip.query("*ESR?")
+
+
+def test_a_reply_that_came_late_replays_after_its_timeout(tmp_path):
+    """A reply delayed past the timeout: the read times out, the next read gets it — on the
+    chip, and again on the replay."""
+    from pcm_hil.emulator.faults import FaultPlan
+
+    plan = FaultPlan.parse("delay_s=5,delay_from=2")
+    transport = InProcessTransport("emulator", WireInterface(make_chip("tiny", seed=1)), plan)
+    recording = RecordingTransport.start(transport, tmp_path / "late.cassette")
+    for _ in range(2):
+        recording.write(b"*OPC?\n")
+    assert recording.read(None) == b"1\n"
+    with pytest.raises(ChipTimeoutError):
+        recording.read(None)
+    assert recording.read(None) == b"1\n"  # late
+    recording.close()
+    replay = open_replay(f"replay:{tmp_path / 'late.cassette'}")
+    for _ in range(2):
+        replay.write(b"*OPC?\n")
+    assert replay.read(None) == b"1\n"
+    with pytest.raises(ChipTimeoutError):
+        replay.read(None)
+    assert replay.read(None) == b"1\n"
+    assert replay.remaining == 0
+
+
+def test_a_replayed_real_time_chip_is_waited_on_without_sleeping(tmp_path, monkeypatch):
+    cassette = tmp_path / "real.cassette"
+    with PcmChip.open("emulator?profile=tiny&real_time=1", record=cassette) as chip:
+        ChipClock(chip).wait(0.05)  # a real wait: polls of the chip's clock and sleeps
+        recorded = chip.time()
+    import pcm_hil.targets.clock as clock_module
+
+    def no_sleep(seconds):
+        raise AssertionError("a replay slept")
+
+    monkeypatch.setattr(clock_module.time, "sleep", no_sleep)
+    with PcmChip.open(f"replay:{cassette}") as chip:
+        ChipClock(chip).wait(0.05)  # the same polls, answered at once from the recording
+        assert chip.time() == recorded
+        assert chip.transport.remaining == 0
 
 
 def test_a_timeout_recorded_replays_as_a_timeout(tmp_path):
@@ -202,8 +253,29 @@ def test_the_cli_records_and_replays_a_command(tmp_path, capsys):
     for key in ("converged_fraction", "iterations_mean", "error_std_uS", "levels"):
         assert replayed[key] == recorded[key], key
     assert main([*common, "--resource", f"replay:{cassette}", "--levels", "5"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "differs" in err
+    err = capsys.readouterr().err  # the whole story, no traceback: where, recorded, script
+    assert "differs" in err and "  recorded: 'PULS:APPL" in err and "  script:   'PULS:APPL" in err
+    assert "amplitudes[" in err and "Traceback" not in err
+    bench = ["--bench", "TCPIP0::127.0.0.1::1::SOCKET,TCPIP0::127.0.0.1::2::SOCKET"]
+    assert main([*common, *bench, "--record", str(tmp_path / "b.cassette")]) == 1
+    assert "a bench's instruments have none" in capsys.readouterr().err
+
+
+def test_a_command_that_opens_chips_several_times_records_each_open(tmp_path, capsys):
+    """`infer` opens each chip once per set of weights: each open its own cassette, refused
+    up front if one exists; replayed, the same accuracies."""
+    cassette = tmp_path / "infer.cassette"
+    runs = str(tmp_path / "runs.sqlite")
+    common = ["infer", "--chips", "1", "--times", "1", "100", "--json", "--quiet", "--runs", runs]
+    assert main([*common, "--record", str(cassette)]) == 0
+    recorded = json.loads(capsys.readouterr().out)
+    assert cassette.exists() and (tmp_path / "infer.1.cassette").exists()
+    assert not (tmp_path / "infer.2.cassette").exists()
+    assert main([*common, "--resource", f"replay:{cassette}"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["points"] == recorded["points"]
+    assert main([*common, "--record", str(cassette)]) == 1  # before anything is programmed
+    assert "infer.cassette exists" in capsys.readouterr().err
 
 
 USER_TEST = """
@@ -219,6 +291,22 @@ def test_my_script(pcm_replay):
 """
 
 
+SWALLOWING_TEST = """
+import numpy as np
+import pytest
+from pcm_hil import program_and_verify
+from pcm_hil.drivers.errors import TransportError
+
+@pytest.mark.pcm(profile="tiny", seed=9)
+@pytest.mark.pcm_replay("cassettes/program.cassette")
+def test_my_script(pcm_replay):
+    try:  # a script that catches the transport's errors and goes on
+        program_and_verify(pcm_replay, 0, np.arange(32), np.linspace(2.0, 19.0, 32))
+    except TransportError:
+        pass
+"""
+
+
 def test_the_fixture_runs_a_users_test_outside_the_repository(pytester: pytest.Pytester):
     pytester.makepyfile(test_lab=USER_TEST.format(top=18.0))
     recorded = pytester.runpytest_subprocess("--pcm-record", "-q")
@@ -228,5 +316,9 @@ def test_the_fixture_runs_a_users_test_outside_the_repository(pytester: pytest.P
     replayed.assert_outcomes(passed=1)
     pytester.makepyfile(test_lab=USER_TEST.format(top=19.0))  # the script changed
     changed = pytester.runpytest_subprocess("-q")
-    changed.assert_outcomes(failed=1)
+    changed.assert_outcomes(failed=1)  # failed, and only that: no teardown error on top
     changed.stdout.fnmatch_lines(["*ReplayMismatchError*differs*", "*recorded: 'PULS:APPL*"])
+    pytester.makepyfile(test_lab=SWALLOWING_TEST)  # the mismatch caught by the script
+    swallowed = pytester.runpytest_subprocess("-q")
+    swallowed.assert_outcomes(passed=1, errors=1)
+    swallowed.stdout.fnmatch_lines(["*the script departed from the recording*"])

@@ -6,7 +6,8 @@ Each write, each read (a line, an exact count, a binary block read straight into
 and each clear of the input is one record. A command's records and its reply's go to the file
 together, with one system call, as soon as a response message ends (a read that ends in LF;
 a failure, a clear or a close too): a script killed at any point leaves a cassette that
-replays up to its last whole exchange.
+replays up to its last whole exchange. The exchange under way when it was killed is not on
+file, though its command may have reached the chip (a pulse sent, its reply never read).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ The mapping:
   booleans; a mapping or a list of mappings travels as JSON text (``dtype`` string);
 - one **event** per pcm-hil document, in the order recorded, timed when it was emitted;
 - one **stop** document: ``success`` for a completed run, ``abort`` for a cancelled one,
-  ``fail`` (with the error as its reason) for a failed or unfinished one.
+  ``fail`` (with the error as its reason) for a failed one; none for a run still running.
+
+Every uid comes from the store's resolved path, the run and the document's place in it: the
+same run exports to the same documents every time (re-ingesting it duplicates nothing).
 
 Arrays travel inline, as lists: a million-device read is a list of a million numbers. The
 documents are validated with event-model's own schema validators as they are made.
@@ -22,9 +25,12 @@ documents are validated with event-model's own schema validators as they are mad
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import types
+import typing
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -57,24 +63,30 @@ def iter_documents(
     opened = store if isinstance(store, RunStore) else RunStore(store, readonly=True)
     try:
         info = opened.run(run_id)
-        namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"pcm-hil:{opened.path}")
+        # every uid from the store's resolved path, the run and the document's place in it:
+        # exporting the same run again gives the same documents
+        namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"pcm-hil:{Path(opened.path).resolve()}")
+        run_key = f"{info.id}:{info.started_at!r}"
+
+        def uid(part: str) -> str:
+            return str(uuid.uuid5(namespace, f"{run_key}:{part}"))
+
         run = event_model.compose_run(
-            uid=str(uuid.uuid5(namespace, f"{info.id}:{info.started_at!r}")),
-            time=info.started_at,
-            metadata=_start_metadata(info),
+            uid=uid("start"), time=info.started_at, metadata=_start_metadata(info)
         )
         yield "start", run.start_doc
         streams: dict[str, Any] = {}
-        for event in opened.events(run_id):
+        last = info.started_at
+        for seq, event in enumerate(opened.events(run_id)):
             document = event.document
             values = {k: _value(v) for k, v in document.values().items()}
             stream = streams.get(document.name)
             if stream is None:
                 stream = streams[document.name] = run.compose_descriptor(
                     name=document.name,
-                    data_keys={
-                        k: _data_key(document.name, v) for k, v in document.values().items()
-                    },
+                    data_keys=_data_keys(document),
+                    uid=uid(f"descriptor:{document.name}"),
+                    time=event.wall_time_s,
                 )
                 yield "descriptor", stream.descriptor_doc
             yield (
@@ -82,15 +94,20 @@ def iter_documents(
                 stream.compose_event(
                     data=values,
                     timestamps=dict.fromkeys(values, event.wall_time_s),
+                    uid=uid(f"event:{seq}"),
                     time=event.wall_time_s,
                 ),
             )
+            last = event.wall_time_s
+        if info.status == "running":  # not ended yet: no stop document (a run in progress)
+            return
         yield (
             "stop",
             run.compose_stop(
                 exit_status=STOP_STATUS.get(info.status, "fail"),
                 reason=info.error or ("" if info.status in STOP_STATUS else info.status),
-                time=info.ended_at if info.ended_at is not None else info.started_at,
+                uid=uid("stop"),
+                time=info.ended_at if info.ended_at is not None else last,
             ),
         )
     finally:
@@ -133,24 +150,55 @@ def _start_metadata(info) -> dict[str, Any]:
     return json.loads(json.dumps(_json(found), allow_nan=False))
 
 
-def _data_key(stream: str, value: Any) -> dict[str, Any]:
-    source = f"pcm-hil:{stream}"
-    if isinstance(value, np.ndarray):
-        return {
-            "source": source,
-            "dtype": "array",
-            "dtype_numpy": value.dtype.str,
-            "shape": [None] * value.ndim,
-        }
-    if isinstance(value, bool | np.bool_):
-        return {"source": source, "dtype": "boolean", "shape": []}
-    if isinstance(value, int | np.integer):
-        return {"source": source, "dtype": "integer", "shape": []}
-    if isinstance(value, float | np.floating):
-        return {"source": source, "dtype": "number", "shape": []}
+def _data_keys(document: Any) -> dict[str, dict[str, Any]]:
+    """The data keys of a document's stream: each field's type from the document class's
+    annotations (``float | None`` is a number even when this document holds None), from the
+    value for a document of a class this pcm-hil does not know."""
+    source = f"pcm-hil:{document.name}"
+    try:
+        hints = typing.get_type_hints(type(document)) if dataclasses.is_dataclass(document) else {}
+    except Exception:  # an annotation that does not resolve here: judge by the values
+        hints = {}
+    keys = {}
+    for name, value in document.values().items():
+        kind = _kind_of(hints.get(name), value)
+        key: dict[str, Any] = {"source": source, "dtype": kind, "shape": []}
+        if isinstance(value, np.ndarray):
+            key.update(dtype="array", dtype_numpy=value.dtype.str, shape=[None] * value.ndim)
+        elif kind == "array":
+            key["shape"] = [None]
+        keys[name] = key
+    return keys
+
+
+def _kind_of(annotation: Any, value: Any) -> str:
+    """event-model's dtype of a field: from its annotation when it names one plain type
+    (None aside), else from its value."""
+    if annotation is not None:
+        base = annotation
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            base = options[0] if len(options) == 1 else annotation
+        base = typing.get_origin(base) or base
+        for kind, accepted in _KINDS:
+            if isinstance(base, type) and issubclass(base, accepted):
+                return kind
+    for kind, accepted in _KINDS:
+        if isinstance(value, accepted):
+            return kind
     if isinstance(value, list | tuple) and all(isinstance(v, int | float) for v in value):
-        return {"source": source, "dtype": "array", "shape": [None]}
-    return {"source": source, "dtype": "string", "shape": []}
+        return "array"
+    return "string"
+
+
+#: Python types → event-model's dtypes, in the order they are tried (bool before int).
+_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("array", np.ndarray),
+    ("boolean", (bool, np.bool_)),
+    ("integer", (int, np.integer)),
+    ("number", (float, np.floating)),
+    ("string", str),
+)
 
 
 def _value(value: Any) -> Any:

@@ -206,7 +206,10 @@ class PcmChipInstrument(Instrument):
         return self.chip.time() - self._programmed_at
 
     def close(self) -> None:
+        """Close the chip and the instrument (again: nothing; qcodes strips a closed one)."""
+        chip = getattr(self, "chip", None)
         try:
-            self.chip.close()
+            if chip is not None:
+                chip.close()
         finally:
             super().close()

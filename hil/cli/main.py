@@ -26,6 +26,7 @@ from pcm_hil.cli.recording import run_procedure, run_report
 from pcm_hil.cli.runs import dashboard, runs
 from pcm_hil.cli.serve import emulator
 from pcm_hil.drivers import PcmHilError
+from pcm_hil.protocols.transport import ReplayMismatchError
 
 # command: (procedure body, renderer), each run on one chip as a recorded run
 PROCEDURES = {
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, ReplayMismatchError):  # where a replay departed: all of it
+            message = str(error)
         print(f"pcm-hil: error: {message}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -155,6 +155,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return None
 
 
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Note whether a test's own call failed (``pcm_replay``'s teardown then keeps quiet about
+    the exchanges it did not reach)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.stash[_CALL_FAILED] = True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("pcm_resource", None) is not None:
         return
@@ -417,19 +430,27 @@ def pcm_replay(request: pytest.FixtureRequest):
     from pcm_hil.drivers.transports import ResourceError
 
     order = marker.kwargs.get("order", "strict")
+    if order not in ("strict", "queries"):
+        pytest.fail(f"@pytest.mark.pcm_replay: order={order!r}: strict or queries", pytrace=False)
+    if not path.exists():
+        pytest.fail(
+            f"@pytest.mark.pcm_replay: no cassette at {path} (record it: --pcm-record)",
+            pytrace=False,
+        )
     try:
         chip = PcmChip.open(
             f"replay:{path}?order={order}", timeout_s=config.getoption("pcm_timeout")
         )
     except ResourceError as error:
-        pytest.fail(
-            f"@pytest.mark.pcm_replay: {error} (record it with --pcm-record)", pytrace=False
-        )
+        pytest.fail(f"@pytest.mark.pcm_replay: {error}", pytrace=False)
     try:
         yield chip
+        failed = request.node.stash.get(_CALL_FAILED, False)  # its own failure said it already
+        departed = getattr(chip.transport, "departed", None)
+        if departed is not None and not failed:  # the script caught the error and went on
+            pytest.fail(f"the script departed from the recording:\n{departed}", pytrace=False)
         left = getattr(chip.transport, "remaining", 0)
-        departed = getattr(chip.transport, "departed", None)  # failed there already
-        if marker.kwargs.get("complete", True) and left and departed is None:
+        if marker.kwargs.get("complete", True) and left and not failed:
             pytest.fail(
                 f"the script stopped with {left} recorded exchange(s) of {path.name} not replayed",
                 pytrace=False,
