@@ -115,10 +115,16 @@ class CassetteWriter:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_BINARY", 0))
         parts: list[bytes | bytearray | memoryview] = []
+        total = 0
         for kind, t_s, data in records:
-            head = _HEAD.pack(kind.encode("ascii"), t_s, len(data))
-            parts += head, data, _CRC.pack(zlib.crc32(data, zlib.crc32(head)))
-        total = sum(len(part) for part in parts)
+            size = len(data)
+            head = _HEAD.pack(kind.encode("ascii"), t_s, size)
+            if size <= 4096:  # a command, a line: one piece, one CRC call
+                record = head + bytes(data)
+                parts.append(record + _CRC.pack(zlib.crc32(record)))
+            else:  # a block: its bytes as they are, not copied
+                parts += head, data, _CRC.pack(zlib.crc32(data, zlib.crc32(head)))
+            total += _HEAD.size + size + _CRC.size
         written = 0
         if hasattr(os, "writev") and len(parts) <= 1020:  # payloads not copied into records
             written = os.writev(self._fd, parts)
