@@ -311,7 +311,14 @@ def test_the_fixture_runs_a_users_test_outside_the_repository(pytester: pytest.P
     pytester.makepyfile(test_lab=USER_TEST.format(top=18.0))
     recorded = pytester.runpytest_subprocess("--pcm-record", "-q")
     recorded.assert_outcomes(passed=1)
-    assert (pytester.path / "cassettes" / "program.cassette").exists()
+    cassette = pytester.path / "cassettes" / "program.cassette"
+    kept = cassette.read_bytes()
+    # a recording whose test fails leaves the cassette that was there
+    pytester.makepyfile(test_lab=USER_TEST.format(top=18.0) + "    assert False\n")
+    pytester.runpytest_subprocess("--pcm-record", "-q").assert_outcomes(failed=1)
+    assert cassette.read_bytes() == kept
+    assert not list(cassette.parent.glob("*.recording"))
+    pytester.makepyfile(test_lab=USER_TEST.format(top=18.0))
     replayed = pytester.runpytest_subprocess("-q")
     replayed.assert_outcomes(passed=1)
     pytester.makepyfile(test_lab=USER_TEST.format(top=19.0))  # the script changed

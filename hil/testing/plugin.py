@@ -460,16 +460,28 @@ def pcm_replay(request: pytest.FixtureRequest):
 
 
 def _record_cassette(request: pytest.FixtureRequest, path: Path):
-    """``pcm_replay`` under ``--pcm-record``: the chip recording into ``path`` (replaced)."""
+    """``pcm_replay`` under ``--pcm-record``: the test's chip — ``--pcm-resource``, or the
+    emulated chip ``pcm_emulator`` shows (faults and all) — recording into a new file that
+    replaces ``path`` once the test has passed (a failed recording leaves the old one)."""
     from pcm_hil.drivers import PcmChip
+    from pcm_hil.drivers.transports.recording import RecordingTransport
+    from pcm_hil.emulator.servers.inprocess import InProcessTransport
 
-    config = request.config
-    hardware = config.getoption("pcm_resource", None)
-    resource = hardware.strip() if hardware else settings_for(request.node).resource
+    bench: PcmBench = request.getfixturevalue("_pcm_bench")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    chip = PcmChip.open(resource, timeout_s=config.getoption("pcm_timeout"), record=path)
+    fresh = path.with_name(path.name + ".recording")
+    fresh.unlink(missing_ok=True)
+    if bench.hardware is not None or bench._plan is not None or bench._wire is None:
+        chip = PcmChip.open(bench.resource(), timeout_s=bench.timeout_s, record=fresh)
+    else:
+        assert bench.settings is not None
+        transport = InProcessTransport(bench.settings.resource, bench._wire)
+        chip = PcmChip(RecordingTransport.start(transport, fresh))
     try:
         yield chip
     finally:
         chip.close()
+        if request.node.stash.get(_CALL_FAILED, False):
+            fresh.unlink(missing_ok=True)
+        else:
+            os.replace(fresh, path)
